@@ -1,0 +1,219 @@
+"""Eye models: render Cartesian images onto the hexagonal lattice of ommatidia.
+
+``BoxEye`` averages a square box of pixels around each receptor centre (natural videos,
+optic flow); ``HexEye`` averages the pixels inside a hexagon per ommatidium (analytic
+bars, edges and gratings on a virtual monitor).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flygnn import hexgrid
+
+__all__ = ["BoxEye", "box_centers", "hex_masks", "resize"]
+
+_MODES = ("mean", "sum", "median")
+
+
+def box_centers(extent: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Receptor centres in pixels relative to the image centre, canonical hexal order.
+
+    ``row = trunc(k (u + v/2))`` (truncation toward zero of the half-integers) and
+    ``col = k v`` with spacing ``k = kernel_size``.
+
+    **Shapes:** returns two int64 arrays ``(n_hexals,)``.
+    """
+    u, v = hexgrid.disk(extent)
+    rows = np.trunc(kernel_size * (u + v / 2.0)).astype(np.int64)
+    cols = (kernel_size * v).astype(np.int64)
+    return rows, cols
+
+
+class BoxEye:
+    """Box-filter eye: each ommatidium sees the mean of a ``k x k`` pixel box.
+
+    For receptor centre ``(r_i, c_i)`` (``box_centers`` shifted to ``(H//2, W//2)``) the
+    output is ``y_i = (1/k^2) sum_{|dr|,|dc| <= k//2} x[r_i + dr, c_i + dc]`` with pixels
+    outside the frame counted as 0 (zero padding); ``mode="sum"`` drops the ``1/k^2``,
+    ``mode="median"`` takes the box median with reflect padding. Frames smaller than
+    ``min_frame_size`` (the span of the centres plus one; 391 px for the defaults) are
+    first resized to exactly that size (bilinear, antialiased, as torchvision's resize).
+    Only the ``n_hexals`` box sums are evaluated, from a two-pass cumulative sum.
+
+    Args:
+        extent: lattice radius (15 -> 721 hexals).
+        kernel_size: box side and receptor spacing in pixels.
+        mode: ``"mean"`` (luminance), ``"sum"`` (optic flow) or ``"median"`` (depth).
+
+    **Shapes:** ``(B, T, H, W)`` (torch or numpy) -> ``(B, T, n_hexals)`` float32 torch
+    tensor on the input's device.
+    """
+
+    def __init__(self, extent: int = 15, kernel_size: int = 13, mode: str = "mean") -> None:
+        if int(extent) != extent or extent < 0:
+            raise ValueError(f"extent must be a non-negative integer, got {extent}")
+        if int(kernel_size) != kernel_size or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive integer, got {kernel_size}")
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        self.extent = int(extent)
+        self.kernel_size = int(kernel_size)
+        self.mode = mode
+        self.rows, self.cols = box_centers(self.extent, self.kernel_size)
+        self.n_hexals = hexgrid.num_hexals(self.extent)
+        size_r = int(self.rows.max() - self.rows.min() + 1)
+        size_c = int(self.cols.max() - self.cols.min() + 1)
+        self.min_frame_size = (size_r, size_c)
+
+    def __repr__(self) -> str:
+        return f"BoxEye(extent={self.extent}, kernel_size={self.kernel_size}, mode={self.mode!r})"
+
+    def __call__(self, video) -> torch.Tensor:
+        x = torch.as_tensor(video)
+        if x.dim() != 4:
+            raise ValueError(f"video must have shape (B, T, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            x = x.float()
+        if x.dtype == torch.float16 or x.dtype == torch.bfloat16:
+            x = x.float()
+        B, T, H, W = x.shape
+        if H < self.min_frame_size[0] or W < self.min_frame_size[1]:
+            x = resize(x.float(), self.min_frame_size)
+            H, W = self.min_frame_size
+        rows = torch.as_tensor(self.rows, device=x.device) + H // 2
+        cols = torch.as_tensor(self.cols, device=x.device) + W // 2
+        if self.mode == "median":
+            out = _box_median(x, rows, cols, self.kernel_size)
+        else:
+            out = _box_sum(x, rows, cols, self.kernel_size)
+            if self.mode == "mean":
+                out = out / self.kernel_size**2
+        return out.to(torch.float32)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of the last two axes (torchvision's tensor ``resize``).
+
+    **Shapes:** ``(..., H, W)`` -> ``(..., size[0], size[1])``.
+    """
+    lead = x.shape[:-2]
+    y = F.interpolate(
+        x.reshape(-1, 1, *x.shape[-2:]),
+        size=size,
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
+    return y.reshape(*lead, *size)
+
+
+def _acc_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float32 if x.device.type == "mps" else torch.float64
+
+
+def _box_sum(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: int) -> torch.Tensor:
+    """Zero-padded box sums over rows ``[r - k//2, r - k//2 + k)`` (likewise columns).
+
+    This is a ``k x k`` all-ones convolution with padding ``k // 2`` sampled at the
+    centres, evaluated from separable cumulative sums in float64.
+    """
+    B, T, H, W = x.shape
+    half = k // 2
+    acc = x.to(_acc_dtype(x))
+    # Row pass: only the distinct receptor rows are needed.
+    urows, row_of = torch.unique(rows, return_inverse=True)
+    zero_row = torch.zeros(B, T, 1, W, dtype=acc.dtype, device=x.device)
+    csum = torch.cat([zero_row, acc.cumsum(dim=2)], dim=2)  # (B, T, H + 1, W)
+    top = (urows - half).clamp(0, H)
+    bottom = (urows - half + k).clamp(0, H)
+    strips = csum[:, :, bottom] - csum[:, :, top]  # (B, T, n_rows, W)
+    zero_col = torch.zeros(B, T, strips.shape[2], 1, dtype=acc.dtype, device=x.device)
+    ccum = torch.cat([zero_col, strips.cumsum(dim=3)], dim=3)  # (B, T, n_rows, W + 1)
+    left = (cols - half).clamp(0, W)
+    right = (cols - half + k).clamp(0, W)
+    return ccum[:, :, row_of, right] - ccum[:, :, row_of, left]
+
+
+def _reflect(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Reflect-pad indices into ``[0, n)`` (edge not repeated, as ``np.pad(mode="reflect")``)."""
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (n - 1)
+    idx = idx.remainder(period)
+    return torch.where(idx >= n, period - idx, idx)
+
+
+def _box_median(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: int) -> torch.Tensor:
+    """Median of the reflect-padded ``k x k`` box at each receptor centre."""
+    B, T, H, W = x.shape
+    d = torch.arange(k, device=x.device) - k // 2
+    r = _reflect(rows[:, None] + d[None, :], H)  # (n, k)
+    c = _reflect(cols[:, None] + d[None, :], W)  # (n, k)
+    flat = (r[:, :, None] * W + c[:, None, :]).reshape(len(rows), k * k)
+    patches = x.reshape(B, T, H * W)[:, :, flat]  # (B, T, n, k*k)
+    return patches.median(dim=-1).values
+
+
+# --------------------------------------------------------------------------------------
+# HexEye
+# --------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def hex_masks(n_ommatidia: int = 721, ppo: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse averaging matrix of the hexagonal ommatidia on a ``ppo * (2E + 1)`` monitor.
+
+    Hexagon ``i`` is centred at ``x = ppo v + c``, ``y = ppo (u + v/2) + c`` with
+    ``c = (ppo (2E + 1)) // 2``; its apothem is ``ppo / 2`` and its vertices lie at angles
+    ``0, 60, ..., 300`` degrees. A pixel ``(x, y)`` belongs to it iff, for each edge from
+    ``(x1, y1)`` with slope ``m``, ``sign(y1 + m (x - x1) - y)`` equals that sign at the
+    centre, evaluated in float16 (which sets the per-hexagon pixel counts; 513..545,
+    541 at the centre for the defaults). Entry ``(i, p)`` is ``1 / count_i``.
+
+    **Shapes:** returns (``(n_ommatidia, P)`` sparse CSR float64 matrix with
+    ``P = side**2`` pixels in row-major order, ``(n_ommatidia,)`` int64 pixel counts).
+    """
+    extent = hexgrid.extent_of(n_ommatidia)
+    side = ppo * (2 * extent + 1)
+    u, v = hexgrid.disk(extent)
+    half = side // 2
+    cx = torch.as_tensor(ppo * v + half, dtype=torch.float64)
+    cy = torch.as_tensor(ppo * (u + v / 2.0) + half, dtype=torch.float64)
+    apothem = (ppo + ppo) / 4
+    radius = apothem * 2 / math.sqrt(3)
+    f16 = torch.float16
+    angles = torch.deg2rad(torch.arange(0, 361, 60, dtype=torch.float64))
+    vx = (cx[:, None] + radius * torch.cos(angles)[None, :]).to(f16)  # (n, 7)
+    vy = (cy[:, None] + radius * torch.sin(angles)[None, :]).to(f16)
+    cx16, cy16 = cx.to(f16), cy.to(f16)
+    # Each hexagon fits in a (2 ppo)^2 window around its centre: test only those pixels.
+    w = 2 * ppo
+    offs = torch.arange(-w // 2, w // 2 + 1, dtype=torch.float64)
+    px = (cx.round()[:, None] + offs[None, :]).clamp(0, side - 1)  # (n, m)
+    py = (cy.round()[:, None] + offs[None, :]).clamp(0, side - 1)
+    inside = torch.ones(n_ommatidia, len(offs), len(offs), dtype=torch.bool)
+    px16 = px.to(f16)[:, None, :]  # x varies along the last axis
+    py16 = py.to(f16)[:, :, None]  # y along the middle axis
+    for e in range(6):
+        x1, y1 = vx[:, e], vy[:, e]
+        slope = (vy[:, e + 1] - y1) / (vx[:, e + 1] - x1)
+        s_c = torch.sign(y1 + slope * (cx16 - x1) - cy16)
+        line = y1[:, None, None] + slope[:, None, None] * (px16 - x1[:, None, None]) - py16
+        inside &= torch.sign(line) == s_c[:, None, None]
+    # Clamped windows may repeat border pixels: keep each (hexagon, pixel) pair once.
+    hex_idx, iy, ix = inside.nonzero(as_tuple=True)
+    pix = py[hex_idx, iy].long() * side + px[hex_idx, ix].long()
+    pairs = torch.unique(hex_idx * side * side + pix)
+    hex_idx, pix = pairs // (side * side), pairs % (side * side)
+    counts = torch.bincount(hex_idx, minlength=n_ommatidia)
+    values = 1.0 / counts[hex_idx].double()
+    matrix = torch.sparse_coo_tensor(
+        torch.stack([hex_idx, pix]), values, (n_ommatidia, side * side)
+    ).to_sparse_csr()
+    return matrix, counts
