@@ -115,8 +115,10 @@ def flatten(data: HeteroData) -> FlatGraph:
     index = {t: k for k, t in enumerate(cell_types)}
     src, tgt, du, dv, n_syn, cert, sign, pair_index = [], [], [], [], [], [], [], []
     pairs, relations, pair_sign = [], [], []
-    for p, (s, rel, t) in enumerate(data.edge_types):
+    for s, rel, t in data.edge_types:
         store = data[s, rel, t]
+        if "edge_index" not in store:  # an empty store (e.g. created by a lookup)
+            continue
         ei = store.edge_index
         src.append(ei[0] + type_ptr[index[s]])
         tgt.append(ei[1] + type_ptr[index[t]])
@@ -125,7 +127,7 @@ def flatten(data: HeteroData) -> FlatGraph:
         n_syn.append(store.n_syn)
         cert.append(store.n_syn_certainty)
         sign.append(store.sign)
-        pair_index.append(torch.full((ei.shape[1],), p, dtype=torch.long))
+        pair_index.append(torch.full((ei.shape[1],), len(pairs), dtype=torch.long))
         pairs.append((s, t))
         relations.append(rel)
         pair_sign.append(float(store.sign[0]))
