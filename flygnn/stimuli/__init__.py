@@ -1,4 +1,6 @@
 """Stimuli: eye models, temporal helpers and the standard stimulus datasets."""
 
+from flygnn.stimuli.base import StimulusDataset
+from flygnn.stimuli.flashes import Flashes
 from flygnn.stimuli.render import BoxEye
 from flygnn.stimuli.temporal import pad, resample
