@@ -1,0 +1,321 @@
+"""Figures: hex activity maps, response traces, index bar plots, polar tuning, connectivity.
+
+The only module of flygnn that uses matplotlib. It is imported lazily inside each function, and
+figures are built with ``matplotlib.figure.Figure`` on an Agg canvas, so neither pyplot's global
+state nor the backend is touched. Every function returns the Figure and, given ``path``, also
+saves it as an image (PNG by the file suffix).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flygnn import hexgrid
+
+__all__ = [
+    "POLARITY_COLORS",
+    "hex_map",
+    "traces",
+    "index_bars",
+    "dsi_bars",
+    "polar_tuning",
+    "direction_arrows",
+    "connectivity_matrix",
+]
+
+# colours of ON (1), OFF (-1) and unknown (0) polarity in bar plots
+POLARITY_COLORS = {1: "#c0392b", -1: "#2166ac", 0: "#9e9e9e"}
+
+
+def _numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _axes(ax, figsize, polar: bool = False):
+    """Use ``ax`` or make a Figure on an Agg canvas (no pyplot)."""
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(projection="polar" if polar else None)
+
+
+def _finish(fig, path, dpi: int):
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return fig
+
+
+def hex_map(
+    values,
+    u=None,
+    v=None,
+    ax=None,
+    cmap: str = "seismic",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = True,
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Hexagon per column at ``hexgrid.to_cartesian(u, v)``, coloured by ``values``.
+
+    Args:
+        values: one value per hexal; without ``u``/``v`` they must fill a lattice in canonical order.
+        u, v: hexal coordinates (default: ``hexgrid.disk(extent_of(len(values)))``).
+        cmap, vmin, vmax: colour map and limits (default symmetric around 0 for "seismic").
+
+    Returns:
+        the Figure; its hexagons are ``fig.axes[0].collections[0]`` whose array is ``values``.
+
+    **Shapes:** ``values``, ``u``, ``v`` ``(n_hexals,)``.
+    """
+    from matplotlib.collections import PolyCollection
+
+    values = _numpy(values).ravel()
+    if u is None or v is None:
+        u, v = hexgrid.disk(hexgrid.extent_of(len(values)))
+    u, v = np.asarray(u).ravel(), np.asarray(v).ravel()
+    if not len(u) == len(v) == len(values):
+        raise ValueError(f"values, u and v must have equal lengths, got {len(values)}, {len(u)}, {len(v)}")
+    x, y = hexgrid.to_cartesian(u, v)
+    # flat-topped hexagons of circumradius 1 (neighbours are sqrt(3) apart)
+    corners = np.exp(1j * np.radians(np.arange(0, 360, 60)))
+    verts = np.stack([x[:, None] + corners.real, y[:, None] + corners.imag], axis=-1)
+    if vmin is None and vmax is None and cmap == "seismic":
+        lim = float(np.nanmax(np.abs(values))) or 1.0
+        vmin, vmax = -lim, lim
+    fig, ax = _axes(ax, (5, 5))
+    coll = PolyCollection(verts, array=values, cmap=cmap, edgecolors="none")
+    coll.set_clim(vmin, vmax)
+    ax.add_collection(coll)
+    ax.set_xlim(x.min() - 1.5, x.max() + 1.5)
+    ax.set_ylim(y.min() - 1.5, y.max() + 1.5)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    if colorbar:
+        fig.colorbar(coll, ax=ax, shrink=0.8)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def traces(
+    time,
+    responses,
+    labels: Sequence[str] | None = None,
+    ax=None,
+    xlabel: str = "time (s)",
+    ylabel: str = "response (a.u.)",
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """One line per trace over time.
+
+    **Shapes:** ``time`` ``(n_frames,)``; ``responses`` ``(n_frames,)`` or ``(n_traces, n_frames)``.
+    """
+    time = _numpy(time).ravel()
+    data = np.atleast_2d(_numpy(responses))
+    if data.shape[1] != len(time):
+        raise ValueError(f"responses {data.shape} must have {len(time)} frames on the last axis")
+    if labels is not None and len(labels) != len(data):
+        raise ValueError(f"labels has {len(labels)} entries for {len(data)} traces")
+    fig, ax = _axes(ax, (6, 3.5))
+    for k, trace in enumerate(data):
+        ax.plot(time, trace, label=None if labels is None else labels[k], lw=1)
+    if labels is not None:
+        ax.legend(fontsize=7, frameon=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def index_bars(
+    values: pd.Series,
+    polarity: pd.Series | None = None,
+    errors: pd.Series | None = None,
+    ax=None,
+    ylabel: str = "FRI",
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Bar per cell type, coloured by known polarity (ON red, OFF blue, unknown grey).
+
+    Args:
+        values: index per cell type (e.g. FRI), bars in this order.
+        polarity: known polarity per cell type (1, -1, 0); missing types count as unknown.
+        errors: optional error bars (e.g. std over an ensemble).
+    """
+    if not isinstance(values, pd.Series):
+        raise ValueError(f"values must be a pandas Series over cell types, got {type(values).__name__}")
+    pol = (polarity if polarity is not None else pd.Series(dtype=int)).reindex(values.index)
+    colors = [POLARITY_COLORS[int(p)] if p == p else POLARITY_COLORS[0] for p in pol]
+    fig, ax = _axes(ax, (max(6, 0.16 * len(values)), 3))
+    yerr = None if errors is None else _numpy(errors.reindex(values.index))
+    ax.bar(np.arange(len(values)), _numpy(values), color=colors, yerr=yerr, width=0.8)
+    ax.set_xticks(np.arange(len(values)), [str(c) for c in values.index], rotation=90, fontsize=6)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlim(-0.7, len(values) - 0.3)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def dsi_bars(
+    dsi: pd.DataFrame,
+    ax=None,
+    ylabel: str = "DSI",
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Paired bars per cell type: ON-edge (intensity 1, red) and OFF-edge (0, blue) DSI.
+
+    **Shapes:** ``dsi`` cell types x intensity columns ``[0, 1]`` (one model).
+    """
+    if not isinstance(dsi, pd.DataFrame) or not {0, 1} <= set(dsi.columns):
+        raise ValueError("dsi must be a DataFrame over cell types with intensity columns 0 and 1")
+    fig, ax = _axes(ax, (max(6, 0.2 * len(dsi)), 3))
+    x = np.arange(len(dsi))
+    ax.bar(x - 0.2, _numpy(dsi[1]), width=0.4, color=POLARITY_COLORS[1], label="ON edges")
+    ax.bar(x + 0.2, _numpy(dsi[0]), width=0.4, color=POLARITY_COLORS[-1], label="OFF edges")
+    ax.set_xticks(x, [str(c) for c in dsi.index], rotation=90, fontsize=6)
+    ax.set_xlim(-0.7, len(dsi) - 0.3)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, frameon=False)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def polar_tuning(
+    angles_deg,
+    curves,
+    labels: Sequence[str] | None = None,
+    normalize: bool = False,
+    ax=None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Closed polar curves of responses over stimulus direction.
+
+    Args:
+        angles_deg: stimulus directions in degrees.
+        curves: ``(n_curves, n_angles)`` array or a DataFrame (angles x curves, labels = columns).
+        normalize: divide each curve by its maximum.
+
+    **Shapes:** ``angles_deg`` ``(n_angles,)``; ``curves`` ``(n_curves, n_angles)``.
+    """
+    if isinstance(curves, pd.DataFrame):
+        labels = [str(c) for c in curves.columns] if labels is None else labels
+        curves = curves.to_numpy().T
+    theta = np.radians(_numpy(angles_deg).ravel())
+    data = np.atleast_2d(_numpy(curves))
+    if data.shape[1] != len(theta):
+        raise ValueError(f"curves {data.shape} must have {len(theta)} angles on the last axis")
+    if normalize:
+        data = data / np.nanmax(np.abs(data), axis=1, keepdims=True)
+    fig, ax = _axes(ax, (4, 4), polar=True)
+    order = np.argsort(theta)
+    for k, curve in enumerate(data):
+        t, c = theta[order], curve[order]
+        ax.plot(np.r_[t, t[:1]], np.r_[c, c[:1]], label=None if labels is None else labels[k])
+    if labels is not None:
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.05, 1))
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def direction_arrows(
+    angles: pd.Series,
+    reference: pd.Series | None = None,
+    lengths: pd.Series | None = None,
+    ax=None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Polar arrows of preferred directions (radians), with optional dashed reference directions.
+
+    Args:
+        angles: direction per cell type in radians (label = index).
+        reference: known direction per cell type in radians, drawn dashed in the same colour.
+        lengths: arrow lengths (e.g. DSI); default 1.
+
+    Returns:
+        the Figure; ``fig.axes[0].lines[k]`` is the k-th arrow, ending at ``(angle, length)``.
+    """
+    if not isinstance(angles, pd.Series):
+        raise ValueError(f"angles must be a pandas Series over cell types, got {type(angles).__name__}")
+    radii = np.ones(len(angles)) if lengths is None else _numpy(lengths.reindex(angles.index))
+    fig, ax = _axes(ax, (4, 4), polar=True)
+    for k, (name, angle) in enumerate(angles.items()):
+        line = ax.plot([angle, angle], [0, radii[k]], lw=2, label=str(name))[0]
+        if reference is not None and name in reference.index:
+            ref = reference[name]
+            ax.plot([ref, ref], [0, radii[k]], ls="--", lw=1, color=line.get_color())
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.05, 1))
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def connectivity_matrix(
+    matrix: pd.DataFrame,
+    ax=None,
+    cmap: str = "viridis",
+    log: bool = False,
+    label: str = "synapses",
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Type x type matrix image (rows: presynaptic/source, columns: postsynaptic/target).
+
+    Args:
+        matrix: values per (source type, target type); NaN = no connection.
+        log: show ``log10`` of the values (zeros and NaN left blank).
+
+    Returns:
+        the Figure; ``fig.axes[0].images[0].get_array()`` holds the shown (possibly log) values.
+
+    **Shapes:** ``matrix`` ``(n_types, n_types)``.
+    """
+    if not isinstance(matrix, pd.DataFrame):
+        raise ValueError(f"matrix must be a pandas DataFrame, got {type(matrix).__name__}")
+    data = matrix.to_numpy(dtype=np.float64)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data = np.where(data > 0, np.log10(data), np.nan)
+    n_rows, n_cols = data.shape
+    fig, ax = _axes(ax, (max(4, 0.12 * n_cols + 1.5), max(4, 0.12 * n_rows + 1)))
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, interpolation="nearest", aspect="auto")
+    fontsize = max(3, min(8, int(math.floor(400 / max(n_rows, n_cols, 1)))))
+    ax.set_xticks(np.arange(n_cols), [str(c) for c in matrix.columns], rotation=90, fontsize=fontsize)
+    ax.set_yticks(np.arange(n_rows), [str(c) for c in matrix.index], fontsize=fontsize)
+    ax.set_xlabel("target type")
+    ax.set_ylabel("source type")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=f"log10 {label}" if log else label)
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
