@@ -238,13 +238,13 @@ def stimulus_responses(
 
     **Shapes:** items ``(n_frames, n_hexals)``; result ``(n_models, n_items, n_frames, 65)``.
     """
-    from flygnn import simulate as sim
-
     nets = [nets] if isinstance(nets, torch.nn.Module) else list(nets)
     if not nets:
         raise ValueError("nets is empty; pass a Network or a list of Networks")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from flygnn import simulate as sim
+
     dt = float(dataset.dt)
     out = []
     with torch.no_grad():
@@ -295,8 +295,12 @@ def flash_responses(
     """
     from flygnn.stimuli import Flashes
 
-    data = Flashes(dt=dt, radius=list(radius), t_stim=t_stim, t_pre=t_pre, **stimulus_kwargs)
-    attrs = {"t_stim": float(getattr(data, "t_stim", t_stim)), "stimulus": "flashes"}
+    data = Flashes(dt=dt, radius=tuple(radius), t_stim=t_stim, t_pre=t_pre, **stimulus_kwargs)
+    attrs = {
+        "t_stim": float(getattr(data, "t_stim", t_stim)),
+        "alternations": tuple(getattr(data, "alternations", (0, 1, 0))),
+        "stimulus": "flashes",
+    }
     return stimulus_responses(nets, data, 1.0, batch_size, model_names, attrs)
 
 
@@ -316,18 +320,22 @@ def moving_edge_responses(
 ) -> Responses:
     """Responses to moving ON/OFF edges (flyvis ``moving_edge_responses``, section 8.1).
 
-    Dataset ``flygnn.stimuli.MovingEdge(offsets, intensities, speeds, height=80, ...)``; grey
+    Dataset ``flygnn.stimuli.MovingEdges(offsets, intensities, speeds, height=80, ...)``; grey
     steady state of 1 s; batches of ``batch_size``. Frames after an edge's stimulus and
     post-period are NaN (section 7.2), so are the responses there.
 
     **Shapes:** result ``(n_models, n_angles * n_intensities * n_speeds, n_frames, 65)``.
     """
-    from flygnn.stimuli import MovingEdge
+    import flygnn.stimuli as stimuli
 
-    data = MovingEdge(
+    edges = getattr(stimuli, "MovingEdges", None)
+    if edges is None:
+        from flygnn.stimuli.moving import MovingEdges as edges
+
+    data = edges(
         offsets=tuple(offsets),
-        intensities=list(intensities),
-        speeds=list(speeds),
+        intensities=tuple(intensities),
+        speeds=tuple(speeds),
         height=height,
         post_pad_mode=post_pad_mode,
         dt=dt,
