@@ -1,0 +1,415 @@
+"""Procedural naturalistic movies with exact optic flow, rendered onto the hex lattice.
+
+An offline stand-in for MPI-Sintel: every movie is a stack of layers -- a background and
+``n`` objects drawn in painter's order (later objects occlude earlier ones) -- each with a
+1/f-spectrum ("pink noise") texture that moves rigidly under an affine map. In screen
+coordinates ``s = (x, y)`` (pixels from the view centre ``(H//2, W//2)``, x right, y up)
+a texture point ``q`` of layer ``l`` is seen at frame ``t`` (source frames) at
+
+    ``s = A_l(t) q + b_l(t)``.
+
+The camera (ego-motion) maps world points ``w`` to ``s = E(t) w + v_e t`` with
+``E(t) = exp(e t) R(w t)`` (translation, rotation about the view centre, expansion); the
+background is ``w = q`` and an object is ``w = O(t) q + p_o + v_o t`` with
+``O(t) = exp(e_o t) R(theta_o + w_o t)``, so ``A = E O`` and ``b = E (p_o + v_o t) + v_e t``.
+Luminance is the bilinear, periodic texture sample at ``q = A^{-1}(s - b)``, so the flow
+from frame ``k`` to ``k + 1`` at ``s`` is exactly
+``A_{k+1} A_k^{-1} (s - b_k) + b_{k+1} - s`` for the layer visible at ``s`` in frame ``k``.
+
+Conventions follow Sintel (flyvis reference 6.6): ``n_frames + 1`` source frames are
+rendered at 24 fps; luminance frames ``1..n`` are paired with the forward flow of frames
+``0..n-1`` (the motion that led to each frame), flow is divided by the image height, y up.
+Both go through ``BoxEye`` (``mean`` for luminance, ``sum`` for flow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from flygnn.stimuli.augment import interpolate
+from flygnn.stimuli.render import BoxEye
+
+__all__ = ["Layer", "MovieParams", "MotionPrior", "sample_params", "pink_noise", "render_points",
+           "render_movie", "OpticFlowMovies", "SOURCE_FPS"]
+
+SOURCE_FPS = 24.0
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One textured layer; the background when ``radius`` is None, else an object.
+
+    Lengths in pixels, times in source frames, angles in radians (counter-clockwise).
+    For the background the motion fields are the camera's (``velocity``=``v_e``,
+    ``rotation``=``w``, ``expansion``=``e``); for an object they are its own motion in
+    the world (``position``=``p_o``, ``angle``=``theta_o``) before the camera's.
+    """
+
+    texture_seed: int
+    alpha: float = 1.0  # amplitude spectrum ~ 1 / f**alpha
+    mean: float = 0.5
+    contrast: float = 0.2  # std of the texture before clipping to [0, 1]
+    position: tuple[float, float] = (0.0, 0.0)
+    velocity: tuple[float, float] = (0.0, 0.0)
+    angle: float = 0.0
+    rotation: float = 0.0
+    expansion: float = 0.0
+    radius: tuple[float, float] | None = None  # object semi-axes (a, b)
+    roundness: float = 2.0  # superellipse exponent: |qx/a|^n + |qy/b|^n <= 1
+    texture_size: int = 256
+
+
+@dataclass(frozen=True)
+class MovieParams:
+    """A movie: the background layer first, then the objects in drawing order."""
+
+    layers: tuple[Layer, ...]
+    height: int = 436
+    width: int = 417
+    n_frames: int = 19
+
+
+@dataclass(frozen=True)
+class MotionPrior:
+    """Distribution of the random movies (per source frame at 24 fps, pixels).
+
+    Speeds are uniform in ``[0, max]`` with a uniform direction; rotation and expansion
+    rates are normal, clipped to 2 standard deviations.
+    """
+
+    speed: float = 4.0
+    rotation_std: float = 0.01
+    expansion_std: float = 0.008
+    object_speed: float = 6.0
+    object_rotation_std: float = 0.02
+    object_expansion_std: float = 0.008
+    object_radius: tuple[float, float] = (30.0, 110.0)
+    object_spread: float = 130.0  # initial object centres uniform in a square of this half-width
+    mean: tuple[float, float] = (0.2, 0.7)
+    contrast: tuple[float, float] = (0.1, 0.3)
+    alpha: tuple[float, float] = (0.8, 1.3)
+    background_texture: int = 1024
+    object_texture: int = 256
+
+
+def _normal(rng: np.random.Generator, std: float) -> float:
+    return float(np.clip(rng.normal(0.0, std), -2 * std, 2 * std)) if std > 0 else 0.0
+
+
+def _velocity(rng: np.random.Generator, vmax: float) -> tuple[float, float]:
+    speed, phi = rng.uniform(0, vmax), rng.uniform(0, 2 * math.pi)
+    return (float(speed * math.cos(phi)), float(speed * math.sin(phi)))
+
+
+def sample_params(rng: np.random.Generator, height: int = 436, width: int = 417,
+                  n_frames: int = 19, n_objects: tuple[int, int] = (1, 4), ego_motion: bool = True,
+                  prior: MotionPrior = MotionPrior()) -> MovieParams:
+    """Draw one movie's parameters (``n_objects`` is an inclusive range)."""
+    def texture(size: int) -> dict:
+        return dict(texture_seed=int(rng.integers(2**31)), alpha=float(rng.uniform(*prior.alpha)),
+                    mean=float(rng.uniform(*prior.mean)),
+                    contrast=float(rng.uniform(*prior.contrast)), texture_size=size)
+
+    background = Layer(**texture(prior.background_texture))
+    if ego_motion:
+        background = replace(background, velocity=_velocity(rng, prior.speed),
+                             rotation=_normal(rng, prior.rotation_std),
+                             expansion=_normal(rng, prior.expansion_std))
+    layers = [background]
+    for _ in range(int(rng.integers(n_objects[0], n_objects[1] + 1))):
+        s = prior.object_spread
+        layers.append(Layer(
+            **texture(prior.object_texture),
+            position=(float(rng.uniform(-s, s)), float(rng.uniform(-s, s))),
+            velocity=_velocity(rng, prior.object_speed),
+            angle=float(rng.uniform(0, 2 * math.pi)),
+            rotation=_normal(rng, prior.object_rotation_std),
+            expansion=_normal(rng, prior.object_expansion_std),
+            radius=(float(rng.uniform(*prior.object_radius)), float(rng.uniform(*prior.object_radius))),
+            roundness=float(rng.uniform(1.2, 4.0)),
+        ))
+    return MovieParams(tuple(layers), height, width, n_frames)
+
+
+def pink_noise(size: int, alpha: float, seed: int) -> torch.Tensor:
+    """Periodic ``size x size`` texture with amplitude spectrum ``~ 1/f**alpha``, zero mean, unit std.
+
+    **Shapes:** returns float32 ``(size, size)``.
+    """
+    rng = np.random.default_rng(seed)
+    spectrum = np.fft.rfft2(rng.standard_normal((size, size)))
+    f = np.hypot(np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :])
+    f[0, 0] = np.inf
+    img = np.fft.irfft2(spectrum / f**alpha, s=(size, size))
+    return torch.from_numpy((img - img.mean()) / img.std()).float()
+
+
+def _texture(layer: Layer) -> torch.Tensor:
+    """The layer's texture ``clip(mean + contrast z, 0, 1)``, with its first row and column
+    repeated at the end (periodic bilinear sampling). **Shapes:** ``(S + 1, S + 1)``."""
+    tex = (layer.mean + layer.contrast * pink_noise(layer.texture_size, layer.alpha,
+                                                     layer.texture_seed)).clamp(0.0, 1.0)
+    tex = torch.cat([tex, tex[:1]], dim=0)
+    return torch.cat([tex, tex[:, :1]], dim=1)
+
+
+def _rot(phi: float) -> np.ndarray:
+    return np.array([[math.cos(phi), -math.sin(phi)], [math.sin(phi), math.cos(phi)]])
+
+
+def _affine(layer: Layer, ego: Layer, t: float, is_object: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, b)`` (float64) of a layer at time ``t``: screen ``s = A q + b``."""
+    E = math.exp(ego.expansion * t) * _rot(ego.rotation * t)
+    d = np.asarray(ego.velocity) * t
+    if not is_object:
+        return E, d
+    O = math.exp(layer.expansion * t) * _rot(layer.angle + layer.rotation * t)
+    p = np.asarray(layer.position) + np.asarray(layer.velocity) * t
+    return E @ O, E @ p + d
+
+
+def _sample(tex: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Bilinear sample of a periodic texture (from :func:`_texture`) at points ``q``.
+
+    Texture point ``q`` sits at pixel ``(q + S/2) mod S`` (column from x, row from y).
+    **Shapes:** ``tex (S + 1, S + 1)``, ``q (P, 2)`` -> ``(P,)``.
+    """
+    S = tex.shape[0] - 1
+    grid = torch.remainder(q + S / 2, S) * (2.0 / S) - 1.0
+    out = F.grid_sample(tex[None, None], grid[None, None], mode="bilinear", align_corners=True)
+    return out.reshape(-1)
+
+
+def render_points(params: MovieParams, points: torch.Tensor, frames,
+                  textures: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Luminance, visible layer and forward flow of a movie at arbitrary screen points.
+
+    Args:
+        params: the movie.
+        points: screen coordinates ``(x, y)`` in pixels from the view centre, y up.
+        frames: source frame times ``t`` (any floats).
+        textures: the layers' textures (computed from ``params`` when None).
+
+    Returns:
+        ``lum`` in [0, 1], ``layer`` (index of the visible layer, 0 = background) and
+        ``flow``: the displacement in pixels (x right, y up) of the visible surface point
+        from ``t`` to ``t + 1``.
+
+    **Shapes:** ``points (P, 2)`` -> ``lum (T, P)``, ``layer (T, P)`` int64, ``flow (T, P, 2)``.
+    """
+    if textures is None:
+        textures = [_texture(layer) for layer in params.layers]
+    ego = params.layers[0]
+    frames = [float(t) for t in frames]
+    T, P = len(frames), points.shape[0]
+    X, Y = points[:, 0].float(), points[:, 1].float()
+    homogeneous = torch.stack([X, Y, torch.ones_like(X)], dim=1)  # (P, 3)
+    lum = torch.empty(T, P)
+    layer_id = torch.zeros(T, P, dtype=torch.long)
+    flow = torch.empty(T, P, 2)
+    for k, t in enumerate(frames):
+        for idx, (layer, tex) in enumerate(zip(params.layers, textures)):
+            A, b = _affine(layer, ego, t, idx > 0)
+            A1, b1 = _affine(layer, ego, t + 1.0, idx > 0)
+            inv = np.linalg.inv(A)
+            # q = A^-1 (s - b); flow = (A1 A^-1 - I) s + b1 - A1 A^-1 b: one (3, 4) map
+            M = A1 @ inv - np.eye(2)
+            maps = np.zeros((3, 4))
+            maps[:2, :2], maps[2, :2] = inv.T, -inv @ b
+            maps[:2, 2:], maps[2, 2:] = M.T, b1 - A1 @ inv @ b
+            maps = torch.from_numpy(maps).float()
+            if idx == 0:
+                qf = homogeneous @ maps
+                sel = slice(None)
+            else:  # objects: only the points within the bounding box of the shape
+                reach = math.hypot(*layer.radius) * np.linalg.norm(A, 2) + 1.0
+                near = ((X - b[0]).abs() <= reach) & ((Y - b[1]).abs() <= reach)
+                sel = near.nonzero().flatten()
+                qf = homogeneous[sel] @ maps
+                (a, r), n = layer.radius, layer.roundness
+                inside = (qf[:, 0] / a).abs() ** n + (qf[:, 1] / r).abs() ** n <= 1.0
+                sel, qf = sel[inside], qf[inside]
+            lum[k, sel] = _sample(tex, qf[:, :2])
+            layer_id[k, sel] = idx
+            flow[k, sel] = qf[:, 2:]
+    return {"lum": lum, "layer": layer_id, "flow": flow}
+
+
+def _pixel_grid(height: int, width: int) -> torch.Tensor:
+    """Screen coordinates of all pixels, row-major: ``x = col - W//2``, ``y = H//2 - row``."""
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return torch.stack([cols - width // 2, height // 2 - rows], dim=-1).reshape(-1, 2).double()
+
+
+def render_movie(params: MovieParams, extent: int = 15, kernel_size: int = 13,
+                 cartesian: bool = False) -> dict[str, torch.Tensor]:
+    """Render a movie onto the hex lattice (or as images when ``cartesian``).
+
+    Luminance frame ``k`` (k = 1..n) is paired with the flow from frame ``k-1`` to ``k``,
+    in image heights per source frame (x right, y up); on the lattice luminance is the
+    BoxEye mean and each flow component the BoxEye sum.
+
+    **Shapes:** returns ``lum (n, n_hexals)``, ``flow (n, 2, n_hexals)`` float32; with
+    ``cartesian`` ``lum (n, H, W)``, ``flow (n, 2, H, W)``, ``layer (n, H, W)`` (visible
+    layer of the flow's frame).
+    """
+    H, W, n = params.height, params.width, params.n_frames
+    out = render_points(params, _pixel_grid(H, W), range(n + 1))
+    lum = out["lum"][1:].reshape(n, H, W)
+    flow = (out["flow"][:-1] / H).reshape(n, H, W, 2).permute(0, 3, 1, 2).contiguous()
+    if cartesian:
+        return {"lum": lum, "flow": flow, "layer": out["layer"][:-1].reshape(n, H, W)}
+    lum_hex = BoxEye(extent, kernel_size, mode="mean")(lum[None])[0]
+    flow_hex = BoxEye(extent, kernel_size, mode="sum")(flow.reshape(1, 2 * n, H, W))[0]
+    return {"lum": lum_hex, "flow": flow_hex.reshape(n, 2, -1)}
+
+
+def _params_frame(params: MovieParams, seed: int, index: int) -> pd.DataFrame:
+    rows = []
+    for k, layer in enumerate(params.layers):
+        row = asdict(layer)
+        px, py = row.pop("position")
+        vx, vy = row.pop("velocity")
+        radius = row.pop("radius") or (np.nan, np.nan)
+        rows.append(dict(seed=seed, sequence=index, layer=k, kind="background" if k == 0 else "object",
+                         x0=px, y0=py, vx=vx, vy=vy, radius_a=radius[0], radius_b=radius[1], **row))
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class _Config:
+    n_frames: int
+    height: int
+    width: int
+    extent: int
+    kernel_size: int
+    seed: int
+    n_objects: tuple[int, int]
+    ego_motion: bool
+    prior: MotionPrior = field(default_factory=MotionPrior)
+
+
+class OpticFlowMovies(Dataset):
+    """Random naturalistic movies with exact optic flow on the photoreceptor lattice.
+
+    Item ``i`` is generated from ``(seed, start + i)`` only, rendered at 24 fps
+    (:func:`render_movie`), optionally transformed (e.g. :class:`~flygnn.stimuli.augment.
+    Augment`, before resampling as in flyvis) and resampled to ``1/dt`` (nearest for
+    luminance, linear for flow; :func:`~flygnn.stimuli.augment.interpolate`). Rendered
+    sequences are cached in memory and, with ``root``, as ``root/processed/<key>/*.pt``.
+
+    Args:
+        n_sequences: number of items.
+        n_frames: source frames per item (24 fps).
+        height, width: image size in pixels (at least ``BoxEye``'s 391 + 2 * 13 for no
+            border effects; 436 x 417 is one Sintel split).
+        extent, kernel_size: ``BoxEye`` lattice.
+        dt: target time step in seconds; None keeps the source frames.
+        seed: base seed.
+        n_objects: inclusive range of the number of objects.
+        ego_motion: move the camera (else the background is still).
+        prior: motion and texture distribution.
+        start: index offset (``split`` uses it for disjoint sets).
+        transform: callable on the source-rate item dict, e.g. ``Augment``.
+        root: optional on-disk cache folder.
+
+    **Shapes:** items ``{"lum": (T, n_hexals), "flow": (T, 2, n_hexals)}`` float32 with
+    ``T = ceil(n_frames / (24 dt))``; flow in image heights per source frame.
+    """
+
+    def __init__(self, n_sequences: int, n_frames: int = 19, height: int = 436, width: int = 417,
+                 extent: int = 15, dt: float | None = 1 / 50, seed: int = 0,
+                 n_objects: tuple[int, int] = (1, 4), ego_motion: bool = True,
+                 prior: MotionPrior = MotionPrior(), kernel_size: int = 13, start: int = 0,
+                 transform: Callable | None = None, root: str | os.PathLike | None = None,
+                 cache: bool = True) -> None:
+        for name, value in (("n_sequences", n_sequences), ("n_frames", n_frames),
+                            ("height", height), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive number or None, got {dt!r}")
+        if len(n_objects) != 2 or not 0 <= n_objects[0] <= n_objects[1]:
+            raise ValueError(f"n_objects must be an inclusive range (lo, hi), 0 <= lo <= hi, "
+                             f"got {n_objects!r}")
+        if seed < 0 or start < 0:
+            raise ValueError(f"seed and start must be >= 0, got seed={seed}, start={start}")
+        self.config = _Config(n_frames, height, width, extent, kernel_size, int(seed),
+                              (int(n_objects[0]), int(n_objects[1])), bool(ego_motion), prior)
+        self.n_sequences, self.start, self.dt = n_sequences, int(start), dt
+        self.transform, self.cache = transform, cache
+        self._memory: dict[int, dict[str, torch.Tensor]] = {}
+        self.folder = None
+        if root is not None:
+            key = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode()).hexdigest()
+            self.folder = Path(root) / "processed" / f"opticflow_{key[:16]}"
+
+    @classmethod
+    def split(cls, n_train: int, n_val: int, **kwargs) -> tuple[OpticFlowMovies, OpticFlowMovies]:
+        """Disjoint, fixed training and validation sets: items ``0..n_train-1`` and the next
+        ``n_val`` of the same seed (validation without ``transform``)."""
+        val_kwargs = {k: v for k, v in kwargs.items() if k != "transform"}
+        return cls(n_train, **kwargs), cls(n_val, start=n_train, **val_kwargs)
+
+    def __len__(self) -> int:
+        return self.n_sequences
+
+    def _check_index(self, index: int) -> int:
+        if not -self.n_sequences <= index < self.n_sequences:
+            raise IndexError(f"index {index} out of range for {self.n_sequences} sequences")
+        return self.start + index % self.n_sequences
+
+    def movie_params(self, index: int) -> MovieParams:
+        """Parameters of item ``index`` (drawn from ``(seed, start + index)``)."""
+        c = self.config
+        rng = np.random.default_rng([c.seed, self._check_index(index)])
+        return sample_params(rng, c.height, c.width, c.n_frames, c.n_objects, c.ego_motion, c.prior)
+
+    def params(self, index: int) -> pd.DataFrame:
+        """One row per layer: seed, sequence (start + index), layer, kind, motion and texture parameters."""
+        return _params_frame(self.movie_params(index), self.config.seed, self._check_index(index))
+
+    def sequence(self, index: int) -> dict[str, torch.Tensor]:
+        """The rendered source-rate item (cached), before ``transform`` and resampling."""
+        key = self._check_index(index)
+        if key in self._memory:
+            return self._memory[key]
+        path = self.folder / f"item_{key:06d}.pt" if self.folder is not None else None
+        if path is not None and path.exists():
+            item = torch.load(path)
+        else:
+            c = self.config
+            item = render_movie(self.movie_params(index), c.extent, c.kernel_size)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(item, path)
+        if self.cache:
+            self._memory[key] = item
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        source = self.sequence(index)
+        item = dict(source)
+        if self.transform is not None:
+            item = self.transform(item)
+        if self.dt is not None:
+            item = interpolate(item, self.dt, SOURCE_FPS)
+        # never hand out the cached tensors themselves
+        return {k: v.clone() if v is source.get(k) else v for k, v in item.items()}
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}(n_sequences={self.n_sequences}, n_frames={c.n_frames}, "
+                f"size={c.height}x{c.width}, seed={c.seed}, start={self.start}, dt={self.dt})")
