@@ -1,0 +1,205 @@
+"""Simulation: movies in, responses out (functions, no stimulus buffer).
+
+* :func:`simulate` integrates a movie, one explicit Euler step per frame, and returns the
+  activity after every step (output frame ``t`` already contains the effect of frame ``t``).
+* :func:`steady_state` and :func:`fade_in_state` compute flyvis's initial states.
+* ``Network.step`` advances one frame for closed-loop use.
+
+A frame holds one luminance per column (``n_hexals`` = 721 at extent 15); it is added as a
+current to every photoreceptor type R1-R8 of that column.
+
+**Gradients.** ``grad=None`` (the default of :func:`simulate`) follows the caller: inside
+``torch.no_grad()`` nothing is recorded, otherwise the whole simulation is differentiable
+(training uses this path). ``grad=False`` / ``grad=True`` force either mode. Analyses
+should pass ``grad=False`` (or wrap in ``torch.no_grad()``): with grad, every step keeps a
+few ``(B, N)`` tensors alive for the backward pass. Initial states (:func:`steady_state`,
+:func:`fade_in_state`) are computed without gradients unless asked (``grad=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import torch
+
+from flygnn.dynamics import broadcast_state
+
+__all__ = ["simulate", "steady_state", "fade_in_state", "IntegrationWarning", "check_dt",
+           "record_index"]
+
+MAX_DT = 1 / 50
+
+
+class IntegrationWarning(UserWarning):
+    """A time step large enough to make explicit Euler integration inaccurate."""
+
+
+def check_dt(dt: float) -> None:
+    """Raise ``ValueError`` unless ``0 < dt`` (finite); warn if ``dt > 1/50`` s."""
+    if isinstance(dt, torch.Tensor):
+        dt = float(dt)
+    if not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
+    if dt > MAX_DT:
+        warnings.warn(IntegrationWarning(
+            f"dt={dt} is very large for Euler integration (> {MAX_DT:.3g} s)"), stacklevel=3)
+
+
+def check_frames(frames, n_hexals: int, name: str, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Validate a movie ``(B, T, n_hexals)`` (``dim=3``) or frames ``(B, n_hexals)`` (``dim=2``).
+
+    Returns it as a tensor with ``like``'s dtype and device. Raises ``ValueError`` on a
+    wrong shape or non-finite values.
+    """
+    frames = torch.as_tensor(frames)
+    expected = "(B, T, n_hexals)" if dim == 3 else "(B, n_hexals)"
+    if frames.dim() != dim or frames.shape[-1] != n_hexals or 0 in frames.shape:
+        raise ValueError(f"{name}: expected shape {expected} with n_hexals={n_hexals}, "
+                         f"got {tuple(frames.shape)}")
+    if not frames.is_floating_point() and frames.dtype != torch.bool:
+        frames = frames.to(torch.float64)
+    if not torch.isfinite(frames).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return frames.to(dtype=like.dtype, device=like.device)
+
+
+def _grad_mode(grad: bool | None):
+    if grad is None:
+        return contextlib.nullcontext()
+    return torch.enable_grad() if grad else torch.no_grad()
+
+
+def record_index(net, record) -> torch.Tensor | None:
+    """Node indices recorded by ``record`` (None = all nodes, flyvis order).
+
+    ``"central"``: the (0, 0) neuron of each cell type (65); ``"output"``: all neurons of
+    the output types in output order; a list of cell types: their neurons, in that order.
+    """
+    if record is None:
+        return None
+    g = net.graph
+    if isinstance(record, str):
+        if record == "central":
+            return g.central_index
+        if record == "output":
+            return g.nodes_of(g.output_types)
+        record = [record]
+    if not isinstance(record, (list, tuple)) or not all(isinstance(t, str) for t in record):
+        raise ValueError(f"record: expected None, 'central', 'output' or a list of cell types, "
+                         f"got {record!r}")
+    return g.nodes_of(list(record))
+
+
+def _integrate(net, inputs, dt, state, ctx, index, out):
+    """Euler loop over ``inputs`` (a sequence of ``(B, n_hexals)`` frames or None-currents)."""
+    dynamics = net.dynamics
+    records = []
+    for t, frame in enumerate(inputs):
+        current = None if frame is None else net.frame_input(frame)
+        state = dynamics.step(state, current, ctx, dt)
+        if out is None and index is None:
+            continue
+        activity = dynamics.activity(state)
+        if index is not None:
+            activity = activity.index_select(1, index)
+        if isinstance(out, torch.Tensor):
+            out[:, t].copy_(activity)
+        elif isinstance(out, list):
+            records.append(activity)
+    return state, records
+
+
+def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, record=None,
+             grad: bool | None = None, return_state: bool = False):
+    """Responses of a network to a movie.
+
+    Args:
+        net: a :class:`~flygnn.network.Network`.
+        movie: ``(B, T, n_hexals)`` luminance per frame and column (float; cast to the
+            network's dtype and device).
+        dt: seconds per frame (one Euler step per frame); ``> 1/50`` warns.
+        t_pre: seconds of grey (0.5) before the movie, used when ``initial_state`` is None
+            (:func:`steady_state`; ``t_pre <= 0`` starts from rest).
+        initial_state: a state of batch size 1 or B (then ``t_pre`` is ignored).
+        record: None (all nodes), ``"central"``, ``"output"`` or a list of cell types.
+        grad: None follows the caller's grad mode; True/False force it.
+        return_state: also return the state after the last frame (to continue later).
+
+    Returns:
+        responses ``(B, T, K)``: activity after each step, with ``K = N`` (flyvis node order),
+        65 (``"central"``, type order), ``34 * n_hexals`` (``"output"``) or the recorded
+        types' node count; and, with ``return_state``, the final state.
+
+    Raises:
+        ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
+    """
+    check_dt(dt)
+    movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
+    batch, steps = movie.shape[:2]
+    index = record_index(net, record)
+    if index is not None:
+        index = index.to(movie.device)
+    with _grad_mode(grad):
+        ctx = net.prepare()
+        if initial_state is None:
+            state = steady_state(net, t_pre, dt, batch_size=batch, ctx=ctx)
+        else:
+                state = broadcast_state(initial_state, batch)
+        size = net.num_nodes if index is None else len(index)
+        if torch.is_grad_enabled():
+            state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [])
+            responses = torch.stack(records, 1)
+        else:
+            responses = movie.new_empty(batch, steps, size)
+            state, _ = _integrate(net, movie.unbind(1), dt, state, ctx, index, responses)
+    return (responses, state) if return_state else responses
+
+
+def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value: float = 0.5,
+                 state=None, grad: bool = False, ctx=None):
+    """State after ``int(t_pre / dt)`` Euler steps of uniform grey ``value``.
+
+    Starts from ``state`` (None: the dynamics' resting state, ``v = bias``). With
+    ``t_pre <= 0`` or None the start state is returned. flyvis's default initial state is
+    ``steady_state(net, 1.0, dt, B)``.
+
+    Shapes:
+        returns a state of batch size ``batch_size`` (``(B, N)`` for graded dynamics).
+    """
+    check_dt(dt)
+    with torch.set_grad_enabled(grad):
+        ctx = ctx if ctx is not None else net.prepare()
+        if state is None:
+            state = net.dynamics.initial_state(ctx, batch_size)
+        else:
+            state = broadcast_state(state, batch_size)
+        steps = int(t_pre / dt) if t_pre is not None and t_pre > 0 else 0
+        frame = net.bias.new_full((batch_size, net.n_hexals), value)
+        state, _ = _integrate(net, [frame] * steps, dt, state, ctx, None, None)
+    return state
+
+
+def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,
+                  grad: bool = False):
+    """Fade from grey into the first frames over ``n = int(t_fade_in / dt)`` steps.
+
+    Step ``k`` (``k = 0 .. n-1``) sees ``0.5 + linspace(0, 1, n)[k] * (frame - 0.5)``.
+    Starts from ``state`` (None: the resting state); returns the last state.
+
+    Shapes:
+        initial_frames ``(B, n_hexals)``; returns a state of batch size B.
+    """
+    check_dt(dt)
+    frames = check_frames(initial_frames, net.n_hexals, "initial_frames", 2, net.bias)
+    batch = frames.shape[0]
+    with torch.set_grad_enabled(grad):
+        ctx = net.prepare()
+        state = (net.dynamics.initial_state(ctx, batch) if state is None
+                 else broadcast_state(state, batch))
+        n = int(t_fade_in / dt) if t_fade_in is not None and t_fade_in > 0 else 0
+        ramp = torch.linspace(0, 1, n, dtype=frames.dtype, device=frames.device)
+        inputs = [0.5 + ramp[k] * (frames - 0.5) for k in range(n)]
+        state, _ = _integrate(net, inputs, dt, state, ctx, None, None)
+    return state
