@@ -1,0 +1,81 @@
+"""Crash-safe files for training runs: atomic writes and checked checkpoint loading.
+
+Every file is written to a temporary file in the same folder, flushed to disk and then
+moved over the target with ``os.replace`` (atomic on POSIX and Windows), so an
+interrupted write leaves either the old file or the new one, never a truncated one.
+
+A training checkpoint is a ``torch.save`` dict (``FORMAT``) with the keys ``network``,
+``decoder`` (state dicts), ``optim`` (Adam state dict), ``rng`` (generator states),
+``iteration``, ``epoch``, ``order`` and ``position`` (the epoch's data order and how much of
+it is used), ``epoch_state`` (the epoch's grey steady state), ``best_val_epe``,
+``best_iteration``, ``config`` (JSON text) and ``time``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["FORMAT", "atomic_write_bytes", "atomic_write_text", "atomic_torch_save",
+           "load_checkpoint"]
+
+FORMAT = "flygnn.TrainCheckpoint"
+REQUIRED = ("network", "decoder", "optim", "rng", "iteration", "epoch", "order", "position",
+            "epoch_state", "config")
+
+
+def _atomic(path: str | os.PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _atomic(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and check a training checkpoint (tensors to CPU).
+
+    Raises:
+        ValueError: missing, unreadable or foreign file, or a missing key (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {str(path)!r} not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
+        raise ValueError(f"checkpoint {str(path)!r} is not readable: {type(err).__name__}: {err}") \
+            from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} is not a flygnn training checkpoint")
+    missing = [k for k in REQUIRED if k not in blob]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} lacks the keys {missing}")
+    return blob

@@ -1,0 +1,325 @@
+"""Training configuration: plain dataclasses, validated, with a JSON round trip.
+
+``TrainConfig`` nests four sections (``network``, ``data``, ``decoder``, ``optim``). Every
+field is checked when a ``TrainConfig`` is constructed (type and range; the sections are
+checked as parts of it) and a bad value raises ``ValueError`` naming the dotted field, e.g.
+``optim.batch_size``. ``from_dict`` rejects unknown keys;
+missing keys take the defaults below. Defaults follow flyvis's training config (reference
+9.1) where it applies; the data section describes the offline optic-flow movies
+(:class:`~flygnn.stimuli.opticflow.OpticFlowMovies`) that stand in for Sintel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import types
+import typing
+
+import numpy as np
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+
+__all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyConfig",
+           "OptimConfig", "TrainConfig", "apply_overrides"]
+
+
+def _fail(name: str, message: str) -> None:
+    raise ValueError(f"config field {name!r}: {message}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The network: lattice ``extent`` and an optional starting checkpoint (``init``:
+    a flygnn ``Network.save`` file, or a flyvis checkpoint when ``init_flyvis``)."""
+
+    extent: int = 15
+    init: str | None = None
+    init_flyvis: bool = False
+
+    def check(self, prefix: str) -> None:
+        if self.extent < 1:
+            _fail(f"{prefix}.extent", f"must be >= 1, got {self.extent}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Offline optic-flow movies and their augmentation.
+
+    ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x
+    ``width`` pixels, seed ``seed``); each item is cropped to ``n_frames`` source frames
+    (random start when augmenting, the first frames for validation) and resampled to
+    ``dt``. Rendered movies are cached under ``cache`` (None: the per-user cache, "" none).
+    """
+
+    n_train: int = 64
+    n_val: int = 16
+    n_source_frames: int = 25
+    n_frames: int = 19
+    dt: float = 0.02
+    height: int = 436
+    width: int = 417
+    seed: int = 0
+    n_objects: tuple[int, int] = (1, 4)
+    ego_motion: bool = True
+    augment: bool = True
+    p_rot: float = 0.5
+    p_flip: float = 0.5
+    flip_axes: tuple[int, ...] = (0, 1, 2, 3)
+    contrast_std: float = 0.2
+    brightness_std: float = 0.1
+    noise_std: float = 0.08
+    cache: str | None = None
+
+    def check(self, prefix: str) -> None:
+        for name in ("n_train", "n_val", "n_source_frames", "n_frames", "height", "width"):
+            if getattr(self, name) < 1:
+                _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.n_frames > self.n_source_frames:
+            _fail(f"{prefix}.n_frames", f"must be <= n_source_frames ({self.n_source_frames}), "
+                                        f"got {self.n_frames}")
+        if not 0 < self.dt <= 1:
+            _fail(f"{prefix}.dt", f"must be in (0, 1] seconds, got {self.dt}")
+        if self.seed < 0:
+            _fail(f"{prefix}.seed", f"must be >= 0, got {self.seed}")
+        if len(self.n_objects) != 2 or not 0 <= self.n_objects[0] <= self.n_objects[1]:
+            _fail(f"{prefix}.n_objects", f"must be [lo, hi] with 0 <= lo <= hi, got {list(self.n_objects)}")
+        for name in ("p_rot", "p_flip"):
+            if not 0 <= getattr(self, name) <= 1:
+                _fail(f"{prefix}.{name}", f"must be in [0, 1], got {getattr(self, name)}")
+        if any(a not in (0, 1, 2, 3) for a in self.flip_axes):
+            _fail(f"{prefix}.flip_axes", f"entries must be 0, 1, 2 or 3, got {list(self.flip_axes)}")
+        for name in ("contrast_std", "brightness_std", "noise_std"):
+            if getattr(self, name) < 0:
+                _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``)."""
+
+    hidden: int = 8
+    kernel_size: int = 5
+    const_weight: float | None = 0.001
+    p_dropout: float = 0.5
+
+    def check(self, prefix: str) -> None:
+        if self.hidden < 1:
+            _fail(f"{prefix}.hidden", f"must be >= 1, got {self.hidden}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            _fail(f"{prefix}.kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
+        if not 0 <= self.p_dropout < 1:
+            _fail(f"{prefix}.p_dropout", f"must be in [0, 1), got {self.p_dropout}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """flyvis's stepwise schedule: ``linspace(start, stop, steps)[min(it // every, steps - 1)]``
+    with ``every = max(n_iters // steps, 1)``, evaluated at the start of each epoch."""
+
+    start: float = 5e-5
+    stop: float = 5e-6
+    steps: int = 10
+
+    def check(self, prefix: str) -> None:
+        for name in ("start", "stop"):
+            if not getattr(self, name) >= 0:
+                _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.steps < 1:
+            _fail(f"{prefix}.steps", f"must be >= 1, got {self.steps}")
+
+    def value(self, iteration: int, n_iters: int) -> float:
+        """The rate at ``iteration`` of an ``n_iters`` run."""
+        if self.steps == 1:
+            return float(self.start)
+        k = min(iteration // max(n_iters // self.steps, 1), self.steps - 1)
+        return float(np.linspace(self.start, self.stop, self.steps)[k])
+
+
+@dataclass(frozen=True)
+class PenaltyConfig:
+    """Activity penalty on the resting potentials (reference 9.5); ``weight`` 0 disables it."""
+
+    baseline: float = 5.0
+    weight: float = 0.1
+    below: float = 1.0
+    above: float = 0.1
+    stop_iter: int = 150_000
+
+    def check(self, prefix: str) -> None:
+        for name in ("weight", "below", "above", "stop_iter"):
+            if getattr(self, name) < 0:
+                _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation: Adam on (network, decoder) with stepwise rates, SGD for the penalty
+    (``lr_pen`` None: follows ``lr_net``), grey steady state of ``t_pre`` seconds per epoch,
+    validation every ``val_every`` and a checkpoint every ``checkpoint_every`` iterations."""
+
+    n_iters: int = 250_000
+    batch_size: int = 4
+    lr_net: Schedule = field(default_factory=Schedule)
+    lr_dec: Schedule = field(default_factory=Schedule)
+    lr_pen: Schedule | None = None
+    penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
+    t_pre: float = 0.5
+    val_t_pre: float = 0.5
+    val_every: int = 500
+    val_batch_size: int = 4
+    checkpoint_every: int = 100
+
+    def check(self, prefix: str) -> None:
+        for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        for name in ("t_pre", "val_t_pre"):
+            if getattr(self, name) < 0:
+                _fail(f"{prefix}.{name}", f"must be >= 0 seconds, got {getattr(self, name)}")
+
+    def lr_pen_schedule(self) -> Schedule:
+        return self.lr_pen if self.lr_pen is not None else self.lr_net
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; ``seed`` seeds the data order, augmentation
+    and dropout generators; ``device`` is a torch device string."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _validate(self, "")
+        if self.optim.batch_size > self.data.n_train:
+            _fail("optim.batch_size", f"must be <= data.n_train ({self.data.n_train}), "
+                                      f"got {self.optim.batch_size}")
+        if self.seed < 0:
+            _fail("seed", f"must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The config as JSON text; also written to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a (partial) dict; unknown keys or bad values raise ``ValueError``."""
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> TrainConfig:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+        return cls.from_dict(d)
+
+    def with_overrides(self, overrides: list[str]) -> TrainConfig:
+        """Apply ``key=value`` strings (dotted keys, JSON values), see :func:`apply_overrides`."""
+        return self.from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """Set dotted keys, e.g. ``optim.lr_net.start=1e-3``; the value is parsed as JSON and
+    kept as a string when that fails. Returns a new dict."""
+    d = json.loads(json.dumps(d))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key=value")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        node, parts = d, key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return d
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls, d, prefix: str):
+    where = prefix or "config"
+    if not isinstance(d, dict):
+        raise ValueError(f"config field {where!r}: expected an object, got {type(d).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"config field {where!r}: unknown keys {unknown}; known: {sorted(names)}")
+    hints, kwargs = _hints(cls), {}
+    for name, value in d.items():
+        kwargs[name] = _convert(hints[name], value, f"{prefix}.{name}" if prefix else name)
+    return cls(**kwargs)
+
+
+def _convert(tp, value, name: str):
+    """Coerce a JSON value to the annotated type or raise naming the field."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        return _convert(tp, value, name)
+    if is_dataclass(tp):
+        return _build(tp, value, name)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            _fail(name, f"expected a list, got {value!r}")
+        inner = args[0]
+        if len(args) == 2 and args[1] is not Ellipsis:
+            if len(value) != 2:
+                _fail(name, f"expected 2 entries, got {list(value)}")
+        return tuple(_convert(inner, v, name) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(name, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(name, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(name, f"expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(name, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {name}")  # pragma: no cover
+
+
+def _validate(obj, prefix: str) -> None:
+    """Type-check every field (so direct construction is checked too) and run ``check``."""
+    hints = _hints(type(obj))
+    for f in fields(obj):
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            _validate(value, name)
+            continue
+        converted = _convert(hints[f.name], value, name)
+        if converted is not value:
+            object.__setattr__(obj, f.name, converted)
+    if hasattr(obj, "check"):
+        obj.check(prefix)
+

@@ -1,0 +1,202 @@
+"""Trained models: load a run folder or a shipped model, validate it, simulate a movie file.
+
+A model folder (a finished training run, or ``data/models/<name>/`` in the package) holds
+``network.pt`` (:meth:`flygnn.network.Network.save`), ``decoder.pt`` (the
+:class:`~flygnn.task.FlowDecoder` state dict), ``config.json`` (the
+:class:`~flygnn.config.TrainConfig`), ``log.csv`` and ``metrics.json``. A run that has not
+finished yet is read from its ``best.pt`` (else ``checkpoint.pt``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flygnn.checkpoint import atomic_write_text, load_checkpoint
+from flygnn.config import TrainConfig
+from flygnn.network import Network
+from flygnn.task import FlowDecoder
+
+__all__ = ["TrainedModel", "available_models", "load_model", "load_pretrained", "validate_run",
+           "simulate_file"]
+
+
+@dataclass
+class TrainedModel:
+    """A network with its flow decoder, training config and recorded metrics."""
+
+    network: Network
+    decoder: FlowDecoder | None
+    config: TrainConfig | None
+    metrics: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _models_dir() -> Path:
+    from flygnn._paths import data_dir
+
+    return data_dir() / "models"
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped under ``data/models/``."""
+    root = _models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "network.pt").is_file())
+
+
+def _decoder(config: TrainConfig | None, network: Network, state: dict) -> FlowDecoder:
+    d = config.decoder if config is not None else None
+    decoder = FlowDecoder(network.graph) if d is None else FlowDecoder(
+        network.graph, d.hidden, d.kernel_size, d.const_weight, d.p_dropout)
+    decoder.load_state_dict(state)
+    return decoder.eval()
+
+
+def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
+    """Load a model or run folder (see the module docstring); modules are in eval mode.
+
+    Args:
+        path: the folder.
+        data: optional connectome ``HeteroData``/``FlatGraph`` (rebuilt from the extent if None).
+
+    Raises:
+        ValueError: not a folder, or none of ``network.pt``/``best.pt``/``checkpoint.pt``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"model folder {str(path)!r} not found")
+    config = TrainConfig.from_json(path / "config.json") if (path / "config.json").exists() else None
+    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
+    if (path / "network.pt").exists():
+        network = Network.load(path / "network.pt", data)
+        decoder = None
+        if (path / "decoder.pt").exists():
+            state = torch.load(path / "decoder.pt", map_location="cpu", weights_only=True)
+            decoder = _decoder(config, network, state)
+    else:
+        files = [path / name for name in ("best.pt", "checkpoint.pt") if (path / name).exists()]
+        if not files:
+            raise ValueError(f"model folder {str(path)!r} has none of network.pt, best.pt, "
+                             "checkpoint.pt")
+        blob = load_checkpoint(files[0])
+        config = TrainConfig.from_dict(json.loads(blob["config"]))
+        if data is None:
+            from flygnn.datasets import FlyVisConnectome
+            data = FlyVisConnectome(extent=config.network.extent)[0]
+        network = Network(data)
+        network.load_state_dict(blob["network"])
+        decoder = _decoder(config, network, blob["decoder"])
+    return TrainedModel(network.eval(), decoder, config, metrics, path)
+
+
+def load_pretrained(name: str, data=None) -> TrainedModel:
+    """Load a model shipped with flygnn under ``data/models/<name>/``.
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the available ones).
+    """
+    names = available_models()
+    if name not in names:
+        raise ValueError(f"unknown pretrained model {name!r}; available: {names or 'none'}")
+    return load_model(_models_dir() / name, data)
+
+
+def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
+                 batch_size: int = 4, t_pre: float = 0.5, progress: bool = False) -> dict:
+    """Validation ``l2norm`` and EPE of a run's (best) model on its validation movies.
+
+    Writes the result as JSON to ``out`` (default ``run/validation.json``) with the
+    zero-flow baseline for comparison.
+    """
+    from flygnn.train import build_datasets, evaluate, zero_flow_baseline
+
+    model = load_model(run)
+    if model.config is None or model.decoder is None:
+        raise ValueError(f"run folder {str(run)!r} lacks config.json or a decoder")
+    _, val = build_datasets(model.config)
+    metrics = evaluate(model.network, model.decoder, val, model.config.data.dt, t_pre, batch_size,
+                       progress)
+    result = {"run": str(run), "n_val": len(val), "t_pre": t_pre, "dt": model.config.data.dt,
+              **metrics, "zero_flow": zero_flow_baseline(val)}
+    atomic_write_text(Path(out) if out is not None else Path(run) / "validation.json",
+                      json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _read_movie(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise ValueError(f"movie file {str(path)!r} not found")
+    if path.suffix == ".npy":
+        movie = np.load(path, allow_pickle=False)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            key = "movie" if "movie" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise ValueError(f"movie file {str(path)!r}: expected a 'movie' array, got {keys}")
+            movie = z[key]
+    else:
+        raise ValueError(f"movie file {str(path)!r}: expected .npy or .npz")
+    if movie.ndim == 2:
+        movie = movie[None]
+    if movie.ndim != 3:
+        raise ValueError(f"movie file {str(path)!r}: expected shape (T, n_hexals) or "
+                         f"(B, T, n_hexals), got {movie.shape}")
+    return movie
+
+
+def _resolve(model: str) -> TrainedModel:
+    path = Path(model)
+    if path.is_dir():
+        return load_model(path)
+    if path.is_file():
+        try:
+            return TrainedModel(Network.load(path).eval(), None, None, path=path)
+        except ValueError:
+            return TrainedModel(Network.from_flyvis_checkpoint(path).eval(), None, None, path=path)
+    return load_pretrained(model)
+
+
+def simulate_file(model: str, movie: str | os.PathLike, dt: float, out: str | os.PathLike,
+                  record: str | None = None, t_pre: float = 1.0) -> dict:
+    """Responses of a model to a movie file, written as ``.npz``.
+
+    Args:
+        model: a shipped model name, a model/run folder, a ``Network.save`` file or a flyvis
+            checkpoint.
+        movie: ``.npy`` / ``.npz`` (key ``movie``) of shape ``(T, n_hexals)`` or ``(B, T, n_hexals)``.
+        dt: seconds per frame.
+        out: the ``.npz`` to write: ``responses (B, T, K)``, ``node_index (K,)``,
+            ``node_type (K,)`` names, ``dt``, ``t_pre``; with a decoder and ``record=None``
+            also the decoded ``flow (B, T, 2, n_hexals)``.
+        record: None (all neurons), ``"central"``, ``"output"`` or a cell type.
+        t_pre: seconds of grey before the movie.
+
+    Returns:
+        the written arrays.
+    """
+    from flygnn.simulate import record_index, simulate
+
+    trained = _resolve(str(model))
+    net = trained.network
+    frames = torch.from_numpy(_read_movie(Path(movie)).astype(np.float32))
+    with torch.no_grad():
+        responses = simulate(net, frames, dt, t_pre=t_pre, record=record)
+        index = record_index(net, record)
+        index = torch.arange(net.num_nodes) if index is None else index
+        result = {"responses": responses.numpy(), "node_index": index.numpy(),
+                  "node_type": np.asarray([net.cell_types[k] for k in net.graph.node_type[index]]),
+                  "dt": np.float64(dt), "t_pre": np.float64(t_pre)}
+        if trained.decoder is not None and record is None:
+            result["flow"] = trained.decoder(responses).numpy()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **result)
+    return result

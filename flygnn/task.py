@@ -1,0 +1,183 @@
+"""The optic-flow task: a convolutional decoder on the hexagonal lattice and its losses.
+
+The decoder reads the activity of the output cell types, places each type's lattice in an
+axial ``(2E+1) x (2E+1)`` map (``map[u + E, v + E]``, zeros off the lattice), and maps the
+34 channels to a flow vector per hexal with two hex-masked convolutions (flyvis's
+``DecoderGAVP``, reference 9.2). Its state-dict names equal flyvis's (``base.0.weight`` ...
+``decoder.0.bias``), so a flyvis checkpoint's ``decoder["flow"]`` loads directly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flygnn import hexgrid
+from flygnn.flat import FlatGraph
+
+__all__ = ["hex_mask", "HexConv2d", "Dropout", "FlowDecoder", "l2norm", "epe"]
+
+
+def hex_mask(kernel_size: int) -> torch.Tensor:
+    """Kernel mask keeping ``[du + r, dv + r]`` iff ``(du, dv)`` is within hex distance ``r``.
+
+    ``r = kernel_size // 2``; for 5x5 it drops the corners ``(-2,-2), (-2,-1), (-1,-2),
+    (2,2), (2,1), (1,2)`` and keeps 19 entries.
+
+    **Shapes:** returns float32 ``(kernel_size, kernel_size)``.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+    r = kernel_size // 2
+    d = torch.arange(-r, r + 1)
+    du, dv = d[:, None], d[None, :]
+    return (hexgrid.hex_distance(du, dv) <= r).float()
+
+
+class HexConv2d(nn.Conv2d):
+    """A same-padded 2-D convolution over axial maps with a hexagonal kernel.
+
+    ``y = conv2d(x, W * M) + b`` where ``M`` is :func:`hex_mask`; the weight is masked in
+    place at construction and the mask is applied again in every forward, so masked
+    entries never contribute and receive zero gradient.
+
+    **Shapes:** ``(B, C_in, H, W)`` -> ``(B, C_out, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5,
+                 const_weight: float | None = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.register_buffer("mask", hex_mask(kernel_size), persistent=False)
+        with torch.no_grad():
+            if const_weight is not None:
+                self.weight.fill_(const_weight)
+                self.bias.fill_(const_weight)
+            self.weight.mul_(self.mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class Dropout(nn.Module):
+    """Inverted dropout whose mask can come from an explicit ``torch.Generator``.
+
+    In training mode ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)``; identity in
+    eval mode. With ``generator = None`` it is ``torch.nn.functional.dropout``.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p_dropout must be in [0, 1), got {p!r}")
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:
+            return F.dropout(x, self.p, training=True)
+        keep = torch.rand(x.shape, generator=self.generator, device=self.generator.device)
+        keep = (keep >= self.p).to(device=x.device, dtype=x.dtype)
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class FlowDecoder(nn.Module):
+    """flyvis's ``DecoderGAVP``: network activity -> optic flow on the lattice.
+
+    With ``a`` the activity of the output types, ``m = map(relu(a))`` on the axial grid,
+
+        ``h = Dropout(Softplus(BatchNorm(HexConv(m))))``, ``o = HexConv(h)``,
+        ``y = o[:2] / (softplus(o[2]) + 1)``,
+
+    read back at the lattice positions. Convolutions use ``kernel_size`` (5) hex kernels
+    and same padding; all weights and biases start at ``const_weight`` (then masked).
+    At extent 15 with 34 output types: 7,427 parameters.
+
+    Args:
+        graph: the network's flat graph (output types and lattice extent).
+        hidden: channels of the hidden layer (8).
+        kernel_size: odd kernel size (5).
+        const_weight: initial value of all weights and biases; None keeps PyTorch's init.
+        p_dropout: dropout probability of the hidden layer (0.5).
+
+    **Shapes:** ``responses (B, T, N)`` -> ``flow (B, T, 2, n_hexals)``.
+    """
+
+    def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
+                 const_weight: float | None = 0.001, p_dropout: float = 0.5) -> None:
+        super().__init__()
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden!r}")
+        self.extent, self.num_nodes = graph.extent, graph.num_nodes
+        self.n_types = len(graph.output_types)
+        u, v = hexgrid.disk(graph.extent)
+        size = 2 * graph.extent + 1
+        self.register_buffer("output_index", graph.nodes_of(graph.output_types), persistent=False)
+        self.register_buffer("map_index", torch.as_tensor((u + graph.extent) * size + v + graph.extent),
+                             persistent=False)
+        self.base = nn.Sequential(
+            HexConv2d(self.n_types, hidden, kernel_size, const_weight),
+            nn.BatchNorm2d(hidden),
+            nn.Softplus(),
+            Dropout(p_dropout),
+        )
+        self.decoder = nn.Sequential(HexConv2d(hidden, 3, kernel_size, const_weight))
+
+    @property
+    def dropout(self) -> Dropout:
+        """The hidden layer's dropout (set its ``generator`` for reproducible masks)."""
+        return self.base[3]
+
+    def to_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Scatter lattice values into the axial map (zeros off the lattice).
+
+        **Shapes:** ``(..., n_hexals)`` -> ``(..., 2E+1, 2E+1)``.
+        """
+        size = 2 * self.extent + 1
+        out = x.new_zeros(*x.shape[:-1], size * size)
+        out[..., self.map_index] = x
+        return out.reshape(*x.shape[:-1], size, size)
+
+    def from_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Read the lattice positions of an axial map: ``(..., 2E+1, 2E+1)`` -> ``(..., n_hexals)``."""
+        return x.flatten(-2)[..., self.map_index]
+
+    def forward(self, responses: torch.Tensor) -> torch.Tensor:
+        if responses.dim() != 3 or responses.shape[-1] != self.num_nodes:
+            raise ValueError(f"responses must have shape (B, T, {self.num_nodes}), got "
+                             f"{tuple(responses.shape)}")
+        B, T, _ = responses.shape
+        n = self.map_index.numel()
+        x = responses[..., self.output_index].reshape(B * T, self.n_types, n).relu()
+        out = self.decoder(self.base(self.to_map(x)))
+        y = out[:, :2] / (F.softplus(out[:, 2:3]) + 1.0)
+        return self.from_map(y).reshape(B, T, 2, n)
+
+
+def _check_pair(prediction: torch.Tensor, target: torch.Tensor) -> None:
+    if prediction.shape != target.shape or prediction.dim() != 4 or prediction.shape[2] != 2:
+        raise ValueError(f"prediction and target must both have shape (B, T, 2, n_hexals), got "
+                         f"{tuple(prediction.shape)} and {tuple(target.shape)}")
+
+
+def l2norm(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Training loss: ``mean_b sqrt( sum_{t, c, h} (y_hat - y)^2 )`` (flyvis ``l2norm``).
+
+    **Shapes:** ``(B, T, 2, n_hexals)`` twice -> scalar.
+    """
+    _check_pair(prediction, target)
+    return (prediction - target).pow(2).flatten(1).sum(1).sqrt().mean()
+
+
+def epe(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Average end-point error: ``mean_{b, t, h} sqrt( sum_c (y_hat - y)^2 )``.
+
+    **Shapes:** ``(B, T, 2, n_hexals)`` twice -> scalar.
+    """
+    _check_pair(prediction, target)
+    return (prediction - target).pow(2).sum(2).sqrt().mean()

@@ -1,0 +1,425 @@
+"""Training the network and decoder on optic flow (flyvis ``MultiTaskSolver``, reference 9).
+
+Per epoch (``n_train // batch_size`` iterations, a fresh random order, last partial batch
+dropped): set the stepwise learning rates, compute one grey steady state (``t_pre``, no
+gradient) from which every batch of the epoch starts. Per iteration: simulate the movies
+with gradient (BPTT through the fused sparse engine), decode, ``l2norm`` loss, backward,
+Adam step on two groups (network, decoder); then the activity penalty (9.5) as a plain SGD
+step on the resting potentials ``bias`` only, and the parameter constraints.
+
+*Activity penalty.* flyvis back-propagates the penalty through the same activity graph
+after the Adam step. Here its gradient is taken with ``torch.autograd.grad`` before the
+Adam step (the graph holds the pre-step parameters either way), and applied after it as
+``bias -= lr_pen * dP/dbias``: the same update, without reusing a graph whose leaves were
+modified in place.
+
+*Reproducibility.* All randomness comes from three ``torch.Generator`` seeded from
+``config.seed``: data order, augmentation and dropout. A checkpoint stores them, the epoch's
+order, position and steady state, so a resumed run continues bit for bit.
+
+Run folder: ``config.json``, ``checkpoint.pt`` (latest, atomic), ``best.pt`` (lowest
+validation EPE), ``log.csv``, ``loss.png``; after the last iteration also ``network.pt``,
+``decoder.pt`` (best weights) and ``metrics.json`` -- the layout of a shipped model
+(:func:`flygnn.pretrained.load_model`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flygnn import params
+from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load_checkpoint
+from flygnn.config import TrainConfig
+from flygnn.network import Network
+from flygnn.simulate import simulate, steady_state
+from flygnn.task import FlowDecoder, epe, l2norm
+
+__all__ = ["Trainer", "evaluate", "zero_flow_baseline", "activity_penalty", "build_datasets",
+           "collate", "run_training", "LOG_COLUMNS"]
+
+log = logging.getLogger(__name__)
+LOG_COLUMNS = ["iteration", "loss", "lr", "val_l2norm", "val_epe", "time"]
+
+
+def collate(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack dataset items into a batch.
+
+    **Shapes:** items ``{"lum": (T, n), "flow": (T, 2, n)}`` -> ``(B, T, n)``, ``(B, T, 2, n)``.
+    """
+    lum = torch.stack([it["lum"] for it in items]).to(device=device, dtype=torch.float32)
+    flow = torch.stack([it["flow"] for it in items]).to(device=device, dtype=torch.float32)
+    return lum, flow
+
+
+def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, baseline: float = 5.0,
+                     weight: float = 0.1, below: float = 1.0, above: float = 0.1) -> torch.Tensor:
+    """flyvis's activity penalty on the central cells (reference 9.5).
+
+    ``a = mean_{t >= floor(T/4)} r[b, t, central_k]``, ``x = baseline - a``,
+    ``g = below * relu(x) - above * relu(-x)``, ``P = weight * mean_{b, k} g^2``.
+
+    **Shapes:** ``responses (B, T, N)``, ``central_index (K,)`` -> scalar.
+    """
+    T = responses.shape[1]
+    a = responses[:, T // 4:].index_select(2, central_index.to(responses.device)).mean(1)
+    x = baseline - a
+    g = below * x.relu() - above * (-x).relu()
+    return weight * g.pow(2).mean()
+
+
+def _seeds(seed: int, n: int) -> list[int]:
+    return [int(s.generate_state(1, np.uint64)[0] % (2**63)) for s in
+            np.random.SeedSequence(seed).spawn(n)]
+
+
+def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
+    """Training (augmented with ``generator``) and validation movie sets of a config."""
+    from flygnn._paths import cache_dir
+    from flygnn.stimuli.augment import Augment
+    from flygnn.stimuli.opticflow import OpticFlowMovies
+
+    d = config.data
+    augment = Augment(d.n_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,
+                      contrast_std=d.contrast_std, brightness_std=d.brightness_std,
+                      noise_std=d.noise_std, enabled=d.augment)
+    if generator is not None:
+        augment.generator = generator
+    root = None if d.cache == "" else (d.cache or cache_dir() / "opticflow")
+    common = dict(n_frames=d.n_source_frames, height=d.height, width=d.width,
+                  extent=config.network.extent, dt=d.dt, seed=d.seed, n_objects=d.n_objects,
+                  ego_motion=d.ego_motion, root=root)
+    train = OpticFlowMovies(d.n_train, transform=augment, **common)
+    val = OpticFlowMovies(d.n_val, start=d.n_train, transform=Augment(d.n_frames, enabled=False),
+                          **common)
+    return train, val
+
+
+@torch.no_grad()
+def evaluate(net: Network, decoder: FlowDecoder, dataset, dt: float, t_pre: float = 0.5,
+             batch_size: int = 4, progress: bool = False) -> dict[str, float]:
+    """Mean ``l2norm`` and ``epe`` over a dataset (eval mode, grey steady state of ``t_pre``).
+
+    Per-sample values are averaged over samples, so the result does not depend on
+    ``batch_size`` (flyvis evaluates with batch 1). The modules' modes are restored.
+    """
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
+    was = net.training, decoder.training
+    net.eval()
+    decoder.eval()
+    state = steady_state(net, t_pre, dt, batch_size=1)
+    totals, n = {"l2norm": 0.0, "epe": 0.0}, 0
+    starts = range(0, len(dataset), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="validate", leave=False)
+    for start in starts:
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        lum, flow = collate(items, net.bias.device)
+        pred = decoder(simulate(net, lum, dt, initial_state=state))
+        totals["l2norm"] += float(l2norm(pred, flow)) * len(items)
+        totals["epe"] += float(epe(pred, flow)) * len(items)
+        n += len(items)
+    net.train(was[0])
+    decoder.train(was[1])
+    return {k: v / n for k, v in totals.items()}
+
+
+def zero_flow_baseline(dataset) -> dict[str, float]:
+    """``l2norm`` and ``epe`` of predicting zero flow everywhere (a trivial baseline)."""
+    totals = {"l2norm": 0.0, "epe": 0.0}
+    for i in range(len(dataset)):
+        flow = dataset[i]["flow"][None].float()
+        zero = torch.zeros_like(flow)
+        totals["l2norm"] += float(l2norm(zero, flow))
+        totals["epe"] += float(epe(zero, flow))
+    return {k: v / len(dataset) for k, v in totals.items()}
+
+
+def _network(config: TrainConfig, data=None) -> Network:
+    from flygnn.datasets import FlyVisConnectome
+
+    c = config.network
+    data = FlyVisConnectome(extent=c.extent)[0] if data is None else data
+    if c.init is None:
+        return Network(data)
+    if c.init_flyvis:
+        return Network.from_flyvis_checkpoint(c.init, data)
+    return Network.load(c.init, data)
+
+
+class Trainer:
+    """Train a :class:`~flygnn.network.Network` and a :class:`~flygnn.task.FlowDecoder`.
+
+    Args:
+        config: the run's :class:`~flygnn.config.TrainConfig` (None: read ``out/config.json``
+            when resuming).
+        out: run folder. A new run needs a missing or empty folder; a folder with files
+            is only continued with ``resume=True`` (from ``checkpoint.pt`` when present).
+        resume: continue the run in ``out``; ``config`` must then equal the saved one.
+        progress: show a tqdm progress bar.
+        datasets: optional ``(train, val)`` datasets replacing :func:`build_datasets`
+            (items ``{"lum": (T, n), "flow": (T, 2, n)}``).
+        data: optional connectome ``HeteroData``/``FlatGraph`` of ``config.network.extent``.
+    """
+
+    def __init__(self, config: TrainConfig | None, out: str | os.PathLike, resume: bool = False,
+                 progress: bool = False, datasets=None, data=None) -> None:
+        self.out = Path(out)
+        saved = self.out / "config.json"
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"run folder {str(self.out)!r} is a file")
+        busy = self.out.is_dir() and any(self.out.iterdir())
+        if busy and not resume:
+            raise ValueError(f"run folder {str(self.out)!r} is not empty; pass resume=True "
+                             "(--resume) to continue it, or choose a new folder")
+        if saved.exists():
+            previous = TrainConfig.from_json(saved)
+            if config is not None and config.to_dict() != previous.to_dict():
+                diff = _diff(previous.to_dict(), config.to_dict())
+                raise ValueError(f"config differs from the run's {str(saved)!r} in {diff}")
+            config = previous
+        if config is None:
+            raise ValueError(f"no config given and no {str(saved)!r} to resume from")
+        self.config, self.progress = config, progress
+        self.device = torch.device(config.device)
+        seeds = _seeds(config.seed, 3)
+        self.generators = {"order": torch.Generator().manual_seed(seeds[0]),
+                           "augment": torch.Generator().manual_seed(seeds[1]),
+                           "dropout": torch.Generator(device=self.device).manual_seed(seeds[2])}
+        if datasets is None:
+            datasets = build_datasets(config, self.generators["augment"])
+        self.train_set, self.val_set = datasets
+        if len(self.train_set) < config.optim.batch_size:
+            raise ValueError(f"optim.batch_size {config.optim.batch_size} exceeds the "
+                             f"{len(self.train_set)} training movies")
+        self.network = _network(config, data).to(self.device)
+        d = config.decoder
+        self.decoder = FlowDecoder(self.network.graph, d.hidden, d.kernel_size, d.const_weight,
+                                   d.p_dropout).to(self.device)
+        self.decoder.dropout.generator = self.generators["dropout"]
+        self.optimizer = torch.optim.Adam([
+            {"params": list(self.network.parameters()), "lr": 0.0},
+            {"params": list(self.decoder.parameters()), "lr": 0.0}])
+        self.central = self.network.graph.central_index.to(self.device)
+        self.iteration, self.epoch, self.position = 0, 0, 0
+        self.order: torch.Tensor | None = None
+        self.epoch_state = None
+        self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
+        self.elapsed = 0.0
+        self.out.mkdir(parents=True, exist_ok=True)
+        if (self.out / "checkpoint.pt").exists():
+            self._restore(load_checkpoint(self.out / "checkpoint.pt"))
+        else:
+            if not saved.exists():
+                config.to_json(saved)
+            self._write_log_header()
+
+    # ------------------------------------------------------------------ state
+    def _lrs(self) -> tuple[float, float, float]:
+        o = self.config.optim
+        return (o.lr_net.value(self.iteration, o.n_iters), o.lr_dec.value(self.iteration, o.n_iters),
+                o.lr_pen_schedule().value(self.iteration, o.n_iters))
+
+    def state_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1, "network": self.network.state_dict(),
+                "decoder": self.decoder.state_dict(), "optim": self.optimizer.state_dict(),
+                "rng": {k: g.get_state() for k, g in self.generators.items()},
+                "iteration": self.iteration, "epoch": self.epoch, "order": self.order,
+                "position": self.position, "epoch_state": self.epoch_state, "best": self.best,
+                "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
+                "config": self.config.to_json(), "time": time.ctime()}
+
+    def _restore(self, blob: dict) -> None:
+        self.network.load_state_dict(blob["network"])
+        self.decoder.load_state_dict(blob["decoder"])
+        self.optimizer.load_state_dict(blob["optim"])
+        for k, g in self.generators.items():
+            g.set_state(blob["rng"][k])
+        self.iteration, self.epoch, self.position = blob["iteration"], blob["epoch"], blob["position"]
+        self.order = blob["order"]
+        state = blob["epoch_state"]
+        self.epoch_state = None if state is None else state.to(self.device)
+        self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
+        _truncate_log(self.out / "log.csv", self.iteration)
+        log.info("resumed %s at iteration %d", self.out, self.iteration)
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the full training state atomically (default ``out/checkpoint.pt``)."""
+        return atomic_torch_save(self.state_dict(), path or self.out / "checkpoint.pt")
+
+    # ------------------------------------------------------------------ training
+    def _start_epoch(self) -> None:
+        self.order = torch.randperm(len(self.train_set), generator=self.generators["order"])
+        self.position, self.epoch = 0, self.epoch + 1
+        lr_net, lr_dec, _ = self._lrs()
+        self.optimizer.param_groups[0]["lr"], self.optimizer.param_groups[1]["lr"] = lr_net, lr_dec
+        with torch.no_grad():
+            self.epoch_state = steady_state(self.network, self.config.optim.t_pre,
+                                            self.config.data.dt, self.config.optim.batch_size)
+
+    def step(self, lum: torch.Tensor, flow: torch.Tensor) -> float:
+        """One optimisation step on a batch; returns the loss. Shapes: ``(B, T, n)``, ``(B, T, 2, n)``."""
+        o, net = self.config.optim, self.network
+        net.train()
+        self.decoder.train()
+        responses = simulate(net, lum, self.config.data.dt, initial_state=self.epoch_state, grad=True)
+        loss = l2norm(self.decoder(responses), flow)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
+        penalize = o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=penalize)
+        if penalize:
+            p = o.penalty
+            penalty = activity_penalty(responses, self.central, p.baseline, p.weight, p.below, p.above)
+            (grad_bias,) = torch.autograd.grad(penalty, net.bias)
+        self.optimizer.step()
+        with torch.no_grad():
+            if penalize:
+                net.bias.sub_(self._lrs()[2] * grad_bias)
+            params.project_(net.syn_strength)
+        return float(loss.detach())
+
+    def validate(self) -> dict[str, float]:
+        """:func:`evaluate` on the validation set with the config's ``val_t_pre``."""
+        o = self.config.optim
+        return evaluate(self.network, self.decoder, self.val_set, self.config.data.dt, o.val_t_pre,
+                        o.val_batch_size)
+
+    def train(self, until: int | None = None) -> dict:
+        """Train up to iteration ``until`` (default ``optim.n_iters``), then checkpoint.
+
+        Returns the metrics (also written to ``metrics.json`` once ``n_iters`` is reached).
+        """
+        o = self.config.optim
+        stop = o.n_iters if until is None else min(int(until), o.n_iters)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=o.n_iters, initial=self.iteration, desc="train", unit="it")
+        try:
+            while self.iteration < stop:
+                t0 = time.perf_counter()
+                if self.order is None or self.position + o.batch_size > len(self.order):
+                    self._start_epoch()
+                index = self.order[self.position:self.position + o.batch_size]
+                lum, flow = collate([self.train_set[int(i)] for i in index], self.device)
+                self.position += o.batch_size
+                loss = self.step(lum, flow)
+                self.iteration += 1
+                row = {"iteration": self.iteration, "loss": loss,
+                       "lr": self.optimizer.param_groups[0]["lr"], "val_l2norm": "", "val_epe": ""}
+                if self.iteration % o.val_every == 0 or self.iteration == o.n_iters:
+                    metrics = self.validate()
+                    row.update(val_l2norm=metrics["l2norm"], val_epe=metrics["epe"])
+                    if metrics["epe"] < self.best["val_epe"]:
+                        self.best = {"val_epe": metrics["epe"], "val_l2norm": metrics["l2norm"],
+                                     "iteration": self.iteration}
+                        self.save_checkpoint(self.out / "best.pt")
+                self.elapsed += time.perf_counter() - t0
+                row["time"] = round(self.elapsed, 3)
+                self._append_log(row)
+                if row["val_epe"] != "":
+                    self.plot()
+                if self.iteration % o.checkpoint_every == 0 and self.iteration < stop:
+                    self.save_checkpoint()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4g}")
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save_checkpoint()
+        metrics = {"iteration": self.iteration, "best_iteration": self.best["iteration"],
+                   "best_val_epe": self.best["val_epe"], "best_val_l2norm": self.best["val_l2norm"],
+                   "train_time_s": round(self.elapsed, 1)}
+        if self.iteration >= o.n_iters:
+            self.finish(metrics)
+        return metrics
+
+    def finish(self, metrics: dict) -> None:
+        """Write ``network.pt``, ``decoder.pt`` (best weights), ``metrics.json`` and the figure."""
+        best = self.out / "best.pt"
+        blob = load_checkpoint(best) if best.exists() else self.state_dict()
+        net = _network(self.config, self.network.graph)
+        net.load_state_dict(blob["network"])
+        net.save(self.out / "network.pt")
+        atomic_torch_save({k: v.cpu() for k, v in blob["decoder"].items()}, self.out / "decoder.pt")
+        metrics = dict(metrics, zero_flow=zero_flow_baseline(self.val_set))
+        atomic_write_text(self.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        self.plot()
+
+    # ------------------------------------------------------------------ log
+    def _write_log_header(self) -> None:
+        atomic_write_text(self.out / "log.csv", ",".join(LOG_COLUMNS) + "\n")
+
+    def _append_log(self, row: dict) -> None:
+        with open(self.out / "log.csv", "a", newline="") as f:
+            csv.DictWriter(f, LOG_COLUMNS).writerow(row)
+
+    def plot(self) -> None:
+        """Write ``loss.png`` from ``log.csv``."""
+        import pandas as pd
+
+        from flygnn.plotting import loss_curve
+
+        loss_curve(pd.read_csv(self.out / "log.csv"), path=self.out / "loss.png")
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop log rows written after the checkpoint being resumed."""
+    if not path.exists():
+        atomic_write_text(path, ",".join(LOG_COLUMNS) + "\n")
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",")[0]) <= iteration]
+    atomic_write_text(path, "".join(keep))
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        name = f"{prefix}.{k}" if prefix else k
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], name)
+        elif a.get(k) != b.get(k):
+            out.append(f"{name} ({a.get(k)!r} -> {b.get(k)!r})")
+    return out
+
+
+def run_training(config: str | os.PathLike | None, out: str | os.PathLike,
+                 overrides: list[str] | None = None, resume: bool = False,
+                 progress: bool = True, until: int | None = None) -> dict:
+    """Start or resume a run from a JSON config file (the ``flygnn train`` command).
+
+    Args:
+        config: JSON file of a :class:`~flygnn.config.TrainConfig` (partial is fine); may be
+            None when resuming (the run's ``config.json`` is used).
+        out: run folder.
+        overrides: ``key=value`` strings applied to the config (``optim.n_iters=1000``).
+        resume: continue ``out``.
+        progress: tqdm progress bar.
+        until: stop (with a checkpoint) at this iteration.
+    """
+    cfg = None
+    if config is not None:
+        cfg = TrainConfig.from_json(config)
+    elif overrides and not (Path(out) / "config.json").exists():
+        cfg = TrainConfig()
+    elif not resume:
+        raise ValueError("--config is required unless --resume continues an existing run")
+    if overrides:
+        base = cfg if cfg is not None else TrainConfig.from_json(Path(out) / "config.json")
+        cfg = base.with_overrides(overrides)
+    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    return trainer.train(until)
