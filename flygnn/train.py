@@ -168,7 +168,8 @@ class Trainer:
         resume: continue the run in ``out``; ``config`` must then equal the saved one.
         progress: show a tqdm progress bar.
         datasets: optional ``(train, val)`` datasets replacing :func:`build_datasets`
-            (items ``{"lum": (T, n), "flow": (T, 2, n)}``).
+            (items ``{"lum": (T, n), "flow": (T, 2, n)}``); a ``transform`` attribute of the
+            training set with a ``generator`` (e.g. an ``Augment``) gets the run's generator.
         data: optional connectome ``HeteroData``/``FlatGraph`` of ``config.network.extent``.
     """
 
@@ -199,6 +200,9 @@ class Trainer:
         if datasets is None:
             datasets = build_datasets(config, self.generators["augment"])
         self.train_set, self.val_set = datasets
+        transform = getattr(self.train_set, "transform", None)
+        if isinstance(getattr(transform, "generator", None), torch.Generator):
+            transform.generator = self.generators["augment"]  # e.g. an Augment: reproducible
         if len(self.train_set) < config.optim.batch_size:
             raise ValueError(f"optim.batch_size {config.optim.batch_size} exceeds the "
                              f"{len(self.train_set)} training movies")

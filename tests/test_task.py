@@ -1,0 +1,148 @@
+"""Flow decoder (flyvis DecoderGAVP) and the l2norm / EPE losses."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flygnn.datasets import FlyVisConnectome
+from flygnn.flat import flatten
+from flygnn.task import FlowDecoder, HexConv2d, epe, hex_mask, l2norm
+
+FLYVIS_KEYS = {  # flyvis checkpoint decoder["flow"] entries and shapes at extent 15 (reference 12.2)
+    "base.0.weight": (8, 34, 5, 5), "base.0.bias": (8,), "base.1.weight": (8,),
+    "base.1.bias": (8,), "base.1.running_mean": (8,), "base.1.running_var": (8,),
+    "base.1.num_batches_tracked": (), "decoder.0.weight": (3, 8, 5, 5), "decoder.0.bias": (3,),
+}
+
+
+@pytest.fixture(scope="module")
+def graph15():
+    return flatten(FlyVisConnectome(extent=15)[0])
+
+
+@pytest.fixture(scope="module")
+def graph2():
+    return flatten(FlyVisConnectome(extent=2)[0])
+
+
+def test_parameter_count_and_flyvis_names(graph15):
+    dec = FlowDecoder(graph15)
+    assert sum(p.numel() for p in dec.parameters()) == 7427
+    assert {k: tuple(v.shape) for k, v in dec.state_dict().items()} == FLYVIS_KEYS
+
+
+def test_loads_a_flyvis_decoder_state_dict(graph15):
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.rand(s, generator=g) for k, s in FLYVIS_KEYS.items()}
+    state["base.1.num_batches_tracked"] = torch.tensor(12345)
+    dec = FlowDecoder(graph15)
+    dec.load_state_dict(state)  # strict: names and shapes match exactly
+    assert torch.equal(dec.decoder[0].weight, state["decoder.0.weight"])
+    assert int(dec.base[1].num_batches_tracked) == 12345
+
+
+def test_hex_mask_keeps_19_entries_and_drops_the_six_corners():
+    mask = hex_mask(5)
+    dropped = {(du, dv) for du in range(-2, 3) for dv in range(-2, 3) if mask[du + 2, dv + 2] == 0}
+    assert dropped == {(-2, -2), (-2, -1), (-1, -2), (2, 2), (2, 1), (1, 2)}
+    assert int(mask.sum()) == 19
+    assert torch.equal(hex_mask(1), torch.ones(1, 1))
+    assert int(hex_mask(3).sum()) == 7
+
+
+@pytest.mark.parametrize("size", [0, 4, -3])
+def test_hex_mask_rejects_bad_kernel_size(size):
+    with pytest.raises(ValueError, match="kernel_size"):
+        hex_mask(size)
+
+
+def test_const_init_is_masked_and_corners_get_no_gradient():
+    conv = HexConv2d(2, 3, 5, const_weight=0.001)
+    mask = hex_mask(5)
+    assert torch.equal(conv.weight, 0.001 * mask.expand(3, 2, 5, 5))
+    assert torch.equal(conv.bias, torch.full((3,), 0.001))
+    with torch.no_grad():
+        conv.weight.fill_(1.0)  # corners set by hand are still ignored in forward
+    x = torch.randn(1, 2, 7, 7, generator=torch.Generator().manual_seed(1))
+    y = conv(x)
+    expected = F.conv2d(x, mask.expand(3, 2, 5, 5), conv.bias, padding=2)
+    torch.testing.assert_close(y, expected)
+    y.sum().backward()
+    assert torch.all(conv.weight.grad[..., mask == 0] == 0)
+    assert torch.all(conv.weight.grad[..., mask == 1] != 0)
+
+
+def _reference_forward(dec: FlowDecoder, graph, responses):
+    """Independent re-computation in eval mode, looping over neurons for the map."""
+    E = graph.extent
+    B, T, _ = responses.shape
+    maps = torch.zeros(B * T, len(graph.output_types), 2 * E + 1, 2 * E + 1)
+    flat = responses.reshape(B * T, -1)
+    for c, cell_type in enumerate(graph.output_types):
+        sl = graph.type_slice(cell_type)
+        for i in range(sl.start, sl.stop):
+            maps[:, c, int(graph.u[i]) + E, int(graph.v[i]) + E] = flat[:, i].clamp(min=0)
+    mask = hex_mask(5)
+    c0, bn, c1 = dec.base[0], dec.base[1], dec.decoder[0]
+    h = F.conv2d(maps, c0.weight * mask, c0.bias, padding=2)
+    h = (h - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var[:, None, None] + bn.eps)
+    h = F.softplus(h * bn.weight[:, None, None] + bn.bias[:, None, None])
+    o = F.conv2d(h, c1.weight * mask, c1.bias, padding=2)
+    y = o[:, :2] / (torch.log1p(torch.exp(o[:, 2:3])) + 1)
+    sl = graph.type_slice(graph.output_types[0])
+    u, v = graph.u[sl] + E, graph.v[sl] + E
+    return y[:, :, u, v].reshape(B, T, 2, -1)
+
+
+def test_forward_matches_independent_computation(graph2):
+    torch.manual_seed(0)
+    dec = FlowDecoder(graph2, const_weight=None)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        dec.base[1].running_mean.copy_(torch.randn(8, generator=g))
+        dec.base[1].running_var.copy_(torch.rand(8, generator=g) + 0.5)
+    dec.eval()
+    responses = torch.randn(2, 3, graph2.num_nodes, generator=g)
+    out = dec(responses)
+    assert out.shape == (2, 3, 2, 19)
+    torch.testing.assert_close(out, _reference_forward(dec, graph2, responses), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_generator_makes_training_forward_reproducible(graph2):
+    dec = FlowDecoder(graph2)
+    responses = torch.rand(2, 2, graph2.num_nodes, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for _ in range(2):
+        dec.dropout.generator = torch.Generator().manual_seed(7)
+        outs.append(dec(responses))
+    assert torch.equal(outs[0], outs[1])
+    dec.dropout.generator = torch.Generator().manual_seed(8)
+    assert not torch.equal(outs[0], dec(responses))
+
+
+def test_decoder_rejects_wrong_response_shape(graph2):
+    with pytest.raises(ValueError, match="responses must have shape"):
+        FlowDecoder(graph2)(torch.zeros(2, 3, 10))
+
+
+def test_losses_against_hand_computed_values():
+    # B = 2, T = 1, n = 2: sample 0 errors (3, 4) and (0, 0); sample 1 errors (1, 0) and (0, 2)
+    target = torch.zeros(2, 1, 2, 2)
+    pred = torch.zeros(2, 1, 2, 2)
+    pred[0, 0, :, 0] = torch.tensor([3.0, 4.0])
+    pred[1, 0, :, 0] = torch.tensor([1.0, 0.0])
+    pred[1, 0, :, 1] = torch.tensor([0.0, 2.0])
+    assert float(epe(pred, target)) == pytest.approx((5 + 0 + 1 + 2) / 4)
+    assert float(l2norm(pred, target)) == pytest.approx((5 + math.sqrt(5)) / 2)
+    assert float(l2norm(target, pred)) == pytest.approx((5 + math.sqrt(5)) / 2)
+
+
+def test_losses_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="B, T, 2, n_hexals"):
+        epe(torch.zeros(1, 2, 2, 7), torch.zeros(1, 2, 2, 19))
+    with pytest.raises(ValueError, match="B, T, 2, n_hexals"):
+        l2norm(torch.zeros(1, 2, 3, 7), torch.zeros(1, 2, 3, 7))
