@@ -44,7 +44,8 @@ def test_loader_batches_a_dataset_reproducibly():
 def test_loader_restricted_to_indices():
     ds = _movies()
     batches = list(make_loader(ds, batch_size=1, indices=[1, 3], seed=0))
-    got = sorted(next(i for i in range(5) if torch.equal(b["lum"][0], ds[i]["lum"])) for b in batches)
+    items = [ds[i]["lum"] for i in range(5)]
+    got = sorted(next(i for i in range(5) if torch.equal(b["lum"][0], items[i])) for b in batches)
     assert got == [1, 3]
 
 

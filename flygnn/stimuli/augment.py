@@ -23,7 +23,7 @@ __all__ = ["check_item", "symmetry", "contrast_brightness", "add_noise", "apply_
 
 
 def check_item(item, name: str = "item") -> None:
-    """Raise ``ValueError`` unless ``item`` holds finite float ``lum (T, n)`` / ``flow (T, 2, n)``."""
+    """Raise ``ValueError`` unless ``item`` holds finite ``lum (T, n)`` / ``flow (T, 2, n)``."""
     if not isinstance(item, dict) or "lum" not in item:
         raise ValueError(f"{name} must be a dict with a 'lum' tensor, got {type(item).__name__}")
     lum = item["lum"]
@@ -37,9 +37,9 @@ def check_item(item, name: str = "item") -> None:
         flow = item["flow"]
         if not torch.is_tensor(flow) or flow.dim() != 3 or flow.shape[1] != 2 \
                 or flow.shape[0] != lum.shape[0] or flow.shape[2] != lum.shape[1]:
+            got = tuple(flow.shape) if torch.is_tensor(flow) else type(flow).__name__
             raise ValueError(f"{name}['flow'] must have shape (T, 2, n_hexals) = "
-                             f"({lum.shape[0]}, 2, {lum.shape[1]}), got "
-                             f"{tuple(flow.shape) if torch.is_tensor(flow) else type(flow).__name__}")
+                             f"({lum.shape[0]}, 2, {lum.shape[1]}), got {got}")
         if not torch.isfinite(flow).all():
             raise ValueError(f"{name}['flow'] contains NaN or inf")
 
@@ -49,7 +49,8 @@ def _permutation(extent: int, n_rot: int, flip_axis: int) -> torch.Tensor:
     return hexgrid.permutation(extent, n_rot, flip_axis)
 
 
-def symmetry(x: torch.Tensor, n_rot: int = 0, flip_axis: int = 0, vector: bool = False) -> torch.Tensor:
+def symmetry(x: torch.Tensor, n_rot: int = 0, flip_axis: int = 0,
+             vector: bool = False) -> torch.Tensor:
     """Mirror about lattice ``flip_axis`` (0 = none), then rotate by ``n_rot * 60`` degrees.
 
     The content at hexal ``p`` moves to ``R^n(F(p))``; with ``vector`` the axis ``-2``
@@ -77,9 +78,13 @@ def contrast_brightness(lum: torch.Tensor, contrast: float, brightness: float) -
     return (contrast * (lum - 0.5) + 0.5 + contrast * brightness).clamp_min(0.0)
 
 
-def add_noise(lum: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``max(x + N(0, std^2), 0)`` independently per hexal and frame."""
-    noise = torch.randn(lum.shape, generator=generator, dtype=lum.dtype, device="cpu").to(lum.device)
+def add_noise(lum: torch.Tensor, std: float,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """``max(x + N(0, std^2), 0)`` independently per hexal and frame (drawn on the
+    generator's device)."""
+    device = generator.device if generator is not None else lum.device
+    noise = torch.randn(lum.shape, generator=generator, dtype=lum.dtype, device=device)
+    noise = noise.to(lum.device)
     return (lum + std * noise).clamp_min(0.0)
 
 
@@ -91,7 +96,8 @@ def apply_gamma(lum: torch.Tensor, gamma: float) -> torch.Tensor:
 def temporal_crop(item: dict, n_frames: int, start: int = 0) -> dict:
     """Frames ``[start, start + n_frames)`` of every tensor in ``item`` (fewer if shorter)."""
     if n_frames < 1 or start < 0:
-        raise ValueError(f"need n_frames >= 1 and start >= 0, got n_frames={n_frames}, start={start}")
+        raise ValueError(f"need n_frames >= 1 and start >= 0, got n_frames={n_frames}, "
+                         f"start={start}")
     return {k: v[start:start + n_frames] for k, v in item.items()}
 
 
@@ -161,7 +167,8 @@ class Augment:
 
     def __init__(self, n_frames: int | None = None, p_rot: float = 0.5, p_flip: float = 0.5,
                  flip_axes: tuple[int, ...] = (0, 1, 2, 3), contrast_std: float | None = 0.2,
-                 brightness_std: float = 0.1, noise_std: float = 0.08, gamma_std: float | None = None,
+                 brightness_std: float = 0.1, noise_std: float = 0.08,
+                 gamma_std: float | None = None,
                  dt: float | None = None, source_fps: float = 24.0, seed: int = 0,
                  enabled: bool = True) -> None:
         for name, p in (("p_rot", p_rot), ("p_flip", p_flip)):
@@ -184,7 +191,8 @@ class Augment:
         self.dt, self.source_fps, self.enabled = dt, source_fps, enabled
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self, n_source_frames: int, generator: torch.Generator | None = None) -> AugmentParams:
+    def sample(self, n_source_frames: int,
+               generator: torch.Generator | None = None) -> AugmentParams:
         """Draw the per-item parameters (noise is drawn in :meth:`apply`)."""
         g = generator if generator is not None else self.generator
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SubsetRandomSampler, get_worker_info
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SubsetRandomSampler,
+    get_worker_info,
+)
 from torch_geometric.data import Data, HeteroData
 
 from flygnn.flat import FlatGraph
@@ -70,7 +76,8 @@ def make_loader(dataset: Dataset, batch_size: int = 4, shuffle: bool = True,
     if indices is not None:
         bad = [i for i in indices if not 0 <= i < len(dataset)]
         if bad:
-            raise ValueError(f"indices {bad[:5]} out of range for a dataset of {len(dataset)} items")
+            raise ValueError(f"indices {bad[:5]} out of range for a dataset of {len(dataset)} "
+                             "items")
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     if indices is not None:
@@ -93,15 +100,16 @@ def _resolve_graph(graph):
 
 def _frames(movie: torch.Tensor, targets: torch.Tensor | None, n_hexals: int):
     if not torch.is_tensor(movie) or movie.dim() not in (2, 3) or movie.shape[-1] != n_hexals:
-        raise ValueError(f"movie must have shape (T, {n_hexals}) or (B, T, {n_hexals}), got "
-                         f"{tuple(movie.shape) if torch.is_tensor(movie) else type(movie).__name__}")
+        got = tuple(movie.shape) if torch.is_tensor(movie) else type(movie).__name__
+        raise ValueError(f"movie must have shape (T, {n_hexals}) or (B, T, {n_hexals}), "
+                         f"got {got}")
     batched = movie.dim() == 3
     T = movie.shape[-2]
     if targets is not None:
         want = (*movie.shape[:-1], 2, n_hexals)
         if not torch.is_tensor(targets) or tuple(targets.shape) != want:
-            raise ValueError(f"targets must have shape {want}, got "
-                             f"{tuple(targets.shape) if torch.is_tensor(targets) else type(targets)}")
+            got = tuple(targets.shape) if torch.is_tensor(targets) else type(targets).__name__
+            raise ValueError(f"targets must have shape {want}, got {got}")
     for t in range(T):
         x = movie[:, t].T if batched else movie[t, :, None]  # views: (n_hexals, B or 1)
         y = None

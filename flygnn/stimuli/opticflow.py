@@ -137,14 +137,15 @@ def sample_params(rng: np.random.Generator, height: int = 436, width: int = 417,
             angle=float(rng.uniform(0, 2 * math.pi)),
             rotation=_normal(rng, prior.object_rotation_std),
             expansion=_normal(rng, prior.object_expansion_std),
-            radius=(float(rng.uniform(*prior.object_radius)), float(rng.uniform(*prior.object_radius))),
+            radius=(float(rng.uniform(*prior.object_radius)),
+                    float(rng.uniform(*prior.object_radius))),
             roundness=float(rng.uniform(1.2, 4.0)),
         ))
     return MovieParams(tuple(layers), height, width, n_frames)
 
 
 def pink_noise(size: int, alpha: float, seed: int) -> torch.Tensor:
-    """Periodic ``size x size`` texture with amplitude spectrum ``~ 1/f**alpha``, zero mean, unit std.
+    """Periodic ``size x size`` texture, amplitude spectrum ``~ 1/f**alpha``, mean 0, std 1.
 
     **Shapes:** returns float32 ``(size, size)``.
     """
@@ -283,7 +284,8 @@ def _params_frame(params: MovieParams, seed: int, index: int) -> pd.DataFrame:
         px, py = row.pop("position")
         vx, vy = row.pop("velocity")
         radius = row.pop("radius") or (np.nan, np.nan)
-        rows.append(dict(seed=seed, sequence=index, layer=k, kind="background" if k == 0 else "object",
+        kind = "background" if k == 0 else "object"
+        rows.append(dict(seed=seed, sequence=index, layer=k, kind=kind,
                          x0=px, y0=py, vx=vx, vy=vy, radius_a=radius[0], radius_b=radius[1], **row))
     return pd.DataFrame(rows)
 
@@ -353,7 +355,8 @@ class OpticFlowMovies(Dataset):
         self._memory: dict[int, dict[str, torch.Tensor]] = {}
         self.folder = None
         if root is not None:
-            key = hashlib.sha256(json.dumps(asdict(self.config), sort_keys=True).encode()).hexdigest()
+            text = json.dumps(asdict(self.config), sort_keys=True)
+            key = hashlib.sha256(text.encode()).hexdigest()
             self.folder = Path(root) / "processed" / f"opticflow_{key[:16]}"
 
     @classmethod
@@ -378,7 +381,7 @@ class OpticFlowMovies(Dataset):
         return sample_params(rng, c.height, c.width, c.n_frames, c.n_objects, c.ego_motion, c.prior)
 
     def params(self, index: int) -> pd.DataFrame:
-        """One row per layer: seed, sequence (start + index), layer, kind, motion and texture parameters."""
+        """One row per layer: seed, sequence (``start + index``), layer, kind, motion, texture."""
         return _params_frame(self.movie_params(index), self.config.seed, self._check_index(index))
 
     def sequence(self, index: int) -> dict[str, torch.Tensor]:

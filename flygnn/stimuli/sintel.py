@@ -63,7 +63,7 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:
-    """Luminance of an image file: PIL ``convert("L")`` (ITU-R 601 luma) / 255, float32 ``(H, W)``."""
+    """Luminance of an image: PIL ``convert("L")`` (ITU-R 601 luma) / 255, float32 ``(H, W)``."""
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255)
@@ -80,7 +80,8 @@ def split_windows(width: int, n_splits: int, min_width: int) -> list[tuple[int, 
     E.g. ``(716, 3, 417)`` -> ``[0, 417), [149, 566), [298, 715)``.
     """
     if n_splits < 1 or width < 1:
-        raise ValueError(f"need width >= 1 and n_splits >= 1, got width={width}, n_splits={n_splits}")
+        raise ValueError(f"need width >= 1 and n_splits >= 1, got width={width}, "
+                         f"n_splits={n_splits}")
     size = max(min_width, int(width / n_splits))
     if n_splits == 1 or size >= width:
         return [(0, width)]
@@ -92,8 +93,8 @@ def _scene_files(root: Path, scene: str) -> tuple[list[Path], list[Path]]:
     frames = sorted((root / "final" / scene).glob("frame_*.png"))
     flows = sorted((root / "flow" / scene).glob("frame_*.flo"))
     if len(flows) < len(frames) - 1:
-        raise ValueError(f"{root / 'flow' / scene}: {len(flows)} .flo files for {len(frames)} frames "
-                         f"(expected {len(frames) - 1})")
+        raise ValueError(f"{root / 'flow' / scene}: {len(flows)} .flo files for {len(frames)} "
+                         f"frames (expected {len(frames) - 1})")
     return frames, flows[:max(len(frames) - 1, 0)]
 
 
@@ -133,7 +134,8 @@ class SintelFlow(Dataset):
         if dt is not None and not (math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number or None, got {dt!r}")
         if not 0 < center_crop_fraction <= 1:
-            raise ValueError(f"center_crop_fraction must be in (0, 1], got {center_crop_fraction!r}")
+            raise ValueError("center_crop_fraction must be in (0, 1], got "
+                             f"{center_crop_fraction!r}")
         if vertical_splits < 1:
             raise ValueError(f"vertical_splits must be >= 1, got {vertical_splits!r}")
         self.n_frames, self.dt, self.transform = n_frames, dt, transform
@@ -169,7 +171,8 @@ class SintelFlow(Dataset):
         for p in flows:
             f = read_flo(p)
             if f.shape[:2] != (H, W):
-                raise ValueError(f"{p}: flow is {f.shape[1]}x{f.shape[0]} (w x h), frames are {W}x{H}")
+                raise ValueError(f"{p}: flow is {f.shape[1]}x{f.shape[0]} (w x h), "
+                                 f"frames are {W}x{H}")
             fields.append(f.transpose(2, 0, 1) * np.array([1, -1], np.float32)[:, None, None] / H)
         flow = np.stack(fields)  # (T, 2, H, W)
         width = int(self.center_crop_fraction * W)
