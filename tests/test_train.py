@@ -1,0 +1,294 @@
+"""Training: config validation, overfitting, checkpoints, resume equivalence, penalty, CLI."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import flygnn.checkpoint as checkpoint
+from flygnn.cli import main
+from flygnn.config import TrainConfig
+from flygnn.datasets import FlyVisConnectome
+from flygnn.network import Network
+from flygnn.simulate import simulate
+from flygnn.stimuli.augment import Augment
+from flygnn.train import Trainer, activity_penalty, evaluate, zero_flow_baseline
+
+EXTENT, N_HEX, T = 2, 19, 6
+
+
+class Movies(torch.utils.data.Dataset):
+    """Fixed random movies whose flow is a smooth function of the luminance."""
+
+    def __init__(self, n, seed, transform=None):
+        g = torch.Generator().manual_seed(seed)
+        self.lum = torch.rand(n, T, N_HEX, generator=g)
+        self.flow = torch.stack([self.lum - 0.5, 0.3 * torch.ones_like(self.lum)], 2)
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.lum)
+
+    def __getitem__(self, i):
+        item = {"lum": self.lum[i].clone(), "flow": self.flow[i].clone()}
+        return self.transform(item) if self.transform is not None else item
+
+
+@pytest.fixture(scope="module")
+def data():
+    return FlyVisConnectome(extent=EXTENT)[0]
+
+
+def config(**optim):
+    o = {"n_iters": 6, "batch_size": 2, "val_every": 3, "checkpoint_every": 100, "t_pre": 0.1,
+         "val_t_pre": 0.1, "lr_net": {"start": 1e-2, "stop": 1e-3, "steps": 3},
+         "lr_dec": {"start": 1e-2, "stop": 1e-3, "steps": 3},
+         "penalty": {"stop_iter": 4, "weight": 0.1}}
+    o.update(optim)
+    return TrainConfig.from_dict({"network": {"extent": EXTENT}, "optim": o, "seed": 3,
+                                  "data": {"n_train": 4, "n_val": 2, "cache": ""}})
+
+
+def datasets(augment=True):
+    transform = Augment(None, noise_std=0.05, enabled=augment)
+    return Movies(4, 0, transform), Movies(2, 1)
+
+
+def test_loss_falls_when_overfitting_two_movies(tmp_path, data):
+    cfg = config(n_iters=40, val_every=40, penalty={"weight": 0.0},
+                 lr_net={"start": 1e-2, "stop": 1e-2, "steps": 1},
+                 lr_dec={"start": 3e-2, "stop": 3e-2, "steps": 1})
+    cfg = cfg.with_overrides(["data.n_train=2", "decoder.p_dropout=0.0"])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(2, 0), Movies(2, 0)), data=data)
+    start = evaluate(trainer.network, trainer.decoder, trainer.val_set, 0.02, 0.1)
+    metrics = trainer.train()
+    loss = pd.read_csv(tmp_path / "run" / "log.csv")["loss"].to_numpy()
+    assert len(loss) == 40 and np.isfinite(loss).all()
+    assert loss[-5:].mean() < 0.3 * loss[:5].mean()
+    # eval mode (BatchNorm running statistics) generalises less sharply than the batch loss
+    assert metrics["best_val_epe"] < 0.75 * start["epe"]
+    assert metrics["best_val_epe"] < 0.7 * zero_flow_baseline(trainer.val_set)["epe"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_iteration"] == 40
+    for name in ("network.pt", "decoder.pt", "best.pt", "checkpoint.pt", "loss.png", "config.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def _states(trainer):
+    return {**{f"net.{k}": v for k, v in trainer.network.state_dict().items()},
+            **{f"dec.{k}": v for k, v in trainer.decoder.state_dict().items()}}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    trainer = Trainer(config(), out, datasets=datasets(), data=data)
+    trainer.train()
+    return trainer, out
+
+
+def test_resume_after_stop_gives_identical_parameters(tmp_path, data, reference_run):
+    ref, ref_out = reference_run
+    first = Trainer(config(), tmp_path / "run", datasets=datasets(), data=data)
+    first.train(until=3)  # stops mid-epoch (2 iterations per epoch)
+    assert first.iteration == 3 and first.position == 2
+    second = Trainer(config(), tmp_path / "run", resume=True, datasets=datasets(), data=data)
+    assert second.iteration == 3
+    second.train()
+    a, b = _states(ref), _states(second)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    log_a = pd.read_csv(ref_out / "log.csv")
+    log_b = pd.read_csv(tmp_path / "run" / "log.csv")
+    pd.testing.assert_frame_equal(log_a.drop(columns="time"), log_b.drop(columns="time"))
+
+
+def test_resume_after_crash_drops_unsaved_log_rows(tmp_path, data, reference_run, monkeypatch):
+    ref, _ = reference_run
+    cfg = config(checkpoint_every=2)
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    original = Trainer.step
+
+    def crash(self, lum, flow):
+        if self.iteration == 4:
+            raise KeyboardInterrupt
+        return original(self, lum, flow)
+
+    monkeypatch.setattr(Trainer, "step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    monkeypatch.setattr(Trainer, "step", original)
+    blob = checkpoint.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert blob["iteration"] == 4
+    resumed = Trainer(cfg, tmp_path / "run", resume=True, datasets=datasets(), data=data)
+    resumed.train()
+    for k, v in _states(ref).items():
+        assert torch.equal(v, _states(resumed)[k]), k
+    assert pd.read_csv(tmp_path / "run" / "log.csv")["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_log_rows_after_the_checkpoint_are_dropped_on_resume(tmp_path, data, reference_run):
+    ref, ref_out = reference_run
+    cfg = config(checkpoint_every=2)
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    trainer.train(until=2)
+    with open(tmp_path / "run" / "log.csv", "a") as f:  # rows of iterations lost in a crash
+        f.write("3,1.0,0.01,,,9.0\n4,1.0,0.01,,,9.5\n")
+    Trainer(cfg, tmp_path / "run", resume=True, datasets=datasets(), data=data).train()
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert log["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(log["loss"], pd.read_csv(ref_out / "log.csv")["loss"])
+
+
+def test_checkpoint_round_trip_and_atomic_write(tmp_path, data, reference_run, monkeypatch):
+    ref, ref_out = reference_run
+    blob = checkpoint.load_checkpoint(ref_out / "checkpoint.pt")
+    assert blob["iteration"] == 6 and blob["epoch"] == 3
+    assert TrainConfig.from_dict(json.loads(blob["config"])) == config()
+    assert blob["best_val_epe"] == min(pd.read_csv(ref_out / "log.csv")["val_epe"].dropna())
+    for k, v in ref.network.state_dict().items():
+        assert torch.equal(blob["network"][k], v)
+    before = (ref_out / "checkpoint.pt").read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        ref.save_checkpoint()
+    assert (ref_out / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in ref_out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_penalty_step_equals_adam_then_sgd_on_the_bias(tmp_path, data):
+    cfg = config(n_iters=1, penalty={"weight": 50.0, "stop_iter": 10, "baseline": 5.0})
+    cfg = cfg.with_overrides(["decoder.p_dropout=0.0"])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(augment=False), data=data)
+    trainer._start_epoch()
+    lum = trainer.train_set.lum[:2]
+    flow = trainer.train_set.flow[:2]
+    # independent: Adam on the task loss alone, plus the penalty gradient at the old parameters
+    net = Network(data)
+    net.load_state_dict(trainer.network.state_dict())
+    responses = simulate(net, lum, 0.02, initial_state=trainer.epoch_state)
+    penalty = activity_penalty(responses, net.graph.central_index, 5.0, 50.0, 1.0, 0.1)
+    (g,) = torch.autograd.grad(penalty, net.bias)
+    control = Trainer(cfg.with_overrides(["optim.penalty.weight=0.0"]), tmp_path / "ctl",
+                      datasets=datasets(augment=False), data=data)
+    control._start_epoch()
+    control.step(lum, flow)
+    trainer.step(lum, flow)
+    torch.testing.assert_close(trainer.network.bias, control.network.bias - 1e-2 * g)
+    assert not torch.equal(trainer.network.bias, control.network.bias)
+    assert torch.equal(trainer.network.syn_strength, control.network.syn_strength)
+
+
+def test_activity_penalty_hand_computed():
+    r = torch.zeros(1, 4, 3)
+    r[0, 1:, 0] = 6.0  # frames t >= 1 count: mean 6 -> x = -1 -> g = -0.1
+    r[0, 1:, 1] = 3.0  # mean 3 -> x = 2 -> g = 2
+    r[0, 0, 2] = 100.0  # frame 0 is ignored: mean 0 -> x = 5 -> g = 5
+    value = activity_penalty(r, torch.tensor([0, 1, 2]))
+    assert float(value) == pytest.approx(0.1 * (0.01 + 4 + 25) / 3)
+
+
+def test_zero_flow_baseline_is_the_mean_flow_norm():
+    ds = Movies(2, 0)
+    expected = ds.flow.norm(dim=2).mean()
+    assert zero_flow_baseline(ds)["epe"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_non_empty_folder_needs_resume(tmp_path, data):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty; pass resume=True"):
+        Trainer(config(), tmp_path / "run", datasets=datasets(), data=data)
+
+
+def test_resume_with_a_different_config_is_rejected(tmp_path, data):
+    Trainer(config(), tmp_path / "run", datasets=datasets(), data=data).train(until=1)
+    with pytest.raises(ValueError, match=r"optim\.batch_size"):
+        Trainer(config(batch_size=4), tmp_path / "run", resume=True, datasets=datasets(), data=data)
+
+
+BAD = [
+    ({"optim": {"batch_size": 0}}, "optim.batch_size"),
+    ({"optim": {"lr_net": {"start": "fast"}}}, "optim.lr_net.start"),
+    ({"optim": {"lr_dec": {"steps": 0}}}, "optim.lr_dec.steps"),
+    ({"optim": {"n_iter": 5}}, "unknown keys \\['n_iter'\\]"),
+    ({"bogus": 1}, "unknown keys \\['bogus'\\]"),
+    ({"data": {"n_frames": 30}}, "data.n_frames"),
+    ({"data": {"dt": -0.02}}, "data.dt"),
+    ({"data": {"p_flip": 1.5}}, "data.p_flip"),
+    ({"data": {"flip_axes": [0, 5]}}, "data.flip_axes"),
+    ({"data": {"n_objects": [3, 1]}}, "data.n_objects"),
+    ({"data": {"augment": "yes"}}, "data.augment"),
+    ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
+    ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
+    ({"network": {"extent": 0}}, "network.extent"),
+    ({"optim": {"penalty": {"weight": -1}}}, "optim.penalty.weight"),
+    ({"optim": {"batch_size": 8}, "data": {"n_train": 4}}, "optim.batch_size"),
+    ({"seed": 1.5}, "'seed'"),
+    ({"optim": 3}, "'optim': expected an object"),
+]
+
+
+@pytest.mark.parametrize("bad,field", BAD, ids=[b[1] for b in BAD])
+def test_bad_config_is_rejected_naming_the_field(bad, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig.from_dict(bad)
+
+
+def test_config_json_round_trip_and_overrides(tmp_path):
+    cfg = config()
+    cfg.to_json(tmp_path / "c.json")
+    assert TrainConfig.from_json(tmp_path / "c.json") == cfg
+    new = cfg.with_overrides(["optim.lr_net.start=0.5", "data.cache=/x", "device=meta"])
+    assert (new.optim.lr_net.start, new.data.cache, new.device) == (0.5, "/x", "meta")
+    with pytest.raises(ValueError, match="key=value"):
+        cfg.with_overrides(["optim.n_iters"])
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TrainConfig.from_json(tmp_path / "bad.json")
+
+
+def test_stepwise_schedule_matches_flyvis():
+    s = TrainConfig().optim.lr_net
+    expected = np.linspace(5e-5, 5e-6, 10)
+    for it, k in ((0, 0), (24_999, 0), (25_000, 1), (124_999, 4), (249_999, 9), (400_000, 9)):
+        assert s.value(it, 250_000) == pytest.approx(expected[k], rel=1e-12)
+
+
+def test_cli_train_validate_simulate(tmp_path, data):
+    cfg = {"network": {"extent": EXTENT},
+           "data": {"n_train": 2, "n_val": 1, "n_source_frames": 4, "n_frames": 3, "height": 60,
+                    "width": 60, "cache": str(tmp_path / "cache"), "n_objects": [0, 1]},
+           "optim": {"n_iters": 2, "batch_size": 2, "val_every": 2, "t_pre": 0.1}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    run = tmp_path / "run"
+    args = ["train", "--config", str(tmp_path / "cfg.json"), "--out", str(run), "--no-progress"]
+    assert main(args + ["--set", "optim.lr_net.start=1e-3"]) == 0
+    assert pd.read_csv(run / "log.csv")["iteration"].tolist() == [1, 2]
+    assert main(args) == 2  # the folder exists: no silent overwrite
+    assert main(["validate", "--run", str(run)]) == 0
+    result = json.loads((run / "validation.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert result["epe"] == pytest.approx(metrics["best_val_epe"], rel=1e-5)
+    assert math.isfinite(result["l2norm"]) and result["zero_flow"]["epe"] > 0
+    movie = np.random.default_rng(0).random((5, N_HEX)).astype(np.float32)
+    np.save(tmp_path / "movie.npy", movie)
+    out = tmp_path / "resp.npz"
+    assert main(["simulate", "--model", str(run), "--movie", str(tmp_path / "movie.npy"),
+                 "--dt", "0.02", "--out", str(out), "--record", "central"]) == 0
+    net = Network.load(run / "network.pt", data)
+    expected = simulate(net, torch.from_numpy(movie)[None], 0.02, t_pre=1.0, record="central",
+                        grad=False)
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["responses"], expected.numpy())
+        assert list(z["node_type"]) == net.cell_types
+    assert main(["simulate", "--model", "no-such-model", "--movie", str(tmp_path / "movie.npy"),
+                 "--out", str(out)]) == 2
