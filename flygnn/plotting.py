@@ -319,3 +319,52 @@ def connectivity_matrix(
     if title:
         ax.set_title(title)
     return _finish(fig, path, dpi)
+
+
+def loss_curve(
+    log: pd.DataFrame,
+    ax=None,
+    smooth: int = 50,
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Training loss per iteration (raw and running mean) and validation l2norm / EPE.
+
+    Args:
+        log: a training log (``flygnn.train`` ``log.csv``) with columns ``iteration``,
+            ``loss`` and optionally ``val_l2norm``, ``val_epe`` (NaN where not validated).
+        smooth: window (iterations) of the running mean of the training loss.
+
+    Returns:
+        the Figure: ``axes[0]`` holds the loss lines (raw, running mean, validation
+        l2norm), ``axes[1]`` (a twin axis) the validation EPE when present.
+
+    **Shapes:** ``log`` ``(n_rows, columns)``.
+    """
+    if not isinstance(log, pd.DataFrame) or not {"iteration", "loss"} <= set(log.columns):
+        raise ValueError("log must be a DataFrame with columns 'iteration' and 'loss'")
+    fig, ax = _axes(ax, (6, 3.5))
+    it = log["iteration"].to_numpy(dtype=np.float64)
+    loss = log["loss"].to_numpy(dtype=np.float64)
+    ax.plot(it, loss, color="#bbbbbb", lw=0.6, label="train l2norm")
+    if len(loss) > 1:
+        mean = pd.Series(loss).rolling(max(1, min(smooth, len(loss))), min_periods=1).mean()
+        ax.plot(it, mean.to_numpy(), color="#222222", lw=1.2, label=f"running mean ({smooth})")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("l2norm")
+    if "val_l2norm" in log and log["val_l2norm"].notna().any():
+        val = log.dropna(subset=["val_l2norm"])
+        ax.plot(val["iteration"], val["val_l2norm"], "o-", color="#c0392b", ms=3, label="val l2norm")
+    lines, labels = ax.get_legend_handles_labels()
+    if "val_epe" in log and log["val_epe"].notna().any():
+        val = log.dropna(subset=["val_epe"])
+        twin = ax.twinx()
+        twin.plot(val["iteration"], val["val_epe"], "s--", color="#2166ac", ms=3, label="val EPE")
+        twin.set_ylabel("EPE")
+        more = twin.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    ax.legend(lines, labels, fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path, dpi)
