@@ -43,11 +43,73 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=_summary)
 
 
+def _train(args) -> int:
+    import json
+
+    from flygnn.train import run_training
+
+    metrics = run_training(args.config, args.out, args.set, resume=args.resume,
+                           progress=not args.no_progress, until=args.until)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a network and flow decoder on optic flow")
+    p.add_argument("--config", default=None, help="TrainConfig JSON (optional with --resume)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. optim.n_iters=1000 (repeatable)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--until", type=int, default=None, help="stop (with a checkpoint) at this iteration")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+
+def _simulate(args) -> int:
+    from flygnn.pretrained import simulate_file
+
+    result = simulate_file(args.model, args.movie, args.dt, args.out, record=args.record,
+                           t_pre=args.t_pre)
+    print(f"responses {result['responses'].shape} written to {args.out}")
+    return 0
+
+
+def _add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="responses of a model to a movie file (.npy/.npz)")
+    p.add_argument("--model", required=True, help="shipped model name, run folder or network file")
+    p.add_argument("--movie", required=True, help=".npy/.npz of shape (T, n_hexals) or (B, T, n_hexals)")
+    p.add_argument("--dt", type=float, default=0.02, help="seconds per frame")
+    p.add_argument("--t-pre", type=float, default=1.0, help="seconds of grey before the movie")
+    p.add_argument("--record", default=None, help="'central', 'output' or a cell type (default: all)")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(func=_simulate)
+
+
+def _validate(args) -> int:
+    import json
+
+    from flygnn.pretrained import validate_run
+
+    result = validate_run(args.run, args.out, batch_size=args.batch_size, t_pre=args.t_pre)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="validation l2norm and EPE of a training run, as JSON")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--out", default=None, help="JSON file (default RUN/validation.json)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--t-pre", type=float, default=0.5, help="seconds of grey before each movie")
+    p.set_defaults(func=_validate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flygnn", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_connectome):
+    for add in (_add_demo, _add_connectome, _add_train, _add_simulate, _add_validate):
         add(sub)
     return parser
 
