@@ -74,7 +74,7 @@ def hex_map(
     """Hexagon per column at ``hexgrid.to_cartesian(u, v)``, coloured by ``values``.
 
     Args:
-        values: one value per hexal; without ``u``/``v`` they must fill a lattice in canonical order.
+        values: one value per hexal; without ``u``/``v``, a full lattice in canonical order.
         u, v: hexal coordinates (default: ``hexgrid.disk(extent_of(len(values)))``).
         cmap, vmin, vmax: colour map and limits (default symmetric around 0 for "seismic").
 
@@ -90,7 +90,8 @@ def hex_map(
         u, v = hexgrid.disk(hexgrid.extent_of(len(values)))
     u, v = np.asarray(u).ravel(), np.asarray(v).ravel()
     if not len(u) == len(v) == len(values):
-        raise ValueError(f"values, u and v must have equal lengths, got {len(values)}, {len(u)}, {len(v)}")
+        lengths = (len(values), len(u), len(v))
+        raise ValueError(f"values, u and v must have equal lengths, got {lengths}")
     x, y = hexgrid.to_cartesian(u, v)
     # flat-topped hexagons of circumradius 1 (neighbours are sqrt(3) apart)
     corners = np.exp(1j * np.radians(np.arange(0, 360, 60)))
@@ -164,7 +165,7 @@ def index_bars(
         errors: optional error bars (e.g. std over an ensemble).
     """
     if not isinstance(values, pd.Series):
-        raise ValueError(f"values must be a pandas Series over cell types, got {type(values).__name__}")
+        raise ValueError(f"values must be a pandas Series, got {type(values).__name__}")
     pol = (polarity if polarity is not None else pd.Series(dtype=int)).reindex(values.index)
     colors = [POLARITY_COLORS[int(p)] if p == p else POLARITY_COLORS[0] for p in pol]
     fig, ax = _axes(ax, (max(6, 0.16 * len(values)), 3))
@@ -266,7 +267,7 @@ def direction_arrows(
         the Figure; ``fig.axes[0].lines[k]`` is the k-th arrow, ending at ``(angle, length)``.
     """
     if not isinstance(angles, pd.Series):
-        raise ValueError(f"angles must be a pandas Series over cell types, got {type(angles).__name__}")
+        raise ValueError(f"angles must be a pandas Series, got {type(angles).__name__}")
     radii = np.ones(len(angles)) if lengths is None else _numpy(lengths.reindex(angles.index))
     fig, ax = _axes(ax, (4, 4), polar=True)
     for k, (name, angle) in enumerate(angles.items()):
@@ -311,7 +312,8 @@ def connectivity_matrix(
     fig, ax = _axes(ax, (max(4, 0.12 * n_cols + 1.5), max(4, 0.12 * n_rows + 1)))
     image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, interpolation="nearest", aspect="auto")
     fontsize = max(3, min(8, int(math.floor(400 / max(n_rows, n_cols, 1)))))
-    ax.set_xticks(np.arange(n_cols), [str(c) for c in matrix.columns], rotation=90, fontsize=fontsize)
+    columns = [str(c) for c in matrix.columns]
+    ax.set_xticks(np.arange(n_cols), columns, rotation=90, fontsize=fontsize)
     ax.set_yticks(np.arange(n_rows), [str(c) for c in matrix.index], fontsize=fontsize)
     ax.set_xlabel("target type")
     ax.set_ylabel("source type")

@@ -44,7 +44,8 @@ def test_single_model_report(tmp_path):
     np.testing.assert_allclose(ds.dsi_on_mean, dsi[1])
     np.testing.assert_allclose(ds.dsi_off_mean, dsi[0])
     assert list(ds.index[ds.predicted_direction_selective]) == ["T4a", "T4b", "T4c", "T4d"]
-    assert ds.loc["T5a", "known_direction_selective"] == "OFF" and ds.loc["Mi1", "known_direction_selective"] == "not"
+    assert ds.loc["T5a", "known_direction_selective"] == "OFF"
+    assert ds.loc["Mi1", "known_direction_selective"] == "not"
     np.testing.assert_allclose(np.radians(ds.pd_on_deg), pdir[1], atol=1e-9)
     corr = pd.read_csv(out / "correlations.csv")
     assert corr.fri_correlation.item() == pytest.approx(tuning.fri_correlation_to_known(fri))

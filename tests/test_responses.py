@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from flygnn.analysis import known, tuning
-from flygnn.analysis.responses import Responses, flash_responses, stimulus_responses
+from flygnn.analysis.responses import (
+    Responses,
+    flash_responses,
+    stimulus_responses,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = Path("/work/shared/reference")
@@ -57,7 +61,8 @@ def test_to_frame_long_form_values():
     resp = _resp()
     frame = resp.to_frame()
     assert len(frame) == resp.responses.size
-    row = frame[(frame.model == "m1") & (frame["sample"] == 12) & (frame.frame == 3) & (frame.cell == 2)]
+    hit = (frame.model == "m1") & (frame["sample"] == 12) & (frame.frame == 3) & (frame.cell == 2)
+    row = frame[hit]
     assert row.response.item() == resp.responses[1, 2, 3, 2]
     assert row.time.item() == pytest.approx(3 * 0.01 - 0.02)
     assert row.cell_type.item() == "C" and row.speed.item() == 25.0 and row.intensity.item() == 1
@@ -177,7 +182,8 @@ def test_flash_runner_feeds_flashes(monkeypatch):
     monkeypatch.setattr(flygnn, "simulate", sys.modules["flygnn.simulate"], raising=False)
     resp = flash_responses(_ToyNet())
     assert resp.shape == (1, 4, 600, 65) and resp.attrs["t_stim"] == 1.0
-    assert resp.params[["intensity", "radius"]].values.tolist() == [[0, -1], [0, 6], [1, -1], [1, 6]]
+    table = resp.params[["intensity", "radius"]].values.tolist()
+    assert table == [[0, -1], [0, 6], [1, -1], [1, 6]]
     # toy response: gain * mean luminance + 5; full-field ON flash -> mean 1 during frames 200..399
     gain = np.linspace(0.5, 1.5, 65, dtype=np.float32)
     np.testing.assert_allclose(resp.responses[0, 2, 300], gain + 5.0, rtol=1e-6)
@@ -207,4 +213,6 @@ def test_flash_responses_of_public_network_match_fixture():
     resp = flash_responses(net)
     data = np.load(REF / "flashes_public.npz")
     np.testing.assert_allclose(resp.responses[0], data["central_responses"], atol=1e-5)
-    np.testing.assert_allclose(tuning.flash_response_index(resp).to_numpy(), data["fri"][1], atol=1e-4)
+    fri = tuning.flash_response_index(resp).to_numpy()
+    np.testing.assert_allclose(fri, data["fri"][1], rtol=0, atol=1e-5)
+

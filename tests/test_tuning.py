@@ -98,7 +98,8 @@ def test_comparisons_on_fixture_equal_independent_recomputation():
 
 
 def test_time_axis_is_k_dt_minus_t_pre_in_float64():
-    resp = Responses(np.zeros((2, 600, 3)), pd.DataFrame({"a": [0, 1]}), 1 / 200, 1.0, ["x", "y", "z"])
+    params = pd.DataFrame({"a": [0, 1]})
+    resp = Responses(np.zeros((2, 600, 3)), params, 1 / 200, 1.0, ["x", "y", "z"])
     assert resp.time.dtype == np.float64
     np.testing.assert_array_equal(resp.time, np.arange(600) * (1 / 200) - 1.0)
     assert resp.time[199] == -0.0050000000000000044 and resp.time[199] < -1 / 200
@@ -111,7 +112,8 @@ def _flash_responses(on, off, n_frames=600, t_pre=1.0, dt=1 / 200):
     """Two flashes (radius 6): responses (2, n_frames, n_cells) with given traces."""
     params = pd.DataFrame({"baseline": [0.5, 0.5], "intensity": [0.0, 1.0], "radius": [6, 6]})
     r = np.stack([off, on])
-    return Responses(r, params, dt, t_pre, [f"c{i}" for i in range(r.shape[-1])], attrs={"t_stim": 1.0})
+    cells = [f"c{i}" for i in range(r.shape[-1])]
+    return Responses(r, params, dt, t_pre, cells, attrs={"t_stim": 1.0})
 
 
 def test_fri_window_is_frames_200_to_400_inclusive():
@@ -201,7 +203,8 @@ def test_several_models_layouts():
     )
     dsi = tuning.direction_selectivity_index(two)
     assert dsi.columns.names == ["model", "intensity"]
-    assert dsi.loc["c0", ("a", 1)] == pytest.approx(1.0) and dsi.loc["c0", ("b", 1)] == pytest.approx(1.0)
+    assert dsi.loc["c0", ("a", 1)] == pytest.approx(1.0)
+    assert dsi.loc["c0", ("b", 1)] == pytest.approx(1.0)
     flashes = _flash_responses(np.ones((600, 3)), np.zeros((600, 3)))
     fri = tuning.flash_response_index(
         Responses(np.stack([flashes.responses[0]] * 2), flashes.params, flashes.dt, 1.0,
@@ -276,7 +279,8 @@ def test_fri_requires_t_stim():
 
 def test_fri_rejects_missing_radius():
     with pytest.raises(ValueError, match="radius=3"):
-        tuning.flash_response_index(_flash_responses(np.ones((600, 1)), np.zeros((600, 1))), radius=3)
+        resp = _flash_responses(np.ones((600, 1)), np.zeros((600, 1)))
+        tuning.flash_response_index(resp, radius=3)
 
 
 def test_dsi_rejects_incomplete_grid():

@@ -45,7 +45,8 @@ REPORT_FILES = (
 
 def _fri_table(fri) -> pandas.DataFrame:
     if isinstance(fri, pandas.Series):
-        return pandas.DataFrame([fri.to_numpy()], columns=fri.index, index=pandas.Index(["model"], name="model"))
+        index = pandas.Index(["model"], name="model")
+        return pandas.DataFrame([fri.to_numpy()], columns=fri.index, index=index)
     if isinstance(fri, pandas.DataFrame):
         return fri
     raise ValueError(f"fri must be a pandas Series or DataFrame, got {type(fri).__name__}")
@@ -166,7 +167,8 @@ def write_report(
         for cell_type in dist.columns:
             corr[f"angular_distance_{cell_type}_deg"] = np.degrees(dist[cell_type].to_numpy())
 
-    unknown = pandas.DataFrame(index=pandas.Index(pol.index.union(ds.index, sort=False), name="cell_type"))
+    all_types = pol.index.union(ds.index, sort=False)
+    unknown = pandas.DataFrame(index=pandas.Index(all_types, name="cell_type"))
     unknown["polarity_known"] = pol.known_polarity.reindex(unknown.index).fillna(0) != 0
     unknown["direction_selectivity_known"] = [t in dsi_types_known for t in unknown.index]
     unknown = unknown[~(unknown.polarity_known & unknown.direction_selectivity_known)]

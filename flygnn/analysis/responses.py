@@ -1,4 +1,4 @@
-"""Recorded responses of one model or an ensemble to a stimulus dataset, and the runners that make them.
+"""Responses of one model or an ensemble to a stimulus dataset, and the runners that make them.
 
 A :class:`Responses` holds the central-cell (or any per-cell) activity of ``n_models`` networks to
 every item of a stimulus dataset, together with the dataset's parameter table and time axis. It is
@@ -131,7 +131,8 @@ class Responses:
             if missing:
                 raise ValueError(f"cell_type {missing} not among the responses' cell types")
             idx = [i for c in names for i, t in enumerate(self.cell_types) if t == c]
-            out = out._replace(out.responses[..., idx], cell_types=[self.cell_types[i] for i in idx])
+            types = [self.cell_types[i] for i in idx]
+            out = out._replace(out.responses[..., idx], cell_types=types)
         if model is not None:
             models = [model] if isinstance(model, (str, int, np.integer)) else list(model)
             idx = []
@@ -161,7 +162,8 @@ class Responses:
         keep = np.ones(len(self.params), dtype=bool)
         for name, value in param_values.items():
             if name not in self.params.columns:
-                raise ValueError(f"{name!r} is not a stimulus parameter; have {list(self.params.columns)}")
+                have = list(self.params.columns)
+                raise ValueError(f"{name!r} is not a stimulus parameter; have {have}")
             col = self.params[name].to_numpy()
             values = value if isinstance(value, (list, tuple, np.ndarray)) else [value]
             hit = np.zeros(len(col), dtype=bool)
@@ -210,6 +212,27 @@ def _device_of(net: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _simulate_padded(sim, net, movie: torch.Tensor, dt: float, state) -> np.ndarray:
+    """Simulate a batch whose items may end in NaN padding frames (moving bars and edges).
+
+    Frames from an item's first NaN frame on get NaN responses (flyvis propagates NaN through
+    the network within a few steps; analyses only read the stimulus window). Frames after the
+    last non-padded frame of the batch are not simulated.
+    """
+    padded = torch.isnan(movie).any(dim=-1).cumsum(dim=1) > 0  # (B, T)
+    if not padded.any():
+        return sim.simulate(net, movie, dt, initial_state=state, record="central").cpu().numpy()
+    n_valid = int((~padded).sum(dim=1).max())
+    out = np.full((*movie.shape[:2], 65), np.nan, dtype=np.float32)
+    if n_valid > 0:
+        clean = torch.nan_to_num(movie[:, :n_valid], nan=0.5)
+        resp = sim.simulate(net, clean, dt, initial_state=state, record="central").cpu().numpy()
+        out = np.full((*movie.shape[:2], resp.shape[-1]), np.nan, dtype=np.float32)
+        out[:, :n_valid] = resp
+    out[padded.cpu().numpy()] = np.nan
+    return out
+
+
 def stimulus_responses(
     nets: torch.nn.Module | Sequence[torch.nn.Module],
     dataset,
@@ -234,7 +257,8 @@ def stimulus_responses(
         attrs: stored on the result (e.g. ``t_stim``, ``offsets``).
 
     Returns:
-        :class:`Responses` with ``cell_types`` the 65 types of the central cells.
+        :class:`Responses` with ``cell_types`` the 65 types of the central cells; responses
+        are NaN from an item's first NaN (padding) frame on.
 
     **Shapes:** items ``(n_frames, n_hexals)``; result ``(n_models, n_items, n_frames, 65)``.
     """
@@ -257,8 +281,7 @@ def stimulus_responses(
             for start in range(0, len(dataset), batch_size):
                 items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
                 movie = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in items])
-                resp = sim.simulate(net, movie.to(device), dt, initial_state=state, record="central")
-                chunks.append(resp.detach().cpu().numpy())
+                chunks.append(_simulate_padded(sim, net, movie.to(device), dt, state))
             out.append(np.concatenate(chunks, axis=0))
     cell_types = getattr(nets[0], "cell_types", None)
     if cell_types is None:

@@ -1,4 +1,4 @@
-"""Tuning indices of flyvis (reference sections 8.2-8.3): FRI, peak responses, DSI, preferred direction.
+"""flyvis tuning indices (reference sections 8.2-8.3): FRI, peak responses, DSI, directions.
 
 Every index takes a :class:`~flygnn.analysis.responses.Responses` (or, for the one-call forms, a
 network or list of networks, which are first simulated with the standard protocol of
@@ -131,7 +131,7 @@ def flash_response_index(
     resp = _as_responses(responses, flash_responses, stimulus_kwargs)
     _require_columns(resp, ("intensity", "radius"))
     if resp.attrs.get("alternations", (0, 1, 0)) != (0, 1, 0):
-        raise ValueError(f"FRI needs flash alternations (0, 1, 0), got {resp.attrs['alternations']}")
+        raise ValueError(f"FRI needs alternations (0, 1, 0), got {resp.attrs['alternations']}")
     t_stim = resp.attrs.get("t_stim") if t_stim is None else t_stim
     if t_stim is None:
         raise ValueError("t_stim unknown: pass t_stim= or set responses.attrs['t_stim']")
@@ -143,7 +143,7 @@ def flash_response_index(
         hit = np.flatnonzero((params.radius == radius) & (params.intensity == intensity))
         if len(hit) != 1:
             raise ValueError(
-                f"need exactly one flash with radius={radius}, intensity={intensity}; found {len(hit)}"
+                f"need one flash with radius={radius}, intensity={intensity}; found {len(hit)}"
             )
         rows.append(hit[0])
     r = resp.responses[:, rows][:, :, window]  # (n_models, 2, n_window, n_cells)
@@ -386,7 +386,7 @@ def correlation_to_known_tuning_curves(responses, **stimulus_kwargs) -> pd.Serie
     curves = known.tuning_curves()
     angles_mod = np.mod(angles, 360)
     if not np.isin(angles_mod, curves.index.to_numpy()).all():
-        raise ValueError(f"edge angles {angles.tolist()} are not among the known curve angles 0..330")
+        raise ValueError(f"edge angles {angles.tolist()} are not among the known angles 0..330")
     out = np.empty((grid.shape[0], 8))
     for k, cell_type in enumerate(_T4 + _T5):
         if cell_type not in resp.cell_types:
