@@ -236,7 +236,8 @@ def field_map(field: pd.DataFrame, extent: int, column: str = "weight") -> np.nd
     out = np.zeros(len(u))
     for a, b, value in zip(field["u"], field["v"], field[column]):
         if (int(a), int(b)) not in index:
-            raise ValueError(f"field position ({a}, {b}) lies outside the lattice of extent {extent}")
+            raise ValueError(f"field position ({a}, {b}) lies outside the lattice of "
+                             f"extent {extent}")
         out[index[int(a), int(b)]] += float(value)
     return out
 
@@ -326,7 +327,8 @@ def knockout(obj, cell_types: Sequence[str] = (), pairs: Sequence[tuple[str, str
     mask[index] = 0
     with torch.no_grad():
         new.syn_strength[index.to(new.syn_strength.device)] = 0
-    new.syn_strength.register_hook(_zero_grad_hook(mask))
+    if new.syn_strength.requires_grad:  # a frozen copy needs no hook
+        new.syn_strength.register_hook(_zero_grad_hook(mask))
     return new
 
 

@@ -125,7 +125,8 @@ class Ensemble:
         return int(key) % len(self)
 
     def __repr__(self) -> str:
-        return f"Ensemble(n_models={len(self)}, names={self.names[:5]}{'...' if len(self) > 5 else ''})"
+        more = "..." if len(self) > 5 else ""
+        return f"Ensemble(n_models={len(self)}, names={self.names[:5]}{more})"
 
     # ------------------------------------------------------------------ ranking
     def ranked(self) -> Ensemble:
@@ -230,7 +231,8 @@ def pca_embedding(features: np.ndarray, n_components: int = 2,
     flip = torch.sign(vh.gather(1, vh.abs().argmax(dim=1, keepdim=True)))
     scores = x @ (vh * flip).T
     if scores.shape[1] < n_components:  # fewer models than components
-        scores = torch.cat([scores, scores.new_zeros(len(scores), n_components - scores.shape[1])], 1)
+        pad = scores.new_zeros(len(scores), n_components - scores.shape[1])
+        scores = torch.cat([scores, pad], 1)
     return scores.numpy()
 
 
