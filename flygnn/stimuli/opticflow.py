@@ -193,6 +193,12 @@ def _sample(tex: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return out.reshape(-1)
 
 
+def _affine_apply(coef: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """``out_j = coef[3j] x + coef[3j + 1] y + coef[3j + 2]`` per output ``j`` (broadcast)."""
+    return [torch.addcmul(torch.addcmul(coef[3 * j + 2], x, coef[3 * j]), y, coef[3 * j + 1])
+            for j in range(coef.shape[0] // 3)]
+
+
 def render_points(params: MovieParams, points: torch.Tensor, frames,
                   textures: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Luminance, visible layer and forward flow of a movie at arbitrary screen points.
@@ -216,35 +222,36 @@ def render_points(params: MovieParams, points: torch.Tensor, frames,
     frames = [float(t) for t in frames]
     T, P = len(frames), points.shape[0]
     X, Y = points[:, 0].float(), points[:, 1].float()
-    homogeneous = torch.stack([X, Y, torch.ones_like(X)], dim=1)  # (P, 3)
-    lum = torch.empty(T, P)
     layer_id = torch.zeros(T, P, dtype=torch.long)
-    flow = torch.empty(T, P, 2)
-    for k, t in enumerate(frames):
-        for idx, (layer, tex) in enumerate(zip(params.layers, textures)):
+    for idx, (layer, tex) in enumerate(zip(params.layers, textures)):
+        # per frame, q = A^-1 (s - b) and flow = (A1 A^-1 - I) s + b1 - A1 A^-1 b, i.e.
+        # (q, flow) = x maps[0] + y maps[1] + maps[2]
+        maps, centres, half = np.zeros((T, 3, 4)), np.zeros((T, 2)), np.zeros((T, 2))
+        for k, t in enumerate(frames):
             A, b = _affine(layer, ego, t, idx > 0)
             A1, b1 = _affine(layer, ego, t + 1.0, idx > 0)
             inv = np.linalg.inv(A)
-            # q = A^-1 (s - b); flow = (A1 A^-1 - I) s + b1 - A1 A^-1 b: one (3, 4) map
-            M = A1 @ inv - np.eye(2)
-            maps = np.zeros((3, 4))
-            maps[:2, :2], maps[2, :2] = inv.T, -inv @ b
-            maps[:2, 2:], maps[2, 2:] = M.T, b1 - A1 @ inv @ b
-            maps = torch.from_numpy(maps).float()
-            if idx == 0:
-                qf = homogeneous @ maps
-                sel = slice(None)
-            else:  # objects: only the points within the bounding box of the shape
-                reach = math.hypot(*layer.radius) * np.linalg.norm(A, 2) + 1.0
-                near = ((X - b[0]).abs() <= reach) & ((Y - b[1]).abs() <= reach)
-                sel = near.nonzero().flatten()
-                qf = homogeneous[sel] @ maps
-                (a, r), n = layer.radius, layer.roundness
-                inside = (qf[:, 0] / a).abs() ** n + (qf[:, 1] / r).abs() ** n <= 1.0
-                sel, qf = sel[inside], qf[inside]
-            lum[k, sel] = _sample(tex, qf[:, :2])
-            layer_id[k, sel] = idx
-            flow[k, sel] = qf[:, 2:]
+            maps[k, :2, :2], maps[k, 2, :2] = inv.T, -inv @ b
+            maps[k, :2, 2:], maps[k, 2, 2:] = (A1 @ inv - np.eye(2)).T, b1 - A1 @ inv @ b
+            if idx > 0:  # screen bounding box of the shape's [-a, a] x [-r, r] rectangle
+                centres[k], half[k] = b, np.abs(A) @ np.asarray(layer.radius) + 1.0
+        coef = torch.from_numpy(maps.transpose(2, 1, 0).reshape(12, T)).float()  # (out, in, T)
+        if idx == 0:  # the background covers every point
+            qx, qy, fx, fy = _affine_apply(coef[..., None], X[None], Y[None])  # (T, P) each
+            lum = _sample(tex, torch.stack([qx, qy], dim=-1).reshape(-1, 2)).reshape(T, P)
+            flow = torch.stack([fx, fy], dim=-1)
+            continue
+        c, h = torch.from_numpy(centres).float(), torch.from_numpy(half).float()
+        near = ((X[None] - c[:, :1]).abs() <= h[:, :1]) & ((Y[None] - c[:, 1:]).abs() <= h[:, 1:])
+        tk, pk = near.nonzero(as_tuple=True)  # sorted by frame
+        x, y = X[pk], Y[pk]
+        qx, qy = _affine_apply(coef[:6].repeat_interleave(near.sum(dim=1), dim=1), x, y)
+        (a, r), n = layer.radius, layer.roundness
+        inside = ((qx / a).abs() ** n + (qy / r).abs() ** n <= 1.0).nonzero().flatten()
+        tk, pk, x, y = tk[inside], pk[inside], x[inside], y[inside]
+        lum[tk, pk] = _sample(tex, torch.stack([qx[inside], qy[inside]], dim=-1))
+        layer_id[tk, pk] = idx
+        flow[tk, pk] = torch.stack(_affine_apply(coef[6:, tk], x, y), dim=-1)
     return {"lum": lum, "layer": layer_id, "flow": flow}
 
 
