@@ -160,7 +160,7 @@ def from_series(name: str, table: pd.Series, graph, current: torch.Tensor) -> to
         unknown = [k for k, p in zip(keys, position) if p < 0]
         raise ValueError(f"{name}: unknown keys {unknown[:5]}{' ...' if len(unknown) > 5 else ''} "
                          f"(expected entries of {list(index.names)})")
-    values = np.asarray(table.to_numpy(), dtype=np.float64)
+    values = np.array(table.to_numpy(), dtype=np.float64)
     if not np.isfinite(values).all():
         raise ValueError(f"{name}: values must be finite")
     if name == "syn_strength" and (values < 0).any():

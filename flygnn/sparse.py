@@ -35,11 +35,14 @@ __all__ = ["PairAdjacency", "BoundAdjacency", "CSRMatmul", "gather_scatter"]
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, ...]:
-    """Row pointer, column indices and the permutation from input order to CSR order."""
+    """Row pointer, column indices (int32: the CPU kernels convert int64 on every call) and
+    the permutation from input order to CSR order (stable: a row keeps the input order)."""
+    if rows.numel() >= 2**31:
+        raise ValueError(f"{rows.numel()} non-zeros exceed the int32 CSR index range")
     perm = torch.argsort(rows, stable=True)
-    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
+    crow = torch.zeros(num_rows + 1, dtype=torch.int32, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-    return crow, cols[perm].contiguous(), perm
+    return crow, cols[perm].to(torch.int32), perm
 
 
 def _sparse_csr(crow, col, values, shape) -> torch.Tensor:
@@ -227,7 +230,7 @@ class BoundAdjacency:
             shape = (s.num_rows, s.num_nodes)
             matrix = _sparse_csr(s.crow_m, s.col_m, coeff[s.perm_m], shape)
             self._m = CSRMatmul(None, None, matrix, shape, transposed=lambda: _sparse_csr(
-                s.crow_t, s.row_of_edge[s.perm_t], coeff[s.perm_t], shape[::-1]))
+                s.crow_t, s.row_of_edge[s.perm_t].to(torch.int32), coeff[s.perm_t], shape[::-1]))
         return self._m
 
     def grouped_matmul(self, x: torch.Tensor) -> torch.Tensor:
