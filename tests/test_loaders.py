@@ -145,3 +145,22 @@ def test_frames_reject_wrong_target_shape(graph_small):
 def test_frames_reject_unknown_graph():
     with pytest.raises(ValueError, match="HeteroData"):
         next(temporal_graph_frames(object(), torch.rand(3, N3)))
+
+
+def test_batches_drive_the_network_like_single_items(graph_small):
+    """A loader batch through simulate equals each item simulated alone; the per-frame
+    graph view puts the movie on the same nodes as the network's own input mapping."""
+    from flygnn.network import Network
+    from flygnn.simulate import simulate
+
+    net = Network(graph_small)
+    ds = _movies(n=2)
+    batch = next(iter(make_loader(ds, batch_size=2, shuffle=False)))
+    movie = batch["lum"][:, :6]
+    together = simulate(net, movie, dt=0.02, t_pre=0.1)
+    for b in range(2):
+        alone = simulate(net, movie[b:b + 1], dt=0.02, t_pre=0.1)
+        torch.testing.assert_close(together[b:b + 1], alone, atol=1e-6, rtol=1e-6)
+    receptors = graph_small.nodes_of(graph_small.input_types)
+    for t, frame in enumerate(temporal_graph_frames(net, movie)):
+        torch.testing.assert_close(frame.x[receptors].T, net.frame_input(movie[:, t]))
