@@ -165,7 +165,8 @@ class Trainer:
             when resuming).
         out: run folder. A new run needs a missing or empty folder; a folder with files
             is only continued with ``resume=True`` (from ``checkpoint.pt`` when present).
-        resume: continue the run in ``out``; ``config`` must then equal the saved one.
+        resume: continue the run in ``out``; ``config`` must then equal the saved one
+            (except ``device``).
         progress: show a tqdm progress bar.
         datasets: optional ``(train, val)`` datasets replacing :func:`build_datasets`
             (items ``{"lum": (T, n), "flow": (T, 2, n)}``); a ``transform`` attribute of the
@@ -185,10 +186,11 @@ class Trainer:
                              "(--resume) to continue it, or choose a new folder")
         if saved.exists():
             previous = TrainConfig.from_json(saved)
-            if config is not None and config.to_dict() != previous.to_dict():
-                diff = _diff(previous.to_dict(), config.to_dict())
-                raise ValueError(f"config differs from the run's {str(saved)!r} in {diff}")
-            config = previous
+            if config is not None:  # only the device may change between sessions
+                diff = _diff(dict(previous.to_dict(), device=None), dict(config.to_dict(), device=None))
+                if diff:
+                    raise ValueError(f"config differs from the run's {str(saved)!r} in {diff}")
+            config = previous if config is None else config
         if config is None:
             raise ValueError(f"no config given and no {str(saved)!r} to resume from")
         self.config, self.progress = config, progress
@@ -248,7 +250,10 @@ class Trainer:
         self.decoder.load_state_dict(blob["decoder"])
         self.optimizer.load_state_dict(blob["optim"])
         for k, g in self.generators.items():
-            g.set_state(blob["rng"][k])
+            try:
+                g.set_state(blob["rng"][k])
+            except RuntimeError:  # a state saved on another device type: not bit-exact any more
+                log.warning("could not restore the %r generator state; reseeded", k)
         self.iteration, self.epoch, self.position = blob["iteration"], blob["epoch"], blob["position"]
         self.order = blob["order"]
         state = blob["epoch_state"]
