@@ -100,7 +100,7 @@ class MotionPrior:
     mean: tuple[float, float] = (0.2, 0.7)
     contrast: tuple[float, float] = (0.1, 0.3)
     alpha: tuple[float, float] = (0.8, 1.3)
-    background_texture: int = 1024
+    background_texture: int | None = None  # None: power of 2 >= 2 max(H, W) (1024 for Sintel)
     object_texture: int = 256
 
 
@@ -122,7 +122,8 @@ def sample_params(rng: np.random.Generator, height: int = 436, width: int = 417,
                     mean=float(rng.uniform(*prior.mean)),
                     contrast=float(rng.uniform(*prior.contrast)), texture_size=size)
 
-    background = Layer(**texture(prior.background_texture))
+    size = prior.background_texture or max(256, 1 << (2 * max(height, width) - 1).bit_length())
+    background = Layer(**texture(size))
     if ego_motion:
         background = replace(background, velocity=_velocity(rng, prior.speed),
                              rotation=_normal(rng, prior.rotation_std),
