@@ -16,9 +16,9 @@ import math
 import os
 import types
 import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 import numpy as np
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
 
 __all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyConfig",
            "OptimConfig", "TrainConfig", "apply_overrides"]
