@@ -2,5 +2,6 @@
 
 from flygnn.stimuli.base import StimulusDataset
 from flygnn.stimuli.flashes import Flashes
-from flygnn.stimuli.render import BoxEye
+from flygnn.stimuli.moving import MovingBars, MovingEdges
+from flygnn.stimuli.render import BoxEye, HexEye
 from flygnn.stimuli.temporal import pad, resample

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from flygnn import hexgrid
 
-__all__ = ["BoxEye", "box_centers", "hex_masks", "resize"]
+__all__ = ["BoxEye", "HexEye", "box_centers", "hex_masks", "resize"]
 
 _MODES = ("mean", "sum", "median")
 
@@ -176,7 +176,7 @@ def hex_masks(n_ommatidia: int = 721, ppo: int = 25) -> tuple[torch.Tensor, torc
     centre, evaluated in float16 (which sets the per-hexagon pixel counts; 513..545,
     541 at the centre for the defaults). Entry ``(i, p)`` is ``1 / count_i``.
 
-    **Shapes:** returns (``(n_ommatidia, P)`` sparse CSR float64 matrix with
+    **Shapes:** returns (``(n_ommatidia, P)`` sparse (coalesced COO) float64 matrix with
     ``P = side**2`` pixels in row-major order, ``(n_ommatidia,)`` int64 pixel counts).
     """
     extent = hexgrid.extent_of(n_ommatidia)
@@ -214,6 +214,61 @@ def hex_masks(n_ommatidia: int = 721, ppo: int = 25) -> tuple[torch.Tensor, torc
     counts = torch.bincount(hex_idx, minlength=n_ommatidia)
     values = 1.0 / counts[hex_idx].double()
     matrix = torch.sparse_coo_tensor(
-        torch.stack([hex_idx, pix]), values, (n_ommatidia, side * side)
-    ).to_sparse_csr()
+        torch.stack([hex_idx, pix]), values, (n_ommatidia, side * side), is_coalesced=True
+    )
     return matrix, counts
+
+
+class HexEye:
+    """Hexagonal-pixel eye on a virtual monitor of ``ppo (2E + 1)`` pixels per side.
+
+    Each ommatidium reports the mean of the monitor pixels inside its hexagon
+    (``hex_masks``): ``y_i = (1 / n_i) sum_{p in hex_i} x_p``. Pixel rows grow downward along
+    ``u + v/2`` and columns rightward along ``v`` (the orientation of ``BoxEye``). The
+    averaging matrix is built once per ``(n_ommatidia, ppo)`` and cached in memory, so a
+    batch of frames renders with one sparse-dense product.
+
+    Args:
+        n_ommatidia: hexals of a full lattice (721 -> extent 15).
+        ppo: monitor pixels per ommatidium (hexagon spacing).
+        ommatidium_deg: visual angle of one ommatidium in degrees (unit conversions).
+
+    **Shapes:** ``(..., side, side)`` -> ``(..., n_ommatidia)`` float64 torch tensor.
+    """
+
+    def __init__(self, n_ommatidia: int = 721, ppo: int = 25, ommatidium_deg: float = 5.8) -> None:
+        self.extent = hexgrid.extent_of(n_ommatidia)
+        if int(ppo) != ppo or ppo < 2:
+            raise ValueError(f"ppo must be an integer >= 2, got {ppo}")
+        self.n_ommatidia = int(n_ommatidia)
+        self.ppo = int(ppo)
+        self.ommatidium_deg = float(ommatidium_deg)
+        self.side = self.ppo * (2 * self.extent + 1)
+
+    def __repr__(self) -> str:
+        return f"HexEye(n_ommatidia={self.n_ommatidia}, ppo={self.ppo})"
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """Cached sparse ``(n_ommatidia, side**2)`` averaging matrix (float64)."""
+        return hex_masks(self.n_ommatidia, self.ppo)[0]
+
+    @property
+    def pixel_counts(self) -> torch.Tensor:
+        """Monitor pixels per hexagon, ``(n_ommatidia,)`` int64."""
+        return hex_masks(self.n_ommatidia, self.ppo)[1]
+
+    def deg_to_px(self, degrees: float) -> int:
+        """Size in pixels of ``degrees`` of visual angle, ``int(rad / rad(omm) * ppo)``."""
+        return int(math.radians(degrees) / math.radians(self.ommatidium_deg) * self.ppo)
+
+    def __call__(self, frames) -> torch.Tensor:
+        x = torch.as_tensor(frames)
+        if x.dim() < 2 or tuple(x.shape[-2:]) != (self.side, self.side):
+            raise ValueError(
+                f"frames must have shape (..., {self.side}, {self.side}), got {tuple(x.shape)}"
+            )
+        lead = x.shape[:-2]
+        flat = x.reshape(-1, self.side * self.side).to(torch.float64).T
+        out = torch.sparse.mm(self.matrix.to(x.device), flat).T
+        return out.reshape(*lead, self.n_ommatidia)
