@@ -45,6 +45,7 @@ __all__ = ["Layer", "MovieParams", "MotionPrior", "sample_params", "pink_noise",
            "render_movie", "OpticFlowMovies", "SOURCE_FPS"]
 
 SOURCE_FPS = 24.0
+_CACHE_VERSION = 1  # bump when rendering changes: old disk caches are then ignored
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,7 @@ class OpticFlowMovies(Dataset):
         self._memory: dict[int, dict[str, torch.Tensor]] = {}
         self.folder = None
         if root is not None:
-            text = json.dumps(asdict(self.config), sort_keys=True)
+            text = json.dumps([_CACHE_VERSION, asdict(self.config)], sort_keys=True)
             key = hashlib.sha256(text.encode()).hexdigest()
             self.folder = Path(root) / "processed" / f"opticflow_{key[:16]}"
 
