@@ -6,3 +6,4 @@ from flygnn.stimuli.moving import MovingBars, MovingEdges
 from flygnn.stimuli.render import BoxEye, HexEye
 from flygnn.stimuli.temporal import pad, resample
 from flygnn.stimuli.impulses import CentralImpulses, Dots, SpatialImpulses
+from flygnn.stimuli.custom import CustomMovie
