@@ -5,9 +5,13 @@ Data flow: connectome JSON -> :class:`~flygnn.datasets.FlyVisConnectome` (``Hete
 stimuli, training and analysis. Importing flygnn has no side effects.
 """
 
-from flygnn import graph, hexgrid
+from flygnn import analysis, graph, hexgrid, stimuli
 from flygnn.datasets import FlyVisConnectome
+from flygnn.dynamics import Dynamics, GradedDynamics, SynapticFilterDynamics
 from flygnn.flat import FlatGraph, central_index, edges_frame, flatten, nodes_frame
+from flygnn.network import Network
+from flygnn.pretrained import available_models, load_model, load_pretrained
+from flygnn.simulate import fade_in_state, simulate, steady_state
 
 __version__ = "0.1.0"
 
@@ -18,6 +22,18 @@ __all__ = [
     "nodes_frame",
     "edges_frame",
     "central_index",
+    "Network",
+    "Dynamics",
+    "GradedDynamics",
+    "SynapticFilterDynamics",
+    "simulate",
+    "steady_state",
+    "fade_in_state",
+    "load_pretrained",
+    "load_model",
+    "available_models",
     "graph",
     "hexgrid",
+    "stimuli",
+    "analysis",
 ]

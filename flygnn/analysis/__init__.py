@@ -1,6 +1,29 @@
 """Analyses of network responses: recorded responses, tuning indices, known data, reports."""
 
-from flygnn.analysis import known
+from flygnn.analysis import circuits, ensembles, known, optimal
+from flygnn.analysis.circuits import (
+    Knockout,
+    field_map,
+    input_ablation,
+    knockout,
+    paths,
+    projective_field,
+    receptive_field,
+    weighted_type_graph,
+)
+from flygnn.analysis.ensembles import (
+    Clustering,
+    Ensemble,
+    cluster_models,
+    pca_embedding,
+    response_features,
+)
+from flygnn.analysis.optimal import (
+    OptimalStimulus,
+    artificial_stimulus,
+    most_excitatory,
+    regularized_stimulus,
+)
 from flygnn.analysis.responses import (
     Responses,
     flash_responses,
@@ -20,7 +43,11 @@ from flygnn.analysis.tuning import (
 )
 
 __all__ = [
-    "known",
+    "known", "circuits", "optimal", "ensembles",
+    "weighted_type_graph", "paths", "receptive_field", "projective_field", "field_map",
+    "Knockout", "knockout", "input_ablation",
+    "OptimalStimulus", "most_excitatory", "regularized_stimulus", "artificial_stimulus",
+    "Ensemble", "Clustering", "cluster_models", "response_features", "pca_embedding",
     "Responses",
     "stimulus_responses",
     "flash_responses",

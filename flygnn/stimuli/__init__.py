@@ -8,3 +8,14 @@ from flygnn.stimuli.impulses import CentralImpulses, Dots, SpatialImpulses
 from flygnn.stimuli.moving import MovingBars, MovingEdges
 from flygnn.stimuli.render import BoxEye, HexEye
 from flygnn.stimuli.temporal import pad, resample
+from flygnn.stimuli.opticflow import MotionPrior, OpticFlowMovies, render_movie
+from flygnn.stimuli.sintel import SintelFlow
+from flygnn.stimuli.augment import Augment, interpolate, symmetry
+from flygnn.stimuli.loaders import collate, make_loader, temporal_graph_frames
+
+__all__ = [
+    "StimulusDataset", "BoxEye", "HexEye", "pad", "resample",
+    "Flashes", "MovingEdges", "MovingBars", "Gratings", "Dots", "CentralImpulses", "SpatialImpulses",
+    "CustomMovie", "OpticFlowMovies", "MotionPrior", "render_movie", "SintelFlow",
+    "Augment", "interpolate", "symmetry", "collate", "make_loader", "temporal_graph_frames",
+]
