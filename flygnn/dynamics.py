@@ -99,7 +99,8 @@ class Context:
         strength: ``(P,)`` non-negative synapse strength per type pair.
         coeff: ``(E,)`` ``sign * count`` per edge (edge order); ``w_e = coeff_e * strength_p(e)``.
         adjacency: the fused CSR operator with these weights (``adjacency.matmul(x)``).
-        edge_index: ``(2, E)`` source / target (for gather/scatter message passing).
+        source, target: ``(E,)`` edge endpoints (``edge_index`` stacks them on demand, for
+            gather/scatter message passing).
         pair_index: ``(E,)`` type pair of every edge.
         input_nodes: nodes receiving external input (a ``slice`` or an index tensor).
         extras: free room for a dynamics' own per-forward tensors.
@@ -111,7 +112,8 @@ class Context:
     strength: torch.Tensor
     coeff: torch.Tensor
     adjacency: BoundAdjacency
-    edge_index: torch.Tensor
+    source: torch.Tensor
+    target: torch.Tensor
     pair_index: torch.Tensor
     input_nodes: slice | torch.Tensor
     extras: dict = field(default_factory=dict)
@@ -120,6 +122,13 @@ class Context:
     @property
     def num_nodes(self) -> int:
         return int(self.bias.shape[0])
+
+    @property
+    def edge_index(self) -> torch.Tensor:
+        """``(2, E)`` source and target of every edge (made on demand)."""
+        if "edge_index" not in self._cache:
+            self._cache["edge_index"] = torch.stack([self.source, self.target])
+        return self._cache["edge_index"]
 
     def inv_time_const(self, dt: float) -> torch.Tensor:
         r""":math:`1 / \max(\tau_i, dt)` per node (computed once per ``dt``). Shapes: ``(N,)``."""
@@ -286,14 +295,15 @@ class SynapticFilterDynamics(Dynamics):
 
     def prepare(self, net) -> Context:
         ctx = net.context()
-        s = ctx.adjacency.structure
-        key = ("rows_to_nodes", id(s))
+        grp = ctx.adjacency.structure.by_target
+        key = ("rows_to_nodes", id(grp), ctx.bias.dtype)
         ops = net._derived.get(key)
-        if ops is None:  # fixed structure: build once per network and device
-            ones = torch.ones(s.num_rows, dtype=ctx.bias.dtype, device=ctx.bias.device)
-            rows = torch.arange(s.num_rows, device=ones.device)
-            ops = net._derived[key] = CSRMatmul(s.row_node, rows, ones, (s.num_nodes, s.num_rows))
-        ctx.extras.update(rows_to_nodes=ops, row_pair=s.row_pair,
+        if ops is None:  # fixed structure: build once per network, device and dtype
+            ones = torch.ones(grp.num_rows, dtype=ctx.bias.dtype, device=ctx.bias.device)
+            rows = torch.arange(grp.num_rows, device=ones.device)
+            ops = net._derived[key] = CSRMatmul(grp.row_node, rows, ones,
+                                                (ctx.num_nodes, grp.num_rows))
+        ctx.extras.update(rows_to_nodes=ops, row_pair=grp.row_pair,
                           syn_time_const=self.syn_time_const.to(ctx.bias.dtype))
         return ctx
 

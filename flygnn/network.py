@@ -68,7 +68,7 @@ class Network(nn.Module):
         self.register_buffer("syn_count", params.init_syn_count(graph.offset_n_syn))
         self.syn_strength = nn.Parameter(params.init_syn_strength(graph.pair_mean_n_syn))
         for name in ("node_type", "source", "target", "pair_index", "offset_index"):
-            self.register_buffer(name, getattr(graph, name).clone(), persistent=False)
+            self.register_buffer(name, getattr(graph, name), persistent=False)  # shared, read-only
         self.input_nodes = _input_nodes(graph)
         self.n_hexals = graph.type_slice(graph.input_types[0]).stop - graph.type_slice(
             graph.input_types[0]).start
@@ -122,8 +122,14 @@ class Network(nn.Module):
         if structure is None:
             structure = PairAdjacency.for_graph(self.graph, device)
             self._derived[("adjacency", str(device))] = structure
-        coeff = params.edge_coefficient(self.sign, self.syn_count, self.pair_index,
-                                        self.offset_index).to(self.bias.dtype)
+        coeff_key = (key[3:5], self.bias.dtype)
+        cached = self._derived.get("coeff")
+        if cached is None or cached[0] != coeff_key:  # fixed parameters: reuse the tensor
+            with torch.no_grad():
+                coeff = params.edge_coefficient(self.sign, self.syn_count, self.pair_index,
+                                                self.offset_index).to(self.bias.dtype)
+            cached = self._derived["coeff"] = (coeff_key, coeff)
+        coeff = cached[1]
         strength = self.syn_strength
         input_nodes = self.input_nodes
         if isinstance(input_nodes, torch.Tensor):
@@ -132,7 +138,7 @@ class Network(nn.Module):
             graph=self.graph, bias=self.bias[self.node_type],
             time_const=self.time_const[self.node_type], strength=strength, coeff=coeff,
             adjacency=structure.bind(coeff, strength),
-            edge_index=torch.stack([self.source, self.target]), pair_index=self.pair_index,
+            source=self.source, target=self.target, pair_index=self.pair_index,
             input_nodes=input_nodes)
         self._context_cache = None if torch.is_grad_enabled() else (key, ctx)
         return ctx

@@ -117,6 +117,13 @@ class CSRMatmul:
         return _MatmulFn.apply(x, self)
 
 
+def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` for a contiguous ``(N, B)`` tensor, moving 16-byte rows as one element."""
+    if x.device.type == "cpu" and (x.shape[1] * x.element_size()) % 16 == 0:
+        return x.view(torch.complex128).index_select(0, index).view(x.dtype)
+    return x.index_select(0, index)
+
+
 class _PairSpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, strength, bound):
@@ -129,13 +136,31 @@ class _PairSpMM(torch.autograd.Function):
     def backward(ctx, grad):
         bound = ctx.bound
         g = _node_major(grad)  # (N, B)
-        grad_x = grad_s = None
-        if ctx.needs_input_grad[0]:
+        if not ctx.needs_input_grad[1]:
             grad_x = torch.sparse.mm(bound.transposed(), g).transpose(0, 1)
-        if ctx.needs_input_grad[1]:
-            (x,) = ctx.saved_tensors
-            grad_s = bound.strength_grad(x, g)
+            return grad_x, None, None
+        (x,) = ctx.saved_tensors
+        grad_x, grad_s = bound.backward(_node_major(x), g)
+        if not ctx.needs_input_grad[0]:
+            grad_x = None
         return grad_x, grad_s, None
+
+
+class _Grouping:
+    """Rows = the distinct (pair, node) combinations of the edges (pair-major); the CSR of
+    the edges' other endpoint, with ``perm`` from edge order to CSR order."""
+
+    def __init__(self, pair_index, node, other, num_nodes: int, num_pairs: int):
+        keys, row = torch.unique(pair_index * num_nodes + node, return_inverse=True)
+        self.row_node, self.row_pair = keys % num_nodes, keys // num_nodes
+        self.num_rows = int(keys.numel())
+        self.crow, self.col, self.perm = _csr(row, other, self.num_rows)
+        self.row_of_edge = row
+        counts = torch.bincount(self.row_pair, minlength=num_pairs)
+        if bool((counts == 0).any()):
+            raise ValueError("pair_index: every pair in [0, num_pairs) needs at least one edge")
+        self.pair_ptr = torch.zeros(num_pairs + 1, dtype=torch.int32, device=node.device)
+        self.pair_ptr[1:] = torch.cumsum(counts, 0)
 
 
 class PairAdjacency:
@@ -144,16 +169,19 @@ class PairAdjacency:
     Built once per graph and device (sorting 1.5M edges takes a fraction of a second);
     keep it and call :meth:`bind` once per forward pass.
 
+    * ``A`` (rows = targets): the forward product.
+    * ``S`` (rows = (pair, source), values ``c``) and ``Q`` (nodes x those rows, values
+      ``s[pair]``): the backward, ``z = S g``, ``grad_x = Q z`` and
+      ``grad_s_p = sum over p's rows r of x[source(r)] . z_r``: one CSR product of the size
+      of the graph, one small product, one row gather and a segment sum per step.
+    * ``by_target`` (rows = (pair, target)), built on first use for dynamics that keep a
+      current per (pair, target) (:meth:`BoundAdjacency.grouped_matmul`).
+
     Args:
         source, target: ``(E,)`` flat node indices (edge order).
         pair_index: ``(E,)`` type pair of every edge, in ``[0, num_pairs)``.
         num_nodes: N.
         num_pairs: P.
-
-    Attributes:
-        perm: ``(E,)`` edge order -> CSR (target-major) order.
-        row_node, row_pair: ``(R,)`` target node and pair of each (pair, target) row.
-        pair_ptr: ``(P + 1,)`` row block of each pair.
     """
 
     _cache: dict = {}
@@ -161,20 +189,35 @@ class PairAdjacency:
     def __init__(self, source, target, pair_index, num_nodes: int, num_pairs: int):
         self.num_nodes, self.num_pairs = int(num_nodes), int(num_pairs)
         self.device = source.device
-        self.pair_index = pair_index
+        self.source, self.target, self.pair_index = source, target, pair_index
         n = self.num_nodes
         self.crow, self.col, self.perm = _csr(target, source, n)
-        self.crow_t, self.col_t, self.perm_t = _csr(source, target, n)
-        keys, row = torch.unique(pair_index * n + target, return_inverse=True)
-        self.row_node, self.row_pair = keys % n, keys // n
-        self.num_rows = int(keys.numel())
-        self.crow_m, self.col_m, self.perm_m = _csr(row, source, self.num_rows)
-        self.row_of_edge = row
-        counts = torch.bincount(self.row_pair, minlength=self.num_pairs)
-        self.pair_ptr = torch.zeros(self.num_pairs + 1, dtype=torch.long, device=self.device)
-        self.pair_ptr[1:] = torch.cumsum(counts, 0)
-        if bool((counts == 0).any()):
-            raise ValueError("pair_index: every pair in [0, num_pairs) needs at least one edge")
+        self.by_source = src = _Grouping(pair_index, source, target, n, self.num_pairs)
+        rows = torch.arange(src.num_rows, device=self.device)
+        self.crow_q, self.col_q, self.perm_q = _csr(src.row_node, rows, n)
+        del src.row_of_edge
+        self._by_target = self._t = None
+        self._derived: dict = {}
+
+    @property
+    def by_target(self) -> _Grouping:
+        if self._by_target is None:
+            self._by_target = _Grouping(self.pair_index, self.target, self.source,
+                                        self.num_nodes, self.num_pairs)
+        return self._by_target
+
+    def transpose_structure(self) -> tuple[torch.Tensor, ...]:
+        """CSR of ``A^T`` (rows = sources): ``crow, col, perm``, built on first use."""
+        if self._t is None:
+            self._t = _csr(self.source, self.target, self.num_nodes)
+        return self._t
+
+    def derived(self, key, coeff: torch.Tensor, make):
+        """Per-coefficient cache: ``make()`` is re-run only when ``coeff`` is another tensor."""
+        hit = self._derived.get(key)
+        if hit is None or hit[0]() is not coeff:
+            hit = self._derived[key] = (weakref.ref(coeff), make())
+        return hit[1]
 
     @classmethod
     def for_graph(cls, graph, device: torch.device | str | None = None) -> PairAdjacency:
@@ -193,7 +236,8 @@ class PairAdjacency:
         """Fill in the values ``w = coeff * strength[pair]`` (once per forward pass).
 
         Args:
-            coeff: ``(E,)`` fixed per-edge coefficient (edge order).
+            coeff: ``(E,)`` fixed per-edge coefficient (edge order). Pass the same tensor
+                object across forward passes to reuse what is derived from it.
             strength: ``(P,)`` pair strengths; gradients flow to it through :meth:`matmul`.
         """
         return BoundAdjacency(self, coeff, strength)
@@ -205,49 +249,68 @@ class BoundAdjacency:
     def __init__(self, structure: PairAdjacency, coeff: torch.Tensor, strength: torch.Tensor):
         s = structure
         self.structure, self.coeff, self.strength = s, coeff, strength
+        n = s.num_nodes
         with torch.no_grad():
-            weight = coeff * strength.detach()[s.pair_index]
-            shape = (s.num_nodes, s.num_nodes)
-            self.matrix = _sparse_csr(s.crow, s.col, weight[s.perm], shape)
-        self._weight = weight
-        self._t = self._m = None
+            strength = strength.detach()
+            self._weight = coeff * strength[s.pair_index]
+            self.matrix = _sparse_csr(s.crow, s.col, self._weight[s.perm], (n, n))
+        self._t = self._m = self._q = None
 
     def transposed(self) -> torch.Tensor:
         """``A^T`` (CSR, rows = sources), built on first use."""
         if self._t is None:
-            s = self.structure
-            self._t = _sparse_csr(s.crow_t, s.col_t, self._weight[s.perm_t],
-                                  (s.num_nodes, s.num_nodes))
+            crow, col, perm = self.structure.transpose_structure()
+            n = self.structure.num_nodes
+            self._t = _sparse_csr(crow, col, self._weight[perm], (n, n))
         return self._t
+
+    def backward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Gradients of :math:`L` given :math:`g = \partial L / \partial y` for ``y = A x``.
+
+        Shapes:
+            x, g ``(N, B)`` contiguous -> grad_x ``(B, N)`` (node-major), grad_s ``(P,)``.
+        """
+        s, grp = self.structure, self.structure.by_source
+        dtype = self.coeff.dtype
+        src_matrix = s.derived(("by_source", dtype), self.coeff, lambda: _sparse_csr(
+            grp.crow, grp.col, self.coeff.detach()[grp.perm], (grp.num_rows, s.num_nodes)))
+        pair_sum = s.derived(("pair_sum", dtype), self.coeff, lambda: _sparse_csr(
+            grp.pair_ptr,
+            torch.arange(grp.num_rows, dtype=torch.int32, device=s.device),
+            torch.ones(grp.num_rows, dtype=dtype, device=s.device), (s.num_pairs, grp.num_rows)))
+        if self._q is None:
+            with torch.no_grad():
+                values = self.strength.detach()[grp.row_pair][s.perm_q]
+            self._q = _sparse_csr(s.crow_q, s.col_q, values, (s.num_nodes, grp.num_rows))
+        z = torch.sparse.mm(src_matrix, g)  # (R, B): sum over p's edges from j of c_e g[t_e]
+        grad_x = torch.sparse.mm(self._q, z).transpose(0, 1)
+        z.mul_(_gather_rows(x, grp.row_node))
+        grad_s = torch.sparse.mm(pair_sum, z).sum(1)
+        return grad_x, grad_s.to(self.strength.dtype)
 
     def grouped(self) -> CSRMatmul:
         """``M``: rows = (pair, target) (pair-major), values ``coeff``, so that ``(M x)_(p,i)``
-        is pair ``p``'s unscaled input to node ``i``. Built on first use; its transpose
-        reuses the source-major order of ``A^T``."""
+        is pair ``p``'s unscaled input to node ``i``. Its transpose reuses the source-major
+        order of ``A^T``."""
         if self._m is None:
             s = self.structure
+            grp = s.by_target
             coeff = self.coeff.detach()
-            shape = (s.num_rows, s.num_nodes)
-            matrix = _sparse_csr(s.crow_m, s.col_m, coeff[s.perm_m], shape)
-            self._m = CSRMatmul(None, None, matrix, shape, transposed=lambda: _sparse_csr(
-                s.crow_t, s.row_of_edge[s.perm_t].to(torch.int32), coeff[s.perm_t], shape[::-1]))
+            shape = (grp.num_rows, s.num_nodes)
+
+            def make():
+                crow_t, _, perm_t = s.transpose_structure()
+                cols_t = grp.row_of_edge[perm_t].to(torch.int32)
+                return CSRMatmul(None, None, _sparse_csr(grp.crow, grp.col, coeff[grp.perm], shape),
+                                 shape, transposed=lambda: _sparse_csr(
+                                     crow_t, cols_t, coeff[perm_t], shape[::-1]))
+
+            self._m = s.derived(("by_target", coeff.dtype), self.coeff, make)
         return self._m
 
     def grouped_matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``M x`` with autograd to ``x``. Shapes: ``(B, N) -> (B, R)`` (node-major memory)."""
         return self.grouped().matmul(x)
-
-    def strength_grad(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        r""":math:`\partial L/\partial s_p = \sum_{r \in p} g_{node(r)} \cdot (M x)_r`.
-
-        Shapes:
-            x ``(B, N)``, g ``(N, B)`` -> ``(P,)``.
-        """
-        s = self.structure
-        y = torch.sparse.mm(self.grouped().matrix, _node_major(x))  # (R, B)
-        y.mul_(g.index_select(0, s.row_node))
-        per_pair = torch.segment_reduce(y, "sum", offsets=s.pair_ptr, axis=0)
-        return per_pair.sum(1).to(self.strength.dtype)
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`y_{b,i} = \sum_{e: t(e)=i} c_e s_{p(e)} x_{b,s(e)}`.

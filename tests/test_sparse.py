@@ -93,3 +93,29 @@ def test_pair_without_edges_is_rejected():
     source, target, pair, _, _ = random_graph()
     with pytest.raises(ValueError, match="pair_index"):
         PairAdjacency(source, target, pair, 12, 6)
+
+
+@pytest.mark.parametrize("wrt", ["x", "strength"])
+def test_gradient_to_one_input_only(wrt):
+    source, target, pair, coeff, strength = random_graph(num_nodes=20, num_edges=150)
+    structure = PairAdjacency(source, target, pair, 20, 5)
+    x = torch.randn(2, 20, dtype=torch.float64, requires_grad=wrt == "x")
+    s = strength.clone().requires_grad_(wrt == "strength")
+    upstream = torch.randn(2, 20, dtype=torch.float64)
+    (structure.bind(coeff, s).matmul(x) * upstream).sum().backward()
+    x_ref, s_ref = x.detach().requires_grad_(True), strength.clone().requires_grad_(True)
+    (gather_scatter(x_ref, coeff * s_ref[pair], source, target, 20) * upstream).sum().backward()
+    got, ref = (x.grad, x_ref.grad) if wrt == "x" else (s.grad, s_ref.grad)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_grouped_matmul_sums_per_pair_and_target():
+    source, target, pair, coeff, strength = random_graph(num_nodes=15, num_edges=90)
+    bound = PairAdjacency(source, target, pair, 15, 5).bind(coeff, strength)
+    grp = bound.structure.by_target
+    x = torch.randn(2, 15, dtype=torch.float64, requires_grad=True)
+    y = bound.grouped_matmul(x)
+    key = pair * 15 + target
+    ref = torch.zeros(2, 5 * 15, dtype=torch.float64).index_add_(1, key, coeff * x[:, source])
+    torch.testing.assert_close(y, ref[:, grp.row_pair * 15 + grp.row_node])
+    assert torch.autograd.gradcheck(bound.grouped_matmul, (x,))
