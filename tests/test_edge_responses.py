@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from flygnn.analysis import tuning
-from flygnn.analysis.responses import moving_edge_responses
+from flygnn.analysis.runners import moving_edge_responses
 
 ROOT = Path(__file__).resolve().parent.parent
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 _real = pytest.mark.skipif(
     not ((ROOT / "flygnn" / "network.py").exists() and (ROOT / "flygnn" / "simulate.py").exists()

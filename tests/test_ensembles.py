@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flygnn.analysis import ensembles as E
-from flygnn.analysis.responses import flash_responses, stimulus_responses
+from flygnn.analysis.runners import flash_responses, stimulus_responses
 from flygnn.datasets import FlyVisConnectome
 from flygnn.flat import flatten
 from flygnn.network import Network

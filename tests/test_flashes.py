@@ -8,7 +8,7 @@ import torch
 
 from flygnn.stimuli import Flashes
 
-REF = Path("/work/shared/reference/flashes_public.npz")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flashes_public.npz"
 
 
 @pytest.fixture(scope="module")

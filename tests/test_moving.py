@@ -9,7 +9,7 @@ import torch
 from flygnn.stimuli import HexEye, MovingBars, MovingEdges
 from flygnn.stimuli.moving import bar_image, rotate_image
 
-REF = Path("/work/shared/reference/edges_public.npz")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "edges_public.npz"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from flygnn import hexgrid
 from flygnn.stimuli.render import BoxEye, box_centers
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,11 @@ import pytest
 import torch
 
 from flygnn.analysis import known, tuning
-from flygnn.analysis.responses import (
-    Responses,
-    flash_responses,
-    stimulus_responses,
-)
+from flygnn.analysis.responses import Responses
+from flygnn.analysis.runners import flash_responses, stimulus_responses
 
 ROOT = Path(__file__).resolve().parent.parent
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def _resp(n_models=2, n_samples=3, n_frames=5, n_cells=4):

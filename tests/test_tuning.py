@@ -9,7 +9,7 @@ import pytest
 from flygnn.analysis import known, tuning
 from flygnn.analysis.responses import Responses
 
-REF = Path("/work/shared/reference")
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 needs_fixtures = pytest.mark.skipif(
     not (REF / "edges_public.npz").exists(), reason="flyvis fixtures not available"
 )

@@ -24,10 +24,14 @@ from flygnn.analysis.optimal import (
     most_excitatory,
     regularized_stimulus,
 )
-from flygnn.analysis.responses import (
-    Responses,
+from flygnn.analysis.responses import Responses
+from flygnn.analysis.runners import (
+    central_impulses_responses,
     flash_responses,
+    moving_bar_responses,
     moving_edge_responses,
+    naturalistic_responses,
+    spatial_impulses_responses,
     stimulus_responses,
 )
 from flygnn.analysis.tuning import (
@@ -52,6 +56,10 @@ __all__ = [
     "stimulus_responses",
     "flash_responses",
     "moving_edge_responses",
+    "moving_bar_responses",
+    "central_impulses_responses",
+    "spatial_impulses_responses",
+    "naturalistic_responses",
     "flash_response_index",
     "peak_responses",
     "time_mask",

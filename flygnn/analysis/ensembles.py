@@ -152,7 +152,7 @@ class Ensemble:
         ``(n_models, n_samples, n_frames, n_cells)``.
         """
         if runner is None:
-            from flygnn.analysis.responses import flash_responses as runner
+            from flygnn.analysis.runners import flash_responses as runner
         return runner(self.networks, model_names=self.names, **kwargs)
 
     def cluster(self, cell_type: str, responses=None, runner: Callable | None = None,

@@ -7,9 +7,8 @@ the input of every index in :mod:`flygnn.analysis.tuning`.
 The time axis follows flyvis (reference section 8.1): ``time_k = k * dt - t_pre`` in float64, where
 ``t_pre`` is the dataset's own grey pre-period, so the stimulus starts at ``time == 0``.
 
-The runners :func:`flash_responses` and :func:`moving_edge_responses` simulate networks on the
-standard datasets with flyvis's initial-state protocol (section 8.1): a grey steady state of
-``t_pre_state`` seconds is computed once with batch 1 and used as the initial state of every batch.
+The runners that simulate networks on the standard stimulus sets live in
+:mod:`flygnn.analysis.runners`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["Responses", "stimulus_responses", "flash_responses", "moving_edge_responses"]
+__all__ = ["Responses"]
 
 
 @dataclass
@@ -201,170 +200,3 @@ class Responses:
             if col not in frame.columns:
                 frame[col] = table[col].to_numpy()[s]
         return frame
-
-
-# --------------------------------------------------------------------------- runners
-
-
-def _device_of(net: torch.nn.Module) -> torch.device:
-    for tensor in list(net.parameters()) + list(net.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _simulate_padded(sim, net, movie: torch.Tensor, dt: float, state) -> np.ndarray:
-    """Simulate a batch whose items may end in NaN padding frames (moving bars and edges).
-
-    Frames from an item's first NaN frame on get NaN responses (flyvis propagates NaN through
-    the network within a few steps; analyses only read the stimulus window). Frames after the
-    last non-padded frame of the batch are not simulated.
-    """
-    padded = torch.isnan(movie).any(dim=-1).cumsum(dim=1) > 0  # (B, T)
-    if not padded.any():
-        return sim.simulate(net, movie, dt, initial_state=state, record="central").cpu().numpy()
-    n_valid = int((~padded).sum(dim=1).max())
-    out = np.full((*movie.shape[:2], 65), np.nan, dtype=np.float32)
-    if n_valid > 0:
-        clean = torch.nan_to_num(movie[:, :n_valid], nan=0.5)
-        resp = sim.simulate(net, clean, dt, initial_state=state, record="central").cpu().numpy()
-        out = np.full((*movie.shape[:2], resp.shape[-1]), np.nan, dtype=np.float32)
-        out[:, :n_valid] = resp
-    out[padded.cpu().numpy()] = np.nan
-    return out
-
-
-def stimulus_responses(
-    nets: torch.nn.Module | Sequence[torch.nn.Module],
-    dataset,
-    t_pre_state: float = 1.0,
-    batch_size: int = 4,
-    model_names: Sequence[str] | None = None,
-    attrs: dict | None = None,
-) -> Responses:
-    """Central-cell responses of one or several networks to every item of a stimulus dataset.
-
-    For each network: ``s0 = steady_state(net, t_pre_state, dataset.dt, batch_size=1, value=0.5)``
-    (grey, once), then batches of ``batch_size`` items in index order are simulated from ``s0``
-    with one Euler step per frame, without gradients.
-
-    Args:
-        nets: a :class:`flygnn.network.Network` or a list of them (an ensemble).
-        dataset: a stimulus dataset with ``len``, items ``(n_frames, n_hexals)``, ``.params``,
-            ``.dt`` and ``.t_pre``.
-        t_pre_state: seconds of grey input for the initial steady state (0 = resting state).
-        batch_size: items simulated together.
-        model_names: one name per network.
-        attrs: stored on the result (e.g. ``t_stim``, ``offsets``).
-
-    Returns:
-        :class:`Responses` with ``cell_types`` the 65 types of the central cells; responses
-        are NaN from an item's first NaN (padding) frame on.
-
-    **Shapes:** items ``(n_frames, n_hexals)``; result ``(n_models, n_items, n_frames, 65)``.
-    """
-    nets = [nets] if isinstance(nets, torch.nn.Module) else list(nets)
-    if not nets:
-        raise ValueError("nets is empty; pass a Network or a list of Networks")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    from flygnn import simulate as sim
-
-    dt = float(dataset.dt)
-    out = []
-    with torch.no_grad():
-        for net in nets:
-            device = _device_of(net)
-            state = None
-            if t_pre_state > 0:
-                state = sim.steady_state(net, t_pre_state, dt, batch_size=1, value=0.5)
-            chunks = []
-            for start in range(0, len(dataset), batch_size):
-                items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-                movie = torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in items])
-                chunks.append(_simulate_padded(sim, net, movie.to(device), dt, state))
-            out.append(np.concatenate(chunks, axis=0))
-    cell_types = getattr(nets[0], "cell_types", None)
-    if cell_types is None:
-        from flygnn.analysis import known
-
-        cell_types = known.cell_types()
-    return Responses(
-        np.stack(out),
-        dataset.params.copy(),
-        dt,
-        float(getattr(dataset, "t_pre", 0.0) or 0.0),
-        list(cell_types),
-        model_names=list(model_names) if model_names is not None else None,
-        attrs=dict(attrs or {}),
-    )
-
-
-def flash_responses(
-    nets: torch.nn.Module | Sequence[torch.nn.Module],
-    dt: float = 1 / 200,
-    radius: Sequence[int] = (-1, 6),
-    t_stim: float = 1.0,
-    t_pre: float = 1.0,
-    batch_size: int = 4,
-    model_names: Sequence[str] | None = None,
-    **stimulus_kwargs,
-) -> Responses:
-    """Responses to ON/OFF flashes (flyvis ``flash_responses``, section 8.1).
-
-    Dataset ``flygnn.stimuli.Flashes(dt, radius, t_stim, t_pre, **stimulus_kwargs)``; grey steady
-    state of 1 s; batches of ``batch_size``.
-
-    **Shapes:** result ``(n_models, n_flashes, n_frames, 65)``; defaults 4 flashes x 600 frames.
-    """
-    from flygnn.stimuli import Flashes
-
-    data = Flashes(dt=dt, radius=tuple(radius), t_stim=t_stim, t_pre=t_pre, **stimulus_kwargs)
-    attrs = {
-        "t_stim": float(getattr(data, "t_stim", t_stim)),
-        "alternations": tuple(getattr(data, "alternations", (0, 1, 0))),
-        "stimulus": "flashes",
-    }
-    return stimulus_responses(nets, data, 1.0, batch_size, model_names, attrs)
-
-
-def moving_edge_responses(
-    nets: torch.nn.Module | Sequence[torch.nn.Module],
-    dt: float = 1 / 200,
-    offsets: tuple[int, int] = (-10, 11),
-    intensities: Sequence[float] = (0, 1),
-    speeds: Sequence[float] = (2.4, 4.8, 9.7, 13, 19, 25),
-    height: float = 80,
-    post_pad_mode: str = "continue",
-    t_pre: float = 1.0,
-    t_post: float = 1.0,
-    batch_size: int = 4,
-    model_names: Sequence[str] | None = None,
-    **stimulus_kwargs,
-) -> Responses:
-    """Responses to moving ON/OFF edges (flyvis ``moving_edge_responses``, section 8.1).
-
-    Dataset ``flygnn.stimuli.MovingEdges(offsets, intensities, speeds, height=80, ...)``; grey
-    steady state of 1 s; batches of ``batch_size``. Frames after an edge's stimulus and
-    post-period are NaN (section 7.2), so are the responses there.
-
-    **Shapes:** result ``(n_models, n_angles * n_intensities * n_speeds, n_frames, 65)``.
-    """
-    import flygnn.stimuli as stimuli
-
-    edges = getattr(stimuli, "MovingEdges", None)
-    if edges is None:
-        from flygnn.stimuli.moving import MovingEdges as edges
-
-    data = edges(
-        offsets=tuple(offsets),
-        intensities=tuple(intensities),
-        speeds=tuple(speeds),
-        height=height,
-        post_pad_mode=post_pad_mode,
-        dt=dt,
-        t_pre=t_pre,
-        t_post=t_post,
-        **stimulus_kwargs,
-    )
-    attrs = {"offsets": tuple(int(o) for o in offsets), "stimulus": "moving_edge"}
-    return stimulus_responses(nets, data, 1.0, batch_size, model_names, attrs)

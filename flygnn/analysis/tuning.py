@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from flygnn.analysis import known
-from flygnn.analysis.responses import Responses, flash_responses, moving_edge_responses
+from flygnn.analysis.responses import Responses
+from flygnn.analysis.runners import flash_responses, moving_edge_responses
 
 __all__ = [
     "flash_response_index",
@@ -117,7 +118,7 @@ def flash_response_index(
 
     Args:
         responses: flash :class:`Responses` (params ``intensity``, ``radius``), or a network / list
-            of networks simulated with :func:`~flygnn.analysis.responses.flash_responses`
+            of networks simulated with :func:`~flygnn.analysis.runners.flash_responses`
             (``stimulus_kwargs`` go there).
         radius: flash radius in hexals (-1 = full field).
         shift_nonnegative: apply the non-negativity shift.
@@ -206,7 +207,7 @@ def peak_responses(
 
     Args:
         responses: moving bar/edge :class:`Responses`, or network(s) simulated with
-            :func:`~flygnn.analysis.responses.moving_edge_responses`.
+            :func:`~flygnn.analysis.runners.moving_edge_responses`.
         norm: optional per-model, per-cell normalisation (section 8.5; pass ``norm + 1e-6`` for
             flyvis's usual guard), broadcastable to ``(n_models, 1, 1, n_cells)``.
         offsets: see :func:`time_mask`.
@@ -276,7 +277,7 @@ def direction_selectivity_index(responses, norm=None, **stimulus_kwargs) -> pd.D
     Args:
         responses: moving bar/edge :class:`Responses` (params ``angle`` in degrees, ``width``,
             ``intensity``, ``speed`` on a complete grid), or network(s) simulated with
-            :func:`~flygnn.analysis.responses.moving_edge_responses`.
+            :func:`~flygnn.analysis.runners.moving_edge_responses`.
         norm: optional normalisation passed to :func:`peak_responses`.
 
     Returns:

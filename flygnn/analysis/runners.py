@@ -1,0 +1,294 @@
+"""Response runners: simulate networks on the standard stimulus sets with flyvis's protocols.
+
+Each runner builds its stimulus dataset, computes the initial state of section 8.1 of the
+reference (grey steady state once with batch 1, or a fade-in from rest for naturalistic
+movies), simulates batches of items without gradients and returns a
+:class:`~flygnn.analysis.responses.Responses`:
+
+=========================== ================================ ============ ==========
+runner                      stimulus (defaults)              grey state   fade-in
+=========================== ================================ ============ ==========
+flash_responses             Flashes, dt 1/200                1 s          --
+moving_edge_responses       MovingEdges, height 80           1 s          --
+moving_bar_responses        MovingBars, height 9             1 s          --
+central_impulses_responses  CentralImpulses, t_stim 2        4 s          --
+spatial_impulses_responses  SpatialImpulses, t_stim 2        4 s          --
+naturalistic_responses      OpticFlowMovies lum, dt 1/100    none         2 s
+=========================== ================================ ============ ==========
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from flygnn.analysis.responses import Responses
+
+__all__ = [
+    "stimulus_responses",
+    "flash_responses",
+    "moving_edge_responses",
+    "moving_bar_responses",
+    "central_impulses_responses",
+    "spatial_impulses_responses",
+    "naturalistic_responses",
+]
+
+
+def _device_of(net: torch.nn.Module) -> torch.device:
+    for tensor in list(net.parameters()) + list(net.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _simulate_padded(sim, net, movie: torch.Tensor, dt: float, state, record) -> np.ndarray:
+    """Simulate a batch whose items may end in NaN padding frames (moving bars and edges).
+
+    Frames from an item's first NaN frame on get NaN responses (flyvis propagates NaN through
+    the network within a few steps; analyses only read the stimulus window). Frames after the
+    last non-padded frame of the batch are not simulated.
+    """
+    padded = torch.isnan(movie).any(dim=-1).cumsum(dim=1) > 0  # (B, T)
+    n_valid = int((~padded).sum(dim=1).max())
+    if n_valid == 0:
+        size = len(sim.record_index(net, record)) if record is not None else net.num_nodes
+        return np.full((*movie.shape[:2], size), np.nan, dtype=np.float32)
+    clean = torch.nan_to_num(movie[:, :n_valid], nan=0.5)
+    resp = sim.simulate(net, clean, dt, initial_state=state, record=record).cpu().numpy()
+    if n_valid == movie.shape[1] and not padded.any():
+        return resp
+    out = np.full((*movie.shape[:2], resp.shape[-1]), np.nan, dtype=np.float32)
+    out[:, :n_valid] = resp
+    out[padded.cpu().numpy()] = np.nan
+    return out
+
+
+def _item(x, key: str | None) -> torch.Tensor:
+    if isinstance(x, dict):
+        if key not in x:
+            raise ValueError(f"dataset items are dicts without the key {key!r}; keys: {sorted(x)}")
+        x = x[key]
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+def _cell_types(net, record) -> list[str]:
+    g = getattr(net, "graph", None)
+    if g is None:  # a stand-in network: the 65 central cells of the shipped connectome
+        from flygnn.analysis import known
+
+        return list(known.cell_types())
+    if record == "central":
+        return list(g.cell_types)
+    index = (torch.arange(g.num_nodes) if record is None else _record_index(net, record))
+    return [g.cell_types[k] for k in g.node_type[index].tolist()]
+
+
+def _record_index(net, record):
+    from flygnn.simulate import record_index
+
+    return record_index(net, record)
+
+
+def stimulus_responses(
+    nets: torch.nn.Module | Sequence[torch.nn.Module],
+    dataset,
+    t_pre_state: float = 1.0,
+    batch_size: int = 4,
+    model_names: Sequence[str] | None = None,
+    attrs: dict | None = None,
+    *,
+    t_fade_in: float = 0.0,
+    record: str | Sequence[str] | None = "central",
+    key: str | None = "lum",
+    progress: bool = False,
+) -> Responses:
+    """Responses of one or several networks to every item of a stimulus dataset.
+
+    For each network: ``s0 = steady_state(net, t_pre_state, dataset.dt, batch_size=1)`` (grey,
+    once; ``t_pre_state = 0`` starts from rest), then batches of ``batch_size`` items in index
+    order are simulated from ``s0`` (after a fade-in from grey to each batch's first frames over
+    ``t_fade_in`` seconds, when positive) with one Euler step per frame, without gradients.
+
+    Args:
+        nets: a :class:`flygnn.network.Network` or a list of them (an ensemble).
+        dataset: a stimulus dataset with ``len``, items ``(n_frames, n_hexals)`` (or dicts whose
+            ``key`` entry is), ``.dt`` and optionally ``.params`` and ``.t_pre``.
+        t_pre_state: seconds of grey input for the initial steady state (0 = resting state).
+        batch_size: items simulated together.
+        model_names: one name per network.
+        attrs: stored on the result (e.g. ``t_stim``, ``offsets``).
+        t_fade_in: seconds of contrast fade-in per batch (naturalistic protocol).
+        record: ``"central"`` (one cell per type), None (all cells) or a list of cell types.
+        key: entry of dict items holding the luminance.
+        progress: show a tqdm progress bar over batches.
+
+    Returns:
+        :class:`Responses`; responses are NaN from an item's first NaN (padding) frame on.
+
+    **Shapes:** items ``(n_frames, n_hexals)``; result ``(n_models, n_items, n_frames, n_cells)``
+    with ``n_cells = 65`` for ``record="central"``.
+    """
+    nets = [nets] if isinstance(nets, torch.nn.Module) else list(nets)
+    if not nets:
+        raise ValueError("nets is empty; pass a Network or a list of Networks")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from tqdm.auto import tqdm
+
+    sim = importlib.import_module("flygnn.simulate")
+
+    dt = float(dataset.dt)
+    starts = range(0, len(dataset), batch_size)
+    out = []
+    with torch.no_grad():
+        for m, net in enumerate(nets):
+            device = _device_of(net)
+            state = None
+            if t_pre_state > 0:
+                state = sim.steady_state(net, t_pre_state, dt, batch_size=1, value=0.5)
+            chunks = []
+            label = f"model {m + 1}/{len(nets)}" if len(nets) > 1 else type(dataset).__name__
+            for start in tqdm(starts, desc=label, disable=not progress, leave=False):
+                items = [_item(dataset[i], key) for i in range(start, min(start + batch_size, len(dataset)))]
+                movie = torch.stack(items).to(device)
+                first = state
+                if t_fade_in > 0:
+                    first = sim.fade_in_state(net, t_fade_in, dt, torch.nan_to_num(movie[:, 0], nan=0.5),
+                                              state=state)
+                chunks.append(_simulate_padded(sim, net, movie, dt, first, record))
+            out.append(np.concatenate(chunks, axis=0))
+    params = getattr(dataset, "params", None)
+    if params is None or callable(params):
+        import pandas as pd
+
+        params = pd.DataFrame({"item": np.arange(len(dataset))})
+    return Responses(
+        np.stack(out),
+        params.copy(),
+        dt,
+        float(getattr(dataset, "t_pre", 0.0) or 0.0),
+        _cell_types(nets[0], record),
+        model_names=list(model_names) if model_names is not None else None,
+        attrs=dict(attrs or {}),
+    )
+
+
+def flash_responses(nets, dt: float = 1 / 200, radius: Sequence[int] = (-1, 6), t_stim: float = 1.0,
+                    t_pre: float = 1.0, batch_size: int = 4, model_names=None, *,
+                    record="central", progress: bool = False, **stimulus_kwargs) -> Responses:
+    """Responses to ON/OFF flashes (flyvis ``flash_responses``): grey state of 1 s.
+
+    **Shapes:** result ``(n_models, n_flashes, n_frames, n_cells)``; defaults 4 flashes x 600
+    frames x 65 central cells.
+    """
+    from flygnn.stimuli import Flashes
+
+    data = Flashes(dt=dt, radius=tuple(radius), t_stim=t_stim, t_pre=t_pre, **stimulus_kwargs)
+    attrs = {"t_stim": float(getattr(data, "t_stim", t_stim)),
+             "alternations": tuple(getattr(data, "alternations", (0, 1, 0))), "stimulus": "flashes"}
+    return stimulus_responses(nets, data, 1.0, batch_size, model_names, attrs, record=record,
+                              progress=progress)
+
+
+def _moving(cls_name, nets, offsets, stimulus, batch_size, model_names, record, progress, **kw):
+    from flygnn import stimuli
+
+    data = getattr(stimuli, cls_name)(offsets=tuple(offsets), **kw)
+    attrs = {"offsets": tuple(int(o) for o in offsets), "stimulus": stimulus}
+    return stimulus_responses(nets, data, 1.0, batch_size, model_names, attrs, record=record,
+                              progress=progress)
+
+
+def moving_edge_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = (-10, 11),
+                          intensities: Sequence[float] = (0, 1),
+                          speeds: Sequence[float] = (2.4, 4.8, 9.7, 13, 19, 25), height: float = 80,
+                          post_pad_mode: str = "continue", t_pre: float = 1.0, t_post: float = 1.0,
+                          batch_size: int = 4, model_names=None, *, record="central",
+                          progress: bool = False, **stimulus_kwargs) -> Responses:
+    """Responses to moving ON/OFF edges (flyvis ``moving_edge_responses``): 144 items by default.
+
+    **Shapes:** result ``(n_models, n_angles * n_intensities * n_speeds, n_frames, n_cells)``.
+    """
+    return _moving("MovingEdges", nets, offsets, "moving_edge", batch_size, model_names, record,
+                   progress, intensities=tuple(intensities), speeds=tuple(speeds), height=height,
+                   post_pad_mode=post_pad_mode, dt=dt, t_pre=t_pre, t_post=t_post, **stimulus_kwargs)
+
+
+def moving_bar_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = (-10, 11),
+                         widths: Sequence[int] = (1, 2, 4), intensities: Sequence[float] = (0, 1),
+                         speeds: Sequence[float] = (2.4, 4.8, 9.7, 13, 19, 25), height: float = 9,
+                         post_pad_mode: str = "continue", t_pre: float = 1.0, t_post: float = 1.0,
+                         batch_size: int = 4, model_names=None, *, record="central",
+                         progress: bool = False, **stimulus_kwargs) -> Responses:
+    """Responses to moving ON/OFF bars (flyvis ``moving_bar_responses``): 432 items by default.
+
+    **Shapes:** result ``(n_models, n_angles * n_widths * n_intensities * n_speeds, n_frames,
+    n_cells)``.
+    """
+    return _moving("MovingBars", nets, offsets, "moving_bar", batch_size, model_names, record,
+                   progress, widths=tuple(widths), intensities=tuple(intensities),
+                   speeds=tuple(speeds), height=height, post_pad_mode=post_pad_mode, dt=dt,
+                   t_pre=t_pre, t_post=t_post, **stimulus_kwargs)
+
+
+def central_impulses_responses(nets, dt: float = 1 / 200,
+                               impulse_durations: Sequence[float] = (5, 20, 50, 100, 200, 300),
+                               t_stim: float = 2.0, t_pre: float = 1.0, batch_size: int = 4,
+                               model_names=None, *, record="central", progress: bool = False,
+                               **stimulus_kwargs) -> Responses:
+    """Responses to ON/OFF impulses at the central column (durations in ms): grey state of 4 s.
+
+    **Shapes:** result ``(n_models, 2 * n_durations, n_frames, n_cells)``; 600 frames by default.
+    """
+    from flygnn.stimuli import CentralImpulses
+
+    data = CentralImpulses(impulse_durations=tuple(impulse_durations), t_stim=t_stim, t_pre=t_pre,
+                           dt=dt, **stimulus_kwargs)
+    return stimulus_responses(nets, data, 4.0, batch_size, model_names,
+                              {"stimulus": "central_impulses"}, record=record, progress=progress)
+
+
+def spatial_impulses_responses(nets, dt: float = 1 / 200, impulse_durations: Sequence[float] = (5, 20),
+                               max_extent: int = 4, t_stim: float = 2.0, t_pre: float = 1.0,
+                               batch_size: int = 4, model_names=None, *, record="central",
+                               progress: bool = False, **stimulus_kwargs) -> Responses:
+    """Responses to ON/OFF impulses at every column within ``max_extent``: grey state of 4 s.
+
+    **Shapes:** result ``(n_models, n_positions * 2 * n_durations, n_frames, n_cells)``.
+    """
+    from flygnn.stimuli import SpatialImpulses
+
+    data = SpatialImpulses(impulse_durations=tuple(impulse_durations), max_extent=max_extent,
+                           t_stim=t_stim, t_pre=t_pre, dt=dt, **stimulus_kwargs)
+    return stimulus_responses(nets, data, 4.0, batch_size, model_names,
+                              {"stimulus": "spatial_impulses"}, record=record, progress=progress)
+
+
+def naturalistic_responses(nets, dataset=None, dt: float = 1 / 100, n_sequences: int = 16,
+                           seed: int = 12345, t_fade_in: float = 2.0, batch_size: int = 4,
+                           model_names=None, *, record="central", progress: bool = False) -> Responses:
+    """Responses to naturalistic movies: from rest, faded in over 2 s per batch (section 8.1).
+
+    Sintel is not shipped, so the default movies are ``n_sequences`` procedural optic-flow movies
+    (:class:`~flygnn.stimuli.OpticFlowMovies`, luminance only, at ``dt``); pass any dataset (for
+    example :class:`~flygnn.stimuli.SintelFlow`) to use other movies. Its ``dt`` is set to ``dt``.
+
+    **Shapes:** result ``(n_models, n_items, n_frames, n_cells)``.
+    """
+    if dataset is None:
+        from flygnn.stimuli import OpticFlowMovies
+
+        nets_list = [nets] if isinstance(nets, torch.nn.Module) else list(nets)
+        extent = nets_list[0].graph.extent if nets_list else 15
+        dataset = OpticFlowMovies(n_sequences, dt=dt, seed=seed, extent=extent)
+    elif getattr(dataset, "dt", None) != dt and hasattr(dataset, "dt"):
+        try:
+            dataset.dt = dt
+        except AttributeError:
+            pass
+    return stimulus_responses(nets, dataset, 0.0, batch_size, model_names,
+                              {"stimulus": "naturalistic"}, t_fade_in=t_fade_in, record=record,
+                              progress=progress)
