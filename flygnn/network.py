@@ -168,7 +168,7 @@ class Network(nn.Module):
         Returns:
             the next state; ``self.dynamics.activity(next_state)`` is ``(B, N)``.
         """
-        check_dt(dt)
+        dt = check_dt(dt)
         frame = check_frames(frame, self.n_hexals, "frame", 2, self.bias)
         return self.dynamics.step(state, self.frame_input(frame), ctx or self.prepare(), dt)
 
@@ -205,7 +205,10 @@ class Network(nn.Module):
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise ValueError(f"{path}: not a flygnn Network checkpoint (no format={FORMAT!r}); "
                              "for flyvis files use Network.from_flyvis_checkpoint")
-        config = blob["config"]
+        config = blob.get("config")
+        if not isinstance(config, dict) or not {"extent", "dynamics"} <= set(config) \
+                or not isinstance(blob.get("state_dict"), dict):
+            raise ValueError(f"{path}: flygnn checkpoint without a valid 'config' / 'state_dict'")
         data = _default_data(config["extent"]) if data is None else data
         if dynamics is None:
             dynamics = make_dynamics(config["dynamics"], config.get("dynamics_kwargs"))

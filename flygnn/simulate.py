@@ -36,15 +36,16 @@ class IntegrationWarning(UserWarning):
     """A time step large enough to make explicit Euler integration inaccurate."""
 
 
-def check_dt(dt: float) -> None:
-    """Raise ``ValueError`` unless ``0 < dt`` (finite); warn if ``dt > 1/50`` s."""
-    if isinstance(dt, torch.Tensor):
+def check_dt(dt: float) -> float:
+    """``dt`` as a float; ``ValueError`` unless ``0 < dt < inf``; warns if ``dt > 1/50`` s."""
+    if getattr(dt, "ndim", None) == 0:  # numpy / torch scalars
         dt = float(dt)
-    if not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
     if dt > MAX_DT:
         warnings.warn(IntegrationWarning(
             f"dt={dt} is very large for Euler integration (> {MAX_DT:.3g} s)"), stacklevel=3)
+    return float(dt)
 
 
 def check_frames(frames, n_hexals: int, name: str, dim: int, like: torch.Tensor) -> torch.Tensor:
@@ -135,7 +136,7 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     Raises:
         ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
     """
-    check_dt(dt)
+    dt = check_dt(dt)
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
     batch, steps = movie.shape[:2]
     index = record_index(net, record)
@@ -168,7 +169,7 @@ def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value
     Shapes:
         returns a state of batch size ``batch_size`` (``(B, N)`` for graded dynamics).
     """
-    check_dt(dt)
+    dt = check_dt(dt)
     with torch.set_grad_enabled(grad):
         ctx = ctx if ctx is not None else net.prepare()
         if state is None:
@@ -191,7 +192,7 @@ def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,
     Shapes:
         initial_frames ``(B, n_hexals)``; returns a state of batch size B.
     """
-    check_dt(dt)
+    dt = check_dt(dt)
     frames = check_frames(initial_frames, net.n_hexals, "initial_frames", 2, net.bias)
     batch = frames.shape[0]
     with torch.set_grad_enabled(grad):

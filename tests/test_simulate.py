@@ -216,3 +216,16 @@ def test_numpy_movie_is_accepted(net):
         out = simulate(net, movie, 0.01, t_pre=0)
         ref = simulate(net, grey(net, steps=2), 0.01, t_pre=0)
     assert out.dtype == torch.float32 and torch.equal(out, ref)
+
+
+def test_tensor_dt_is_accepted(net):
+    with torch.no_grad():
+        a = simulate(net, grey(net, steps=2), torch.tensor(0.01), t_pre=0.02)
+        b = simulate(net, grey(net, steps=2), 0.01, t_pre=0.02)
+    assert torch.equal(a, b)
+
+
+def test_corrupt_flygnn_checkpoint_is_rejected(tmp_path, graph_small):
+    torch.save({"format": "flygnn.Network", "version": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt.*config"):
+        Network.load(tmp_path / "bad.pt", data=graph_small)
