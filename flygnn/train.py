@@ -217,7 +217,7 @@ class Trainer:
             {"params": list(self.network.parameters()), "lr": 0.0},
             {"params": list(self.decoder.parameters()), "lr": 0.0}])
         self.central = self.network.graph.central_index.to(self.device)
-        self.iteration, self.epoch, self.position = 0, 0, 0
+        self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
         self.order: torch.Tensor | None = None
         self.epoch_state = None
         self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
@@ -232,16 +232,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _lrs(self) -> tuple[float, float, float]:
-        o = self.config.optim
-        return (o.lr_net.value(self.iteration, o.n_iters), o.lr_dec.value(self.iteration, o.n_iters),
-                o.lr_pen_schedule().value(self.iteration, o.n_iters))
+        """(network, decoder, penalty) rates of the current epoch (set at its first iteration)."""
+        o, it = self.config.optim, self.epoch_start
+        return (o.lr_net.value(it, o.n_iters), o.lr_dec.value(it, o.n_iters),
+                o.lr_pen_schedule().value(it, o.n_iters))
 
     def state_dict(self) -> dict:
         return {"format": FORMAT, "version": 1, "network": self.network.state_dict(),
                 "decoder": self.decoder.state_dict(), "optim": self.optimizer.state_dict(),
                 "rng": {k: g.get_state() for k, g in self.generators.items()},
                 "iteration": self.iteration, "epoch": self.epoch, "order": self.order,
-                "position": self.position, "epoch_state": self.epoch_state, "best": self.best,
+                "position": self.position, "epoch_start": self.epoch_start,
+                "epoch_state": self.epoch_state, "best": self.best,
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
                 "config": self.config.to_json(), "time": time.ctime()}
 
@@ -255,7 +257,7 @@ class Trainer:
             except RuntimeError:  # a state saved on another device type: not bit-exact any more
                 log.warning("could not restore the %r generator state; reseeded", k)
         self.iteration, self.epoch, self.position = blob["iteration"], blob["epoch"], blob["position"]
-        self.order = blob["order"]
+        self.order, self.epoch_start = blob["order"], int(blob.get("epoch_start", 0))
         state = blob["epoch_state"]
         self.epoch_state = None if state is None else state.to(self.device)
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
@@ -269,7 +271,7 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _start_epoch(self) -> None:
         self.order = torch.randperm(len(self.train_set), generator=self.generators["order"])
-        self.position, self.epoch = 0, self.epoch + 1
+        self.position, self.epoch, self.epoch_start = 0, self.epoch + 1, self.iteration
         lr_net, lr_dec, _ = self._lrs()
         self.optimizer.param_groups[0]["lr"], self.optimizer.param_groups[1]["lr"] = lr_net, lr_dec
         with torch.no_grad():
