@@ -292,3 +292,11 @@ def test_cli_train_validate_simulate(tmp_path, data):
         assert list(z["node_type"]) == net.cell_types
     assert main(["simulate", "--model", "no-such-model", "--movie", str(tmp_path / "movie.npy"),
                  "--out", str(out)]) == 2
+
+
+def test_shipped_cpu_config_is_valid():
+    from pathlib import Path
+
+    cfg = TrainConfig.from_json(Path(__file__).parent.parent / "configs" / "flow_cpu.json")
+    assert cfg.network.extent == 15 and cfg.data.dt == 0.02 and cfg.optim.batch_size == 4
+    assert cfg.optim.lr_net.value(0, cfg.optim.n_iters) < cfg.optim.lr_dec.value(0, cfg.optim.n_iters)
