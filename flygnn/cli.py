@@ -105,11 +105,91 @@ def _add_validate(sub) -> None:
     p.set_defaults(func=_validate)
 
 
+def _train_ensemble(args) -> int:
+    import json
+
+    from flygnn.config import TrainConfig
+    from flygnn.distributed import train_ensemble
+
+    config = None
+    if args.config is not None or args.set:
+        config = TrainConfig.from_json(args.config) if args.config else TrainConfig()
+        config = config.with_overrides(args.set)
+    elif not args.resume:
+        raise ValueError("--config is required unless --resume continues an ensemble")
+    manifest = train_ensemble(config, args.out, n_members=args.members, seeds=args.seeds,
+                              address=args.address, max_retries=args.max_retries,
+                              num_cpus_per_member=args.cpus_per_member,
+                              num_gpus_per_member=args.gpus_per_member, num_cpus=args.num_cpus,
+                              resume=args.resume, progress=not args.no_progress)
+    rows = [{"name": m["name"], "seed": m["seed"], "status": m["status"],
+             "attempts": m["attempts"], "best_val_epe": (m["metrics"] or {}).get("best_val_epe"),
+             "error": m["error"]} for m in manifest["members"]]
+    print(json.dumps(rows, indent=2))
+    return 0 if all(m["status"] == "done" for m in manifest["members"]) else 1
+
+
+def _add_train_ensemble(sub) -> None:
+    p = sub.add_parser("train-ensemble", help="train N models in parallel on Ray (flygnn[ray])")
+    p.add_argument("--config", default=None, help="TrainConfig JSON (optional with --resume)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. optim.n_iters=1000 (repeatable)")
+    p.add_argument("--members", type=int, default=None, help="number of members (seeds "
+                   "config.seed + i)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per member")
+    p.add_argument("--out", required=True, help="ensemble folder")
+    p.add_argument("--address", default=None, help="Ray cluster: <head>:6379, auto or "
+                   "ray://<head>:10001 (default: a local Ray on this machine)")
+    p.add_argument("--resume", action="store_true", help="continue the ensemble in --out")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a failed member")
+    p.add_argument("--cpus-per-member", type=int, default=1, help="CPUs (torch threads) per member")
+    p.add_argument("--gpus-per-member", type=float, default=0, help="GPUs per member")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_ensemble)
+
+
+def _evaluate_ensemble(args) -> int:
+    from pathlib import Path
+
+    from flygnn.config import apply_overrides
+    from flygnn.distributed import evaluate_ensemble
+
+    options = apply_overrides({}, args.set)
+    unknown = sorted(set(options) - {"flashes", "edges", "cluster"})
+    if unknown or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError(f"--set keys must start with flashes., edges. or cluster., got {args.set}")
+    result = evaluate_ensemble(args.dir, address=args.address, stimuli=args.stimuli,
+                               flashes=options.get("flashes"), edges=options.get("edges"),
+                               cluster_types=args.cluster_types, cluster=options.get("cluster"),
+                               num_cpus_per_member=args.cpus_per_member, num_cpus=args.num_cpus)
+    print(f"evaluated {len(result['names'])} members; results in {Path(args.dir) / 'evaluation'}")
+    return 0
+
+
+def _add_evaluate_ensemble(sub) -> None:
+    p = sub.add_parser("evaluate-ensemble", help="responses, indices and clustering of an "
+                       "ensemble, in parallel on Ray (flygnn[ray])")
+    p.add_argument("dir", help="ensemble folder (written by train-ensemble)")
+    p.add_argument("--address", default=None, help="Ray cluster address, as for train-ensemble")
+    p.add_argument("--stimuli", nargs="+", default=["flashes", "edges"],
+                   choices=["flashes", "edges"], help="stimuli to simulate")
+    p.add_argument("--cluster-types", nargs="*", default=["T4c", "T5c"],
+                   help="cell types whose members are clustered (none: no clustering)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="runner options, e.g. flashes.dt=0.01, edges.speeds=[19,25], "
+                        "cluster.n_init=10 (repeatable)")
+    p.add_argument("--cpus-per-member", type=int, default=1, help="CPUs (torch threads) per member")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default all)")
+    p.set_defaults(func=_evaluate_ensemble)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flygnn", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_connectome, _add_train, _add_simulate, _add_validate):
+    for add in (_add_demo, _add_connectome, _add_train, _add_simulate, _add_validate,
+                _add_train_ensemble, _add_evaluate_ensemble):
         add(sub)
     return parser
 
