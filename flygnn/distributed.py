@@ -48,6 +48,7 @@ after the driver itself was stopped. ``ray stop`` on every node ends the cluster
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import math
@@ -113,6 +114,13 @@ def _threads(num_cpus: float) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(num_cpus)))
+
+
+def _check_retries(max_retries: int, num_cpus_per_member: int) -> None:
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+    if num_cpus_per_member < 1:
+        raise ValueError(f"num_cpus_per_member must be >= 1, got {num_cpus_per_member}")
 
 
 def _where() -> dict:
@@ -281,11 +289,9 @@ def train_ensemble(config: TrainConfig | dict | str | os.PathLike | None,
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {str(out)!r} is a file")
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-    if num_cpus_per_member < 1 or num_gpus_per_member < 0:
-        raise ValueError(f"num_cpus_per_member must be >= 1 and num_gpus_per_member >= 0, got "
-                         f"{num_cpus_per_member}, {num_gpus_per_member}")
+    _check_retries(max_retries, num_cpus_per_member)
+    if num_gpus_per_member < 0:
+        raise ValueError(f"num_gpus_per_member must be >= 0, got {num_gpus_per_member}")
     if out.is_dir() and any(out.iterdir()) and not resume:
         raise ValueError(f"out_dir {str(out)!r} is not empty; pass resume=True (--resume) to "
                          "continue the ensemble there, or choose a new folder")
@@ -439,19 +445,12 @@ def load_responses(out_dir: str | os.PathLike, stimulus: str = "flashes"):
                          {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()})
 
 
-def _direction_table(names: list[str], parts: list[dict]):
-    """Long table ``model, cell_type, intensity, dsi, preferred_direction``."""
-    import pandas as pd
-
-    rows = []
-    for name, p in zip(names, parts):
-        for key in ("dsi", "preferred_direction"):
-            long = p[key].reset_index().melt(id_vars="cell_type", var_name="intensity",
-                                              value_name="value")
-            rows.append(long.assign(model=name, index=key))
-    table = pd.concat(rows).pivot_table(index=["model", "cell_type", "intensity"],
-                                        columns="index", values="value", sort=False)
-    return table.reset_index().rename_axis(columns=None)
+def _direction_table(dsi, direction):
+    """Long table ``model, cell_type, intensity, dsi, preferred_direction`` of the wide
+    cell types x (model, intensity) frames."""
+    table = dsi.melt(ignore_index=False, value_name="dsi").reset_index()
+    table["preferred_direction"] = direction.melt(ignore_index=False)["value"].to_numpy()
+    return table[["model", "cell_type", "intensity", "dsi", "preferred_direction"]]
 
 
 def evaluate_ensemble(out_dir: str | os.PathLike, address: str | None = None,
@@ -505,11 +504,16 @@ def evaluate_ensemble(out_dir: str | os.PathLike, address: str | None = None,
     if cluster_on not in stimuli:
         raise ValueError(f"cluster_on {cluster_on!r} is not among stimuli {stimuli}")
     settings = {s: dict({"flashes": flashes, "edges": edges}[s] or {}) for s in stimuli}
-    cluster_types = [str(c) for c in cluster_types] if len(names) >= 2 else []
-    if cluster_types:
-        from flygnn.analysis.ensembles import _gaussian_mixture
+    from flygnn.analysis import known
 
-        _gaussian_mixture()  # fail early, with the install hint, if scikit-learn is missing
+    cluster_types = [str(c) for c in cluster_types] if len(names) >= 2 else []
+    missing = [c for c in cluster_types if c not in known.cell_types()]
+    if missing:
+        raise ValueError(f"cluster_types {missing} are not cell types; known: {known.cell_types()}")
+    if cluster_types and importlib.util.find_spec("sklearn") is None:
+        raise ImportError('clustering needs scikit-learn: pip install "flygnn[cluster]" '
+                          "(or pass cluster_types=() / --cluster-types with no names)")
+    _check_retries(max_retries, num_cpus_per_member)
     ray = _require_ray()
     with _session(address, num_cpus, ray_init_kwargs):
         task = _options(ray, _evaluate_member, num_cpus_per_member, 0, max_retries=max_retries,
@@ -517,9 +521,6 @@ def evaluate_ensemble(out_dir: str | os.PathLike, address: str | None = None,
         parts = ray.get([task.remote(str(out / n), n, settings, num_cpus_per_member)
                          for n in names])
         responses = {s: _stack([p[s] for p in parts]) for s in stimuli}
-        missing = [c for c in cluster_types if c not in responses[cluster_on].cell_types]
-        if missing:
-            raise ValueError(f"cluster_types {missing} are not cell types of the responses")
         task_error = None if all(math.isnan(e) for e in errors) else errors
         ref = ray.put(responses[cluster_on])
         ctask = _options(ray, _cluster_type, 1, 0, max_retries=max_retries)
@@ -539,7 +540,8 @@ def evaluate_ensemble(out_dir: str | os.PathLike, address: str | None = None,
         for key in ("dsi", "preferred_direction"):
             result[key] = pd.concat({n: p[key] for n, p in zip(names, parts)}, axis=1,
                                     names=["model"])
-        _direction_table(names, parts).to_csv(folder / "direction.csv", index=False)
+        _direction_table(result["dsi"], result["preferred_direction"]).to_csv(
+            folder / "direction.csv", index=False)
     atomic_write_text(folder / "clustering.json", json.dumps(clustering, indent=2) + "\n")
     summary = {"members": names, "best_val_epe": [None if math.isnan(e) else e for e in errors],
                "stimuli": settings, "cluster_on": cluster_on, "cluster_types": cluster_types,
