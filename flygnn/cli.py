@@ -35,12 +35,26 @@ def _add_connectome(sub) -> None:
     p.set_defaults(func=_summary)
 
 
+def _demo(args) -> int:
+    from flygnn.demo import run_demo
+
+    speeds = tuple(float(s) for s in args.speeds.split(",")) if args.speeds else None
+    kwargs = {"speeds": speeds} if speeds else {}
+    run_demo(out=args.out, extent=args.extent, model=args.model, root=args.root,
+             progress=not args.no_progress, **kwargs)
+    return 0
+
+
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: connectome summary, responses and a report")
+    p = sub.add_parser("demo", help="the main job: flash and moving-edge responses of the shipped "
+                                    "model and a report with FRI and DSI against the known tables")
     p.add_argument("--extent", type=int, default=15)
-    p.add_argument("--root", default=None, help="cache folder (default: per-user cache)")
-    p.add_argument("--out", default="flygnn-demo", help="report folder")
-    p.set_defaults(func=_summary)
+    p.add_argument("--root", default=None, help="connectome cache folder (default: per-user cache)")
+    p.add_argument("--out", default="flygnn-demo", help="report folder (a fresh one if it exists)")
+    p.add_argument("--model", default=None, help="shipped model name or training run folder")
+    p.add_argument("--speeds", default=None, help="comma-separated edge speeds (default: flyvis's six)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_demo)
 
 
 def _train(args) -> int:

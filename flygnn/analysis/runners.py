@@ -74,6 +74,18 @@ def _item(x, key: str | None) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float32)
 
 
+def _by_length(dataset, key) -> np.ndarray:
+    """Item order by decreasing length before NaN padding (stable), so that a batch of items of
+    similar lengths is not simulated over the padding of its longest item. Results do not
+    depend on the order: every item starts from the same state."""
+    lengths = []
+    for i in range(len(dataset)):
+        item = _item(dataset[i], key)
+        padded = torch.isnan(item.reshape(len(item), -1)).any(dim=1)
+        lengths.append(int(padded.float().argmax()) if padded.any() else len(item))
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
 def _cell_types(net, record) -> list[str]:
     g = getattr(net, "graph", None)
     if g is None:  # a stand-in network: the 65 central cells of the shipped connectome
@@ -141,7 +153,8 @@ def stimulus_responses(
     sim = importlib.import_module("flygnn.simulate")
 
     dt = float(dataset.dt)
-    starts = range(0, len(dataset), batch_size)
+    order = _by_length(dataset, key) if t_fade_in <= 0 else np.arange(len(dataset))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     out = []
     with torch.no_grad():
         for m, net in enumerate(nets):
@@ -149,17 +162,17 @@ def stimulus_responses(
             state = None
             if t_pre_state > 0:
                 state = sim.steady_state(net, t_pre_state, dt, batch_size=1, value=0.5)
-            chunks = []
+            chunks = [None] * len(dataset)
             label = f"model {m + 1}/{len(nets)}" if len(nets) > 1 else type(dataset).__name__
-            for start in tqdm(starts, desc=label, disable=not progress, leave=False):
-                items = [_item(dataset[i], key) for i in range(start, min(start + batch_size, len(dataset)))]
-                movie = torch.stack(items).to(device)
+            for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
+                movie = torch.stack([_item(dataset[int(i)], key) for i in batch]).to(device)
                 first = state
                 if t_fade_in > 0:
                     first = sim.fade_in_state(net, t_fade_in, dt, torch.nan_to_num(movie[:, 0], nan=0.5),
                                               state=state)
-                chunks.append(_simulate_padded(sim, net, movie, dt, first, record))
-            out.append(np.concatenate(chunks, axis=0))
+                for i, resp in zip(batch, _simulate_padded(sim, net, movie, dt, first, record)):
+                    chunks[int(i)] = resp
+            out.append(np.stack(chunks))
     params = getattr(dataset, "params", None)
     if params is None or callable(params):
         import pandas as pd

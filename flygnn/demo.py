@@ -1,0 +1,147 @@
+"""The main job, ``flygnn demo``: connectome summary, flash and moving-edge responses of the
+shipped trained model and of the untrained network, and a report against the known tables.
+
+Writes ``<out>/`` with ``summary.md``, CSV tables (FRI, DSI, preferred directions, correlations)
+and PNG figures; never writes into an existing non-empty folder (a fresh ``<out>-N`` is chosen).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["run_demo", "fresh_folder", "DEFAULT_MODEL"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "flow_cpu"
+T4T5 = ["T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d"]
+
+
+def fresh_folder(out: str | Path) -> Path:
+    """``out`` if it is missing or empty, else the first missing or empty ``out-1``, ``out-2``, ..."""
+    out = Path(out)
+    candidate, k = out, 0
+    while candidate.exists() and any(candidate.iterdir()):
+        k += 1
+        candidate = out.with_name(f"{out.name}-{k}")
+    return candidate
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _models(data, model: str | None):
+    from flygnn.network import Network
+    from flygnn.pretrained import available_models, load_model, load_pretrained
+
+    untrained = Network(data)
+    if model is not None and Path(model).exists():
+        trained = load_model(model, data=data)
+        return {Path(model).name: trained.network, "untrained": untrained}, trained.metrics
+    name = model or DEFAULT_MODEL
+    if name in available_models():
+        trained = load_pretrained(name, data=data)
+        return {name: trained.network, "untrained": untrained}, trained.metrics
+    if model is not None:
+        raise ValueError(f"no model {model!r}: shipped models are {available_models() or 'none'}, "
+                         "or pass the path of a training run folder")
+    _say(f"note: the trained model {DEFAULT_MODEL!r} is not installed with this copy of flygnn; "
+         "the report shows the untrained network only")
+    return {"untrained": untrained}, {}
+
+
+def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | None = None,
+             root: str | Path | None = None, speeds=(2.4, 4.8, 9.7, 13, 19, 25),
+             progress: bool = True) -> Path:
+    """Run the demo and return the report folder.
+
+    Args:
+        out: report folder (a fresh sibling is used if it exists and is not empty).
+        extent: lattice extent of the connectome (the shipped model needs 15).
+        model: a shipped model name or a training run folder; None uses the default model.
+        root: connectome cache folder (None: the per-user cache).
+        speeds: moving-edge speeds (columns per second; flyvis's six by default).
+        progress: show progress bars.
+    """
+    import torch
+
+    from flygnn.analysis import known
+    from flygnn.analysis.report import write_report
+    from flygnn.analysis.runners import flash_responses, moving_edge_responses
+    from flygnn.analysis.tuning import (
+        direction_selectivity_index,
+        dsi_correlation_to_known,
+        flash_response_index,
+        fri_correlation_to_known,
+        preferred_direction,
+    )
+    from flygnn.datasets import FlyVisConnectome
+    from flygnn.flat import edges_frame
+
+    start = time.perf_counter()
+    folder = fresh_folder(out)
+    data = FlyVisConnectome(root=root, extent=extent)[0]
+    edges = edges_frame(data)
+    _say(f"connectome: {len(data.cell_types)} cell types, {data.num_nodes:,} neurons, "
+         f"{len(edges):,} edges in {len(data.edge_types)} type pairs, "
+         f"{edges['n_syn'].astype(float).sum():,.0f} synapses (extent {extent})")
+    nets, metrics = _models(data, model)
+    names = list(nets)
+    _say(f"models: {', '.join(names)}")
+    with torch.no_grad():
+        _say("simulating flashes (4 stimuli x 600 steps per model) ...")
+        flashes = flash_responses(list(nets.values()), model_names=names, progress=progress)
+        _say(f"simulating moving edges ({12 * 2 * len(speeds)} stimuli per model) ...")
+        moving = moving_edge_responses(list(nets.values()), speeds=tuple(speeds), model_names=names,
+                                       batch_size=8, progress=progress)
+    fri = flash_response_index(flashes, radius=6)
+    dsi = direction_selectivity_index(moving)
+    pdir = preferred_direction(moving)
+    if isinstance(fri, pd.Series):
+        fri = fri.to_frame(names[0]).T
+    folder = write_report(fri, dsi, pdir, out_dir=folder,
+                          title=f"flygnn demo: {' vs '.join(names)}", overwrite=False)
+
+    fri_corr = fri_correlation_to_known(fri)
+    dsi_corr = dsi_correlation_to_known(dsi)
+    lines = ["", "| model | FRI corr. with known polarity | DSI corr. with known | "
+             + " | ".join(T4T5) + " |", "|---" * (3 + len(T4T5)) + "|"]
+    polarity = known.polarity()
+    for m, name in enumerate(names):
+        table = _dsi_table(dsi, name, m, len(names))
+        t4t5 = [table.loc[t, 1 if polarity[t] > 0 else 0] for t in T4T5]
+        lines.append(f"| {name} | {_value(fri_corr, name, m):.3f} | {_value(dsi_corr, name, m):.3f} | "
+                     + " | ".join(f"{v:.3f}" for v in t4t5) + " |")
+    lines.append("")
+    lines.append("DSI of T4 at ON edges and T5 at OFF edges (their known contrast preference).")
+    if metrics:
+        lines.append("")
+        lines.append("Trained model metrics: " + ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in metrics.items()
+            if isinstance(v, (int, float))))
+    elapsed = time.perf_counter() - start
+    lines.append(f"\nRun time: {elapsed:.0f} s.")
+    with open(folder / "summary.md", "a") as fh:
+        fh.write("\n## Models compared\n" + "\n".join(lines) + "\n")
+    _say("\n".join(lines))
+    _say(f"report written to {folder.resolve()}")
+    return folder
+
+
+def _value(corr, name: str, m: int) -> float:
+    if isinstance(corr, pd.Series):
+        return float(corr[name]) if name in corr.index else float(corr.iloc[m])
+    return float(corr)
+
+
+def _dsi_table(dsi: pd.DataFrame, name: str, m: int, n_models: int) -> pd.DataFrame:
+    if isinstance(dsi.columns, pd.MultiIndex):
+        level0 = dsi.columns.get_level_values(0)
+        key = name if name in set(level0) else sorted(set(level0), key=list(level0).index)[m]
+        return dsi[key]
+    return dsi
