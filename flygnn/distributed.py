@@ -15,6 +15,13 @@ so a lost worker costs at most ``optim.checkpoint_every`` iterations. The same c
 a laptop and on a cluster; nothing needs a shared launcher or a fixed world size, unlike a
 ``torch.distributed`` process group, which suits one model split over many GPUs instead.
 
+From Python (``address=None`` starts a private local Ray on this machine instead)::
+
+    from flygnn.distributed import evaluate_ensemble, train_ensemble
+
+    manifest = train_ensemble("cfg.json", "ens", n_members=50, address="auto")
+    result = evaluate_ensemble("ens", address="auto")   # result["fri"], result["clustering"]
+
 Ensemble folder (readable by :meth:`flygnn.analysis.ensembles.Ensemble.from_dir`)::
 
     <out>/ensemble.json            members: name, seed, config, status, attempts, metrics
@@ -39,8 +46,11 @@ then, on any node of the cluster::
     flygnn evaluate-ensemble /shared/ens --address <head>:6379
 
 ``--address auto`` joins the cluster the current machine belongs to; ``ray://<head>:10001``
-uses Ray Client from outside the cluster. Members with ``device="cuda"`` should be given
-``num_gpus_per_member=1`` (``--gpus-per-member 1``). Rerunning with ``resume=True``
+uses Ray Client from outside the cluster. Recent Ray versions turn on token authentication:
+give every node and the driver the head's token (copy ``~/.ray/auth_token``, or set
+``RAY_AUTH_TOKEN``); see https://docs.ray.io/en/latest/ray-security/token-auth.html.
+Members with ``device="cuda"`` should be given ``num_gpus_per_member=1``
+(``--gpus-per-member 1``). Rerunning with ``resume=True``
 (``--resume``) skips finished members and resumes the others from their checkpoints, e.g.
 after the driver itself was stopped. ``ray stop`` on every node ends the cluster.
 """
@@ -337,8 +347,8 @@ def train_ensemble(config: TrainConfig | dict | str | os.PathLike | None,
                 result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
             folder = out / entry["name"]
             entry.update(status=result["status"], error=result.get("error"),
-                         metrics=_finished(folder) or result.get("metrics"), host=result.get("host"),
-                         node=result.get("node"))
+                         metrics=_finished(folder) or result.get("metrics"),
+                         host=result.get("host"), node=result.get("node"))
             attempts = folder / "attempts.jsonl"
             entry["attempts"] = len(attempts.read_text().splitlines()) if attempts.exists() else 0
             if entry["status"] == "failed":
@@ -439,9 +449,9 @@ def load_responses(out_dir: str | os.PathLike, stimulus: str = "flashes"):
         raise ValueError(f"{str(path)!r} not found; run evaluate_ensemble with {stimulus!r}")
     attrs = json.loads((folder / f"{stimulus}_attrs.json").read_text())
     with np.load(path, allow_pickle=False) as z:
-        return Responses(z["responses"], pd.read_csv(folder / f"{stimulus}_params.csv", index_col=0),
-                         float(z["dt"]), float(z["t_pre"]), z["cell_types"].tolist(),
-                         z["model_names"].tolist(),
+        params = pd.read_csv(folder / f"{stimulus}_params.csv", index_col=0)
+        return Responses(z["responses"], params, float(z["dt"]), float(z["t_pre"]),
+                         z["cell_types"].tolist(), z["model_names"].tolist(),
                          {k: tuple(v) if isinstance(v, list) else v for k, v in attrs.items()})
 
 
@@ -528,8 +538,9 @@ def evaluate_ensemble(out_dir: str | os.PathLike, address: str | None = None,
             [ctask.remote(ref, c, task_error, dict(cluster or {})) for c in cluster_types])))
     folder = out / "evaluation"
     folder.mkdir(exist_ok=True)
-    result = {"names": names, "validation_loss": pd.Series(errors, index=names, name="best_val_epe"),
-              "responses": responses, "clustering": clustering}
+    loss = pd.Series(errors, index=names, name="best_val_epe")
+    result = {"names": names, "validation_loss": loss, "responses": responses,
+              "clustering": clustering}
     for s in stimuli:
         _save_responses(folder, s, responses[s])
     if "flashes" in stimuli:

@@ -288,6 +288,11 @@ def test_evaluation_files_round_trip(evaluated, trained):
     assert summary["members"] == ["000", "001"] and summary["cluster_types"] == ["T4c", "T5c"]
 
 
+def test_load_responses_names_the_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="edges_responses.npz.*not found"):
+        load_responses(tmp_path, "edges")
+
+
 def test_evaluate_needs_member_networks(tmp_path):
     (tmp_path / "ens" / "000").mkdir(parents=True)
     with pytest.raises(ValueError, match="no member folder with a network.pt"):
