@@ -41,23 +41,24 @@ from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load
 from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.simulate import simulate, steady_state
+from flygnn.stimuli.loaders import collate
 from flygnn.task import FlowDecoder, epe, l2norm
 
 __all__ = ["Trainer", "evaluate", "zero_flow_baseline", "activity_penalty", "build_datasets",
-           "collate", "run_training", "LOG_COLUMNS"]
+           "run_training", "LOG_COLUMNS"]
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["iteration", "loss", "lr", "val_l2norm", "val_epe", "time"]
 
 
-def collate(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack dataset items into a batch.
+def _batch(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack dataset items (:func:`flygnn.stimuli.loaders.collate`) onto ``device``.
 
     **Shapes:** items ``{"lum": (T, n), "flow": (T, 2, n)}`` -> ``(B, T, n)``, ``(B, T, 2, n)``.
     """
-    lum = torch.stack([it["lum"] for it in items]).to(device=device, dtype=torch.float32)
-    flow = torch.stack([it["flow"] for it in items]).to(device=device, dtype=torch.float32)
-    return lum, flow
+    batch = collate(items)
+    return (batch["lum"].to(device=device, dtype=torch.float32),
+            batch["flow"].to(device=device, dtype=torch.float32))
 
 
 def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, baseline: float = 5.0,
@@ -124,7 +125,7 @@ def evaluate(net: Network, decoder: FlowDecoder, dataset, dt: float, t_pre: floa
         starts = tqdm(starts, desc="validate", leave=False)
     for start in starts:
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        lum, flow = collate(items, net.bias.device)
+        lum, flow = _batch(items, net.bias.device)
         pred = decoder(simulate(net, lum, dt, initial_state=state))
         totals["l2norm"] += float(l2norm(pred, flow)) * len(items)
         totals["epe"] += float(epe(pred, flow)) * len(items)
@@ -324,7 +325,7 @@ class Trainer:
                 if self.order is None or self.position + o.batch_size > len(self.order):
                     self._start_epoch()
                 index = self.order[self.position:self.position + o.batch_size]
-                lum, flow = collate([self.train_set[int(i)] for i in index], self.device)
+                lum, flow = _batch([self.train_set[int(i)] for i in index], self.device)
                 self.position += o.batch_size
                 loss = self.step(lum, flow)
                 self.iteration += 1
