@@ -95,8 +95,10 @@ for name, r in (("ON", on), ("OFF", off)):
     trace = r.responses[0, 0]  # (n_frames, n_types)
     change = trace - trace[r.time < 0][-1]  # relative to the grey steady state
     plotting.traces(r.time, change.T, labels=types, ylabel="response - grey level (a.u.)",
-                    title=f"{name} flash (radius 3)", path=out / f"03_{name.lower()}_flash_traces.png")
-r1_on, r1_off = on.sel(cell_type="R1").responses[0, 0, :, 0], off.sel(cell_type="R1").responses[0, 0, :, 0]
+                    title=f"{name} flash (radius 3)",
+                    path=out / f"03_{name.lower()}_flash_traces.png")
+r1_on = on.sel(cell_type="R1").responses[0, 0, :, 0]  # (n_frames,)
+r1_off = off.sel(cell_type="R1").responses[0, 0, :, 0]
 during = (on.time > 0.5) & (on.time < 1.0)
 print("R1 after 0.5 s of ON / OFF flash: %.3f / %.3f (grey %.3f)"
       % (r1_on[during].mean(), r1_off[during].mean(), r1_on[on.time < 0][-1]))
@@ -109,7 +111,8 @@ assert r1_on[during].mean() > r1_on[on.time < 0][-1] > r1_off[during].mean()
 # and OFF flash (within $-dt \le t \le t_\mathrm{stim}$, after shifting both traces by the
 # magnitude of their common minimum so that they are non-negative),
 #
-# $$ \mathrm{FRI} = \frac{r_\mathrm{on} - r_\mathrm{off}}{r_\mathrm{on} + r_\mathrm{off}} \in [-1, 1]. $$
+# $$ \mathrm{FRI} = \frac{r_\mathrm{on} - r_\mathrm{off}}{r_\mathrm{on} + r_\mathrm{off}}
+#    \in [-1, 1]. $$
 #
 # FRI > 0 marks an ON cell, FRI < 0 an OFF cell. `fri_correlation_to_known` is the Pearson
 # correlation between the FRIs and the known polarity (+1 / −1) of the 32 cell types whose
