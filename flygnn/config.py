@@ -156,7 +156,9 @@ class PenaltyConfig:
 class OptimConfig:
     """Optimisation: Adam on (network, decoder) with stepwise rates, SGD for the penalty
     (``lr_pen`` None: follows ``lr_net``), grey steady state of ``t_pre`` seconds per epoch,
-    validation every ``val_every`` and a checkpoint every ``checkpoint_every`` iterations."""
+    validation every ``val_every`` and a checkpoint every ``checkpoint_every`` iterations.
+    ``train_network = False`` freezes the network and trains the decoder alone (the baseline
+    "decoder on the untrained network")."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -169,6 +171,7 @@ class OptimConfig:
     val_every: int = 500
     val_batch_size: int = 4
     checkpoint_every: int = 100
+    train_network: bool = True
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):

@@ -214,8 +214,11 @@ class Trainer:
         self.decoder = FlowDecoder(self.network.graph, d.hidden, d.kernel_size, d.const_weight,
                                    d.p_dropout).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
+        trainable = list(self.network.parameters()) if config.optim.train_network else []
+        for parameter in self.network.parameters():
+            parameter.requires_grad_(config.optim.train_network and parameter.requires_grad)
         self.optimizer = torch.optim.Adam([
-            {"params": list(self.network.parameters()), "lr": 0.0},
+            {"params": trainable, "lr": 0.0},
             {"params": list(self.decoder.parameters()), "lr": 0.0}])
         self.central = self.network.graph.central_index.to(self.device)
         self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
@@ -288,7 +291,7 @@ class Trainer:
         loss = l2norm(self.decoder(responses), flow)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
-        penalize = o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter
+        penalize = o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and o.train_network
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=penalize)
         if penalize:

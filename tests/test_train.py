@@ -300,3 +300,15 @@ def test_shipped_cpu_config_is_valid():
     cfg = TrainConfig.from_json(Path(__file__).parent.parent / "configs" / "flow_cpu.json")
     assert cfg.network.extent == 15 and cfg.data.dt == 0.02 and cfg.optim.batch_size == 4
     assert cfg.optim.lr_net.value(0, cfg.optim.n_iters) < cfg.optim.lr_dec.value(0, cfg.optim.n_iters)
+
+
+def test_decoder_only_training_keeps_the_network_fixed(tmp_path, data):
+    cfg = config(train_network=False, n_iters=8)
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    before_net = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    before_dec = {k: v.clone() for k, v in trainer.decoder.state_dict().items()}
+    trainer.train()
+    for k, v in trainer.network.state_dict().items():
+        assert torch.equal(v, before_net[k]), k
+    assert not torch.equal(trainer.decoder.state_dict()["base.0.weight"], before_dec["base.0.weight"])
+    assert TrainConfig.from_json(tmp_path / "run" / "config.json").optim.train_network is False
