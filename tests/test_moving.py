@@ -8,6 +8,7 @@ import torch
 
 from flygnn.stimuli import HexEye, MovingBars, MovingEdges
 from flygnn.stimuli.moving import bar_image, rotate_image
+from flygnn.stimuli.render import hexagon_offsets
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "edges_public.npz"
 
@@ -19,10 +20,23 @@ def default_edges():
 
 def test_hexeye_pixel_counts():
     counts = HexEye().pixel_counts
-    # flyvis: 513..545, mean 530.35, centre 541. Our float16 masks differ on 25 top hexals
-    # by 1 or 8 pixels (see test_edges_match_flyvis_fixture); the centre and max agree.
-    assert counts[360] == 541 and counts.max() == 545
-    assert 513 <= counts.min() <= 514 and abs(counts.double().mean() - 530.35) < 0.5
+    # flyvis (section 6.2, verified on CPU): 513..545 pixels, mean 530.35, centre 541.
+    assert counts[360] == 541 and counts.min() == 513 and counts.max() == 545
+    assert abs(counts.double().mean().item() - 530.35) < 0.005
+    assert counts.sum() == 382383
+
+
+def test_hexagon_offsets_float16_rotation():
+    # Vertex k = (f16(cos a16), f16(sin a16)) applied k times to (f16(R), 0), a16 = f16(pi/3).
+    dx, dy = hexagon_offsets(25)
+    assert dx.dtype == dy.dtype == torch.float16
+    assert dx.tolist() == [14.4375, 7.2265625, -7.203125, -14.4375, -7.24609375, 7.18359375,
+                           14.4375]
+    a16 = np.float64(np.float16(np.pi / 3))
+    phi = np.arctan2(np.float64(np.float16(np.sin(a16))), np.float64(np.float16(np.cos(a16))))
+    k = np.arange(7)
+    expected = (np.float64(np.float16(25 / np.sqrt(3))) * np.sin(k * phi)).astype(np.float16)
+    np.testing.assert_array_equal(dy.numpy(), expected)
 
 
 def test_hexeye_orientation():
@@ -49,16 +63,14 @@ def test_edges_match_flyvis_fixture():
     assert stim.shape == r.shape == (4, 525, 721)
     np.testing.assert_array_equal(np.isnan(stim), np.isnan(r))
     err = np.abs(np.nan_to_num(stim - r)).max(axis=(0, 1))
-    # Known gap: 25 hexals near the top of the monitor (u <= -9, |v| <= 4) have float16
-    # hexagons 1 or 8 pixels smaller than flyvis's; all others agree to float32 rounding.
-    assert (err < 1e-6).sum() >= 696
-    assert err.max() < 4e-3
+    # Every hexal agrees to float32 rounding (the hexagon masks equal flyvis's).
+    assert err.max() < 1e-6
 
 
 def test_default_edge_positions_verified_numbers(default_edges):
     pos = default_edges.positions
     assert pos.shape == (24, 21, 721) and pos.dtype == torch.float64
-    assert abs(pos.sum().item() - 181366.2781490038) < 1e-3
+    assert abs(pos.sum().item() - 181366.2781490038) < 1e-6 * 181366.2781490038
     centre = pos[1, :, 360].numpy()  # angle 0, intensity 1
     np.testing.assert_allclose(centre, [0.5] * 9 + [0.57671, 0.78466, 0.97597] + [1.0] * 9,
                                atol=5e-6)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from flygnn import hexgrid
 
-__all__ = ["BoxEye", "HexEye", "box_centers", "hex_masks", "resize"]
+__all__ = ["BoxEye", "HexEye", "box_centers", "hex_masks", "hexagon_offsets", "resize"]
 
 _MODES = ("mean", "sum", "median")
 
@@ -165,16 +165,45 @@ def _box_median(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: int)
 # --------------------------------------------------------------------------------------
 
 
+def hexagon_offsets(ppo: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float16 vertex offsets of the HexEye hexagon, closed (vertex 6 ~ vertex 0).
+
+    The circumradius ``R = (ppo / 2) 2 / sqrt(3)`` and the 60-degree step are taken in
+    float16: ``R16 = f16(R)``, ``a16 = f16(pi / 3)``, and the unit step is
+    ``(c, s) = (f16(cos a16), f16(sin a16))``. Vertex ``k`` is that step applied ``k`` times
+    to ``(R16, 0)``, i.e. ``R16 |z|^k (cos k phi, sin k phi)`` with ``z = c + i s`` and
+    ``phi = atan2(s, c)`` (about 1.04667 rad, 5e-4 short of 60 degrees), rounded to float16.
+    The accumulated angle error tilts the hexagon by up to ~0.2 degrees at the closing
+    vertex; together with the float16 rounding of ``centre + offset`` this reproduces
+    flyvis's per-hexagon pixel counts exactly (513..545, mean 530.35, centre 541 for the
+    defaults). Evaluated in float64 before the final rounding (float32 gives the same).
+
+    **Shapes:** returns ``(dx, dy)``, two float16 tensors ``(7,)``.
+    """
+    f16 = torch.float16
+    radius = float(torch.tensor(ppo / 2 * 2 / math.sqrt(3), dtype=f16))
+    step = torch.tensor(math.pi / 3, dtype=f16).double()
+    c = float(torch.cos(step).to(f16))
+    s = float(torch.sin(step).to(f16))
+    xs, ys = [radius], [0.0]
+    for _ in range(6):
+        xs.append(c * xs[-1] - s * ys[-1])
+        ys.append(s * xs[-2] + c * ys[-1])
+    return torch.tensor(xs).to(f16), torch.tensor(ys).to(f16)
+
+
 @lru_cache(maxsize=8)
 def hex_masks(n_ommatidia: int = 721, ppo: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
     """Sparse averaging matrix of the hexagonal ommatidia on a ``ppo * (2E + 1)`` monitor.
 
     Hexagon ``i`` is centred at ``x = ppo v + c``, ``y = ppo (u + v/2) + c`` with
-    ``c = (ppo (2E + 1)) // 2``; its apothem is ``ppo / 2`` and its vertices lie at angles
-    ``0, 60, ..., 300`` degrees. A pixel ``(x, y)`` belongs to it iff, for each edge from
-    ``(x1, y1)`` with slope ``m``, ``sign(y1 + m (x - x1) - y)`` equals that sign at the
-    centre, evaluated in float16 (which sets the per-hexagon pixel counts; 513..545,
-    541 at the centre for the defaults). Entry ``(i, p)`` is ``1 / count_i``.
+    ``c = (ppo (2E + 1)) // 2``; its apothem is ``ppo / 2`` and its vertices are
+    ``f16(centre + offset_k)`` with the float16 offsets of ``hexagon_offsets`` (angles
+    ``~0, 60, ..., 360`` degrees). A pixel ``(x, y)`` belongs to it iff, for each edge from
+    ``(x1, y1)`` to ``(x2, y2)`` with slope ``m = (y2 - y1) / (x2 - x1)``,
+    ``sign(y1 + m (x - x1) - y)`` equals that sign at the centre, every operation rounded to
+    float16 (which sets the per-hexagon pixel counts; 513..545, mean 530.35, 541 at the
+    centre for the defaults, as flyvis). Entry ``(i, p)`` is ``1 / count_i``.
 
     **Shapes:** returns (``(n_ommatidia, P)`` sparse (coalesced COO) float64 matrix with
     ``P = side**2`` pixels in row-major order, ``(n_ommatidia,)`` int64 pixel counts).
@@ -185,13 +214,11 @@ def hex_masks(n_ommatidia: int = 721, ppo: int = 25) -> tuple[torch.Tensor, torc
     half = side // 2
     cx = torch.as_tensor(ppo * v + half, dtype=torch.float64)
     cy = torch.as_tensor(ppo * (u + v / 2.0) + half, dtype=torch.float64)
-    apothem = (ppo + ppo) / 4
-    radius = apothem * 2 / math.sqrt(3)
     f16 = torch.float16
-    angles = torch.deg2rad(torch.arange(0, 361, 60, dtype=torch.float64))
-    vx = (cx[:, None] + radius * torch.cos(angles)[None, :]).to(f16)  # (n, 7)
-    vy = (cy[:, None] + radius * torch.sin(angles)[None, :]).to(f16)
+    dx, dy = hexagon_offsets(ppo)
     cx16, cy16 = cx.to(f16), cy.to(f16)
+    vx = cx16[:, None] + dx[None, :]  # (n, 7), float16 sums
+    vy = cy16[:, None] + dy[None, :]
     # Each hexagon fits in a (2 ppo)^2 window around its centre: test only those pixels.
     w = 2 * ppo
     offs = torch.arange(-w // 2, w // 2 + 1, dtype=torch.float64)
