@@ -26,6 +26,7 @@ from flygnn import hexgrid, plotting
 from flygnn.stimuli import BoxEye, CustomMovie, Flashes, MovingEdges
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
+out.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## The hexagonal lattice

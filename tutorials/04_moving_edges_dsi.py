@@ -28,6 +28,7 @@ from flygnn.analysis import known
 from flygnn.stimuli import MovingEdges
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
+out.mkdir(parents=True, exist_ok=True)
 root = tempfile.mkdtemp()  # a throw-away connectome cache
 extent = 5
 data = flygnn.FlyVisConnectome(root=root, extent=extent)[0]

@@ -28,6 +28,7 @@ from flygnn.analysis import optimal
 from flygnn.stimuli import OpticFlowMovies
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
+out.mkdir(parents=True, exist_ok=True)
 root = tempfile.mkdtemp()  # a throw-away connectome cache
 extent = 4
 data = flygnn.FlyVisConnectome(root=root, extent=extent)[0]

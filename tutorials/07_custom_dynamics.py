@@ -38,6 +38,7 @@ from flygnn.dynamics import Dynamics, broadcast_state, register_dynamics
 from flygnn.stimuli import Flashes
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
+out.mkdir(parents=True, exist_ok=True)
 root = tempfile.mkdtemp()  # a throw-away connectome cache
 data = flygnn.FlyVisConnectome(root=root, extent=4)[0]
 

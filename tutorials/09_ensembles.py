@@ -34,6 +34,7 @@ import flygnn
 from flygnn import analysis
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
+out.mkdir(parents=True, exist_ok=True)
 root = Path(tempfile.mkdtemp())  # connectome cache and the ensemble folder
 data = flygnn.FlyVisConnectome(root=root, extent=4)[0]
 graph = flygnn.flatten(data)  # flatten once; all members share the graph buffers
