@@ -105,26 +105,26 @@ class AdaptingDynamics(Dynamics):
 # $k = 0$ the model reproduces `GradedDynamics`; and gradients reach the new parameter.
 
 # %%
-dt = 1 / 200
-flashes = Flashes(extent=4, radius=(-1,), t_pre=0.5, t_stim=0.5, dt=dt)
+dt = 1 / 100
+flashes = Flashes(extent=4, radius=(-1,), t_pre=0.2, t_stim=0.4, dt=dt)
 movie = flashes.stack([1])  # the ON full-field flash, (1, T, 61)
 time = flashes.time
 
 adapting = flygnn.Network(data, dynamics=AdaptingDynamics())
 graded = flygnn.Network(data)  # same initial parameters (seed 0), GradedDynamics
 with torch.no_grad():
-    r_adapt = adapting(movie, dt, t_pre=1.0, record="central")  # (1, T, 65)
-    r_graded = graded(movie, dt, t_pre=1.0, record="central")
+    r_adapt = adapting(movie, dt, t_pre=0.3, record="central")  # (1, T, 65)
+    r_graded = graded(movie, dt, t_pre=0.3, record="central")
     gather = flygnn.Network(data, dynamics=AdaptingDynamics(fused=False))
-    r_gather = gather(movie, dt, t_pre=1.0, record="central")
+    r_gather = gather(movie, dt, t_pre=0.3, record="central")
     no_adapt = flygnn.Network(data, dynamics=AdaptingDynamics(strength=0.0))
-    r_no_adapt = no_adapt(movie, dt, t_pre=1.0, record="central")
+    r_no_adapt = no_adapt(movie, dt, t_pre=0.3, record="central")
 print("fused vs gather/scatter: max difference %.1e" % (r_adapt - r_gather).abs().max())
 print("k = 0 vs GradedDynamics: max difference %.1e" % (r_no_adapt - r_graded).abs().max())
 torch.testing.assert_close(r_gather, r_adapt, rtol=1e-5, atol=1e-5)
 torch.testing.assert_close(r_no_adapt, r_graded, rtol=1e-6, atol=1e-6)
 
-short = movie[:, 100:120]  # 100 ms around flash onset
+short = movie[:, 15:25]  # 100 ms around flash onset
 loss = adapting(short, dt, t_pre=0.2, record="central").pow(2).sum()
 loss.backward()
 grad = adapting.dynamics.strength.grad
@@ -161,7 +161,7 @@ with torch.no_grad():
 # %%
 filtered = flygnn.Network(data, dynamics=flygnn.SynapticFilterDynamics(syn_time_const=0.02))
 with torch.no_grad():
-    r_filter = filtered(movie, dt, t_pre=1.0, record="central")
+    r_filter = filtered(movie, dt, t_pre=0.3, record="central")
 types = graded.cell_types  # the 65 cell types, the order of record="central"
 curves = {"graded": r_graded, "synaptic filter": r_filter, "adapting": r_adapt}
 for cell in ("R1", "L1"):
@@ -170,7 +170,7 @@ for cell in ("R1", "L1"):
     plotting.traces(time, traces, labels=list(curves), ylabel=f"{cell} - grey level (a.u.)",
                     title=f"{cell}, ON full-field flash", path=out / f"07_{cell}.png")
 
-on = (time > 0) & (time <= 0.5)
+on = (time > 0) & (time <= 0.4)
 r1 = types.index("R1")
 peak, end = r_adapt[0, on, r1].max(), r_adapt[0, on, r1][-1]
 print("R1 adapting: peak %.3f, end of flash %.3f | graded: end of flash %.3f"
