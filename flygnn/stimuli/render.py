@@ -241,7 +241,8 @@ def hex_masks(n_ommatidia: int = 721, ppo: int = 25) -> tuple[torch.Tensor, torc
     counts = torch.bincount(hex_idx, minlength=n_ommatidia)
     values = 1.0 / counts[hex_idx].double()
     matrix = torch.sparse_coo_tensor(
-        torch.stack([hex_idx, pix]), values, (n_ommatidia, side * side), is_coalesced=True
+        torch.stack([hex_idx, pix]), values, (n_ommatidia, side * side), is_coalesced=True,
+        check_invariants=False,
     )
     return matrix, counts
 
