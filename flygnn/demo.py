@@ -47,9 +47,6 @@ def _models(data, model: str | None):
     if name in available_models():
         trained = load_pretrained(name, data=data)
         return {name: trained.network, "untrained": untrained}, trained.metrics
-    if model is not None:
-        raise ValueError(f"no model {model!r}: shipped models are {available_models() or 'none'}, "
-                         "or pass the path of a training run folder")
     _say(f"note: the trained model {DEFAULT_MODEL!r} is not installed with this copy of flygnn; "
          "the report shows the untrained network only")
     return {"untrained": untrained}, {}
@@ -84,6 +81,12 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
     from flygnn.flat import edges_frame
 
     start = time.perf_counter()
+    if model is not None:
+        from flygnn.pretrained import available_models
+
+        if not Path(model).exists() and model not in available_models():
+            raise ValueError(f"no model {model!r}: shipped models are "
+                             f"{available_models() or 'none'}, or pass a training run folder")
     folder = fresh_folder(out)
     data = FlyVisConnectome(root=root, extent=extent)[0]
     edges = edges_frame(data)

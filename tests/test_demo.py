@@ -1,0 +1,55 @@
+"""The main job and the shipped model."""
+
+import pandas as pd
+import pytest
+
+import flygnn
+from flygnn.demo import fresh_folder, run_demo
+
+
+def test_shipped_model_loads_and_beats_zero_flow():
+    assert "flow_cpu" in flygnn.available_models()
+    data = flygnn.FlyVisConnectome(extent=15)[0]
+    model = flygnn.load_pretrained("flow_cpu", data=data)
+    untrained = flygnn.Network(data)
+    assert model.config.network.extent == 15 and model.decoder is not None
+    trained_strength = model.network.param_table("syn_strength")
+    assert not trained_strength.equals(untrained.param_table("syn_strength"))
+    assert (trained_strength >= 0).all()
+    metrics = model.metrics
+    assert metrics["val_epe"] < metrics["zero_flow_val_epe"]
+    assert metrics["iteration"] > 0
+    with pytest.raises(ValueError, match="flow_cpu"):
+        flygnn.load_pretrained("no_such_model")
+
+
+def test_fresh_folder_never_reuses_a_non_empty_folder(tmp_path):
+    out = tmp_path / "report"
+    assert fresh_folder(out) == out
+    out.mkdir()
+    assert fresh_folder(out) == out  # empty: fine
+    (out / "mine.txt").write_text("keep")
+    assert fresh_folder(out) == tmp_path / "report-1"
+
+
+@pytest.mark.slow
+def test_demo_writes_a_report_and_keeps_earlier_ones(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("user data")
+    folder = run_demo(out=out, speeds=(19,), progress=False)
+    assert folder == tmp_path / "demo-1"
+    assert (out / "notes.txt").read_text() == "user data"
+    for name in ("summary.md", "fri.png", "dsi.png", "polarity.csv", "correlations.csv"):
+        assert (folder / name).is_file(), name
+    summary = (folder / "summary.md").read_text()
+    assert "flow_cpu" in summary and "untrained" in summary
+    table = pd.read_csv(folder / "correlations.csv")
+    assert len(table) == 2 and table["fri_correlation"].between(-1, 1).all()
+    printed = capsys.readouterr().out
+    assert "report written to" in printed and str(folder.resolve()) in printed
+
+
+def test_demo_names_a_missing_model(tmp_path):
+    with pytest.raises(ValueError, match="no model 'nope'"):
+        run_demo(out=tmp_path / "x", model="nope", progress=False)
