@@ -22,8 +22,8 @@ from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["TrainedModel", "available_models", "load_model", "load_pretrained", "validate_run",
-           "simulate_file"]
+__all__ = ["TrainedModel", "available_models", "load_model", "load_pretrained", "transfer",
+           "validate_run", "simulate_file"]
 
 
 @dataclass
@@ -59,12 +59,38 @@ def _decoder(config: TrainConfig | None, network: Network, state: dict) -> FlowD
     return decoder.eval()
 
 
+def _extent(data) -> int:
+    return int(data.extent)
+
+
+def transfer(network: Network, data) -> Network:
+    """The trained parameters of ``network`` on another lattice (``data``, any extent).
+
+    Resting potentials and time constants are shared per cell type and strengths per type
+    pair, so a model trained at one extent runs on another: the tables are copied (pairs that
+    produce no edge on the target lattice are dropped). Only dynamics without parameters of
+    their own (the default graded dynamics) transfer.
+    """
+    from flygnn import params
+    from flygnn.dynamics import make_dynamics
+
+    if any(True for _ in network.dynamics.parameters()):
+        raise ValueError(f"dynamics {network.dynamics.name!r} has parameters of its own; "
+                         "load it at its training extent instead")
+    target = Network(data, dynamics=make_dynamics(network.dynamics.name, network.dynamics.config()))
+    for name in ("bias", "time_const", "syn_strength"):
+        table = network.param_table(name)
+        target.set_param_table(name, table[table.index.isin(params.table_index(name, target.graph))])
+    return target
+
+
 def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     """Load a model or run folder (see the module docstring); modules are in eval mode.
 
     Args:
         path: the folder.
-        data: optional connectome ``HeteroData``/``FlatGraph`` (rebuilt from the extent if None).
+        data: optional connectome ``HeteroData``/``FlatGraph`` (rebuilt from the extent if None);
+            at another extent than the model's, its parameters are transferred (:func:`transfer`).
 
     Raises:
         ValueError: not a folder, or none of ``network.pt``/``best.pt``/``checkpoint.pt``.
@@ -75,7 +101,10 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     config = TrainConfig.from_json(path / "config.json") if (path / "config.json").exists() else None
     metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
     if (path / "network.pt").exists():
-        network = Network.load(path / "network.pt", data)
+        if data is not None and config is not None and _extent(data) != config.network.extent:
+            network = transfer(Network.load(path / "network.pt"), data)  # another lattice
+        else:
+            network = Network.load(path / "network.pt", data)
         decoder = None
         if (path / "decoder.pt").exists():
             state = torch.load(path / "decoder.pt", map_location="cpu", weights_only=True)

@@ -1,6 +1,7 @@
 """The main job and the shipped model."""
 
 import pandas as pd
+import torch
 import pytest
 
 import flygnn
@@ -53,3 +54,17 @@ def test_demo_writes_a_report_and_keeps_earlier_ones(tmp_path, capsys):
 def test_demo_names_a_missing_model(tmp_path):
     with pytest.raises(ValueError, match="no model 'nope'"):
         run_demo(out=tmp_path / "x", model="nope", progress=False)
+
+
+def test_shipped_model_transfers_to_a_smaller_lattice():
+    small = flygnn.FlyVisConnectome(extent=3)[0]
+    model = flygnn.load_pretrained("flow_cpu", data=small)
+    full = flygnn.load_pretrained("flow_cpu")
+    assert model.network.graph.extent == 3 and model.decoder is not None
+    for name in ("bias", "time_const"):
+        assert model.network.param_table(name).equals(full.network.param_table(name))
+    strength = model.network.param_table("syn_strength")
+    assert strength.equals(full.network.param_table("syn_strength").loc[strength.index])
+    movie = torch.full((1, 5, 37), 0.5)
+    flow = model.decoder(flygnn.simulate(model.network, movie, 0.02))
+    assert flow.shape == (1, 5, 2, 37) and torch.isfinite(flow).all()

@@ -44,8 +44,8 @@ data = flygnn.FlyVisConnectome(root=root, extent=extent)[0]
 # stimulus $x_i(t)$ entering the photoreceptors R1-R8.
 #
 # Parameters are shared per cell type and type pair, so they do not depend on the lattice
-# size: a model trained at extent 15 runs unchanged on a smaller lattice by copying its
-# parameter tables. Without a shipped model we use the untrained initialisation (resting
+# size: a model trained at extent 15 runs unchanged on a smaller lattice
+# (`flygnn.load_pretrained(name, data=data)` copies its parameter tables). Without a shipped model we use the untrained initialisation (resting
 # potentials around 0.5, all time constants 50 ms, strengths `0.01 / mean synapse count`):
 # its responses reflect only the connectome's signs and counts.
 
@@ -53,9 +53,7 @@ data = flygnn.FlyVisConnectome(root=root, extent=extent)[0]
 models = flygnn.available_models()
 net = flygnn.Network(data)
 if models:
-    trained = flygnn.load_pretrained(models[0]).network
-    for name in ("bias", "time_const", "syn_strength"):  # the trainable tables
-        net.set_param_table(name, trained.param_table(name))
+    net = flygnn.load_pretrained(models[0], data=data).network  # tables moved to this lattice
     source = f"the shipped trained model {models[0]!r}"
 else:
     source = "an UNTRAINED network (no trained model is shipped with this installation)"

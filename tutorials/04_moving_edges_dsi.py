@@ -45,9 +45,7 @@ data = flygnn.FlyVisConnectome(root=root, extent=extent)[0]
 models = flygnn.available_models()
 net = flygnn.Network(data)
 if models:
-    trained = flygnn.load_pretrained(models[0]).network
-    for name in ("bias", "time_const", "syn_strength"):
-        net.set_param_table(name, trained.param_table(name))
+    net = flygnn.load_pretrained(models[0], data=data).network  # tables moved to this lattice
     source = f"the shipped trained model {models[0]!r}"
 else:
     source = "an UNTRAINED network (no trained model is shipped with this installation)"

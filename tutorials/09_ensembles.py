@@ -51,9 +51,7 @@ graph = flygnn.flatten(data)  # flatten once; all members share the graph buffer
 # %%
 base = flygnn.Network(graph)
 if flygnn.available_models():  # start from the shipped trained model's tables (tutorial 03)
-    trained = flygnn.load_pretrained(flygnn.available_models()[0]).network
-    for name in ("bias", "time_const", "syn_strength"):
-        base.set_param_table(name, trained.param_table(name))
+    base = flygnn.load_pretrained(flygnn.available_models()[0], data=graph).network
 networks = []
 for i in range(8):
     rng = np.random.default_rng(i)  # explicit seeds: the ensemble is reproducible
