@@ -49,7 +49,10 @@ class DataConfig:
     ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x
     ``width`` pixels, seed ``seed``); each item is cropped to ``n_frames`` source frames
     (random start when augmenting, the first frames for validation) and resampled to
-    ``dt``. Rendered movies are cached under ``cache`` (None: the per-user cache, "" none).
+    ``dt``. ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per
+    source frame) and ``texture_contrast`` (range of the textures' standard deviation) set
+    the movies' :class:`~flygnn.stimuli.opticflow.MotionPrior`. Rendered movies are cached
+    under ``cache`` (None: the per-user cache, "" none).
     """
 
     n_train: int = 64
@@ -62,6 +65,9 @@ class DataConfig:
     seed: int = 0
     n_objects: tuple[int, int] = (1, 4)
     ego_motion: bool = True
+    speed: float = 4.0
+    object_speed: float = 6.0
+    texture_contrast: tuple[float, float] = (0.1, 0.3)
     augment: bool = True
     p_rot: float = 0.5
     p_flip: float = 0.5
@@ -84,6 +90,13 @@ class DataConfig:
             _fail(f"{prefix}.seed", f"must be >= 0, got {self.seed}")
         if len(self.n_objects) != 2 or not 0 <= self.n_objects[0] <= self.n_objects[1]:
             _fail(f"{prefix}.n_objects", f"must be [lo, hi] with 0 <= lo <= hi, got {list(self.n_objects)}")
+        for name in ("speed", "object_speed"):
+            if not 0 <= getattr(self, name) < math.inf:
+                _fail(f"{prefix}.{name}", f"must be a finite speed >= 0 (pixels per source frame), "
+                                          f"got {getattr(self, name)}")
+        lo_hi = self.texture_contrast
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
+            _fail(f"{prefix}.texture_contrast", f"must be [lo, hi] with 0 <= lo <= hi, got {list(lo_hi)}")
         for name in ("p_rot", "p_flip"):
             if not 0 <= getattr(self, name) <= 1:
                 _fail(f"{prefix}.{name}", f"must be in [0, 1], got {getattr(self, name)}")

@@ -86,7 +86,7 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
     """Training (augmented with ``generator``) and validation movie sets of a config."""
     from flygnn._paths import cache_dir
     from flygnn.stimuli.augment import Augment
-    from flygnn.stimuli.opticflow import OpticFlowMovies
+    from flygnn.stimuli.opticflow import MotionPrior, OpticFlowMovies
 
     d = config.data
     augment = Augment(d.n_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,
@@ -97,7 +97,9 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
     root = None if d.cache == "" else (d.cache or cache_dir() / "opticflow")
     common = dict(n_frames=d.n_source_frames, height=d.height, width=d.width,
                   extent=config.network.extent, dt=d.dt, seed=d.seed, n_objects=d.n_objects,
-                  ego_motion=d.ego_motion, root=root)
+                  ego_motion=d.ego_motion, root=root,
+                  prior=MotionPrior(speed=d.speed, object_speed=d.object_speed,
+                                    contrast=tuple(d.texture_contrast)))
     train = OpticFlowMovies(d.n_train, transform=augment, **common)
     val = OpticFlowMovies(d.n_val, start=d.n_train, transform=Augment(d.n_frames, enabled=False),
                           **common)

@@ -227,6 +227,9 @@ BAD = [
     ({"data": {"flip_axes": [0, 5]}}, "data.flip_axes"),
     ({"data": {"n_objects": [3, 1]}}, "data.n_objects"),
     ({"data": {"augment": "yes"}}, "data.augment"),
+    ({"data": {"speed": -1.0}}, "data.speed"),
+    ({"data": {"object_speed": float("inf")}}, "data.object_speed"),
+    ({"data": {"texture_contrast": [0.4, 0.2]}}, "data.texture_contrast"),
     ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
     ({"network": {"extent": 0}}, "network.extent"),
@@ -300,6 +303,16 @@ def test_shipped_cpu_config_is_valid():
     cfg = TrainConfig.from_json(Path(__file__).parent.parent / "configs" / "flow_cpu.json")
     assert cfg.network.extent == 15 and cfg.data.dt == 0.02 and cfg.optim.batch_size == 4
     assert cfg.optim.lr_net.value(0, cfg.optim.n_iters) < cfg.optim.lr_dec.value(0, cfg.optim.n_iters)
+
+
+def test_motion_prior_comes_from_the_data_config():
+    from flygnn.train import build_datasets
+
+    cfg = config().with_overrides(["data.speed=12", "data.object_speed=16",
+                                   "data.texture_contrast=[0.2, 0.4]", "data.cache="])
+    for dataset in build_datasets(cfg):
+        prior = dataset.config.prior
+        assert (prior.speed, prior.object_speed, prior.contrast) == (12.0, 16.0, (0.2, 0.4))
 
 
 def test_decoder_only_training_keeps_the_network_fixed(tmp_path, data):
