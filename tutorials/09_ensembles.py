@@ -11,7 +11,7 @@
 # stacked on a model axis) and clusters them.
 #
 # Training 50 networks is a job for several machines: `flygnn train-ensemble` runs one
-# training per member as a Ray task (`flygnn/distributed.py`; `pip install "flygnn[ray]"`),
+# training per member as a Ray task (`flygnn/distributed/`; `pip install "flygnn[ray]"`),
 # locally or on a cluster, retrying and resuming members whose worker died:
 #
 #     flygnn train-ensemble --config configs/flow_cpu.json --members 50 --out runs/ensemble
