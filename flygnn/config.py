@@ -115,6 +115,7 @@ class DecoderConfig:
     kernel_size: int = 5
     const_weight: float | None = 0.001
     p_dropout: float = 0.5
+    baseline: str = "none"
 
     def check(self, prefix: str) -> None:
         if self.hidden < 1:
@@ -123,6 +124,8 @@ class DecoderConfig:
             _fail(f"{prefix}.kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
         if not 0 <= self.p_dropout < 1:
             _fail(f"{prefix}.p_dropout", f"must be in [0, 1), got {self.p_dropout}")
+        if self.baseline not in ("none", "rest"):
+            _fail(f"{prefix}.baseline", f"must be 'none' (flyvis) or 'rest', got {self.baseline!r}")
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,9 @@ class OptimConfig:
     (``lr_pen`` None: follows ``lr_net``), grey steady state of ``t_pre`` seconds per epoch,
     validation every ``val_every`` and a checkpoint every ``checkpoint_every`` iterations.
     ``train_network = False`` freezes the network and trains the decoder alone (the baseline
-    "decoder on the untrained network")."""
+    "decoder on the untrained network"). ``net_warmup`` (not in flyvis): the network's rate
+    (and the penalty's) is 0 in epochs that start before this iteration, so the decoder
+    first learns to read the initial network and then passes it useful gradients."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -185,11 +190,14 @@ class OptimConfig:
     val_batch_size: int = 4
     checkpoint_every: int = 100
     train_network: bool = True
+    net_warmup: int = 0
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.net_warmup < 0:
+            _fail(f"{prefix}.net_warmup", f"must be >= 0 iterations, got {self.net_warmup}")
         for name in ("t_pre", "val_t_pre"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0 seconds, got {getattr(self, name)}")

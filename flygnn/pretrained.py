@@ -54,7 +54,7 @@ def available_models() -> list[str]:
 def _decoder(config: TrainConfig | None, network: Network, state: dict) -> FlowDecoder:
     d = config.decoder if config is not None else None
     decoder = FlowDecoder(network.graph) if d is None else FlowDecoder(
-        network.graph, d.hidden, d.kernel_size, d.const_weight, d.p_dropout)
+        network.graph, d.hidden, d.kernel_size, d.const_weight, d.p_dropout, d.baseline)
     decoder.load_state_dict(state)
     return decoder.eval()
 
@@ -211,20 +211,21 @@ def simulate_file(model: str, movie: str | os.PathLike, dt: float, out: str | os
     Returns:
         the written arrays.
     """
-    from flygnn.simulate import record_index, simulate
+    from flygnn.simulate import record_index, simulate, steady_state
 
     trained = _resolve(str(model))
     net = trained.network
     frames = torch.from_numpy(_read_movie(Path(movie)).astype(np.float32))
     with torch.no_grad():
-        responses = simulate(net, frames, dt, t_pre=t_pre, record=record)
+        state = steady_state(net, t_pre, dt)
+        responses = simulate(net, frames, dt, initial_state=state, record=record)
         index = record_index(net, record)
         index = torch.arange(net.num_nodes) if index is None else index
         result = {"responses": responses.numpy(), "node_index": index.numpy(),
                   "node_type": np.asarray([net.cell_types[k] for k in net.graph.node_type[index]]),
                   "dt": np.float64(dt), "t_pre": np.float64(t_pre)}
         if trained.decoder is not None and record is None:
-            result["flow"] = trained.decoder(responses).numpy()
+            result["flow"] = trained.decoder(responses, net.dynamics.activity(state)).numpy()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **result)

@@ -98,21 +98,36 @@ class FlowDecoder(nn.Module):
     and same padding; all weights and biases start at ``const_weight`` (then masked).
     At extent 15 with 34 output types: 7,427 parameters.
 
+    *Baseline* (not in flyvis). With ``baseline="rest"`` the decoder reads the change from
+    rest, ``m = map(relu(a) - relu(a_rest))``, where ``a_rest`` is the activity in the
+    grey steady state the movie starts from (``rest`` in :meth:`forward`). In a network at
+    flyvis's initialisation the output cells' responses to a movie are ~1e-4 of their
+    resting activity; the DC term then dominates the batch norm and no flow can be read
+    out, so the network receives no useful gradient for a long time. Subtracting the rest
+    removes the DC term; the decoder's input is otherwise unchanged (``"none"``: flyvis).
+
     Args:
         graph: the network's flat graph (output types and lattice extent).
         hidden: channels of the hidden layer (8).
         kernel_size: odd kernel size (5).
         const_weight: initial value of all weights and biases; None keeps PyTorch's init.
         p_dropout: dropout probability of the hidden layer (0.5).
+        baseline: ``"none"`` (flyvis) or ``"rest"`` (subtract the resting activity).
 
-    **Shapes:** ``responses (B, T, N)`` -> ``flow (B, T, 2, n_hexals)``.
+    **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
     """
 
+    BASELINES = ("none", "rest")
+
     def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
-                 const_weight: float | None = 0.001, p_dropout: float = 0.5) -> None:
+                 const_weight: float | None = 0.001, p_dropout: float = 0.5,
+                 baseline: str = "none") -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
+        if baseline not in self.BASELINES:
+            raise ValueError(f"baseline must be one of {self.BASELINES}, got {baseline!r}")
+        self.baseline = baseline
         self.extent, self.num_nodes = graph.extent, graph.num_nodes
         self.n_types = len(graph.output_types)
         u, v = hexgrid.disk(graph.extent)
@@ -147,13 +162,26 @@ class FlowDecoder(nn.Module):
         """Read the lattice positions of an axial map: ``(..., 2E+1, 2E+1)`` -> ``(..., n_hexals)``."""
         return x.flatten(-2)[..., self.map_index]
 
-    def forward(self, responses: torch.Tensor) -> torch.Tensor:
+    def forward(self, responses: torch.Tensor, rest: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode ``responses``; ``rest`` (the activity of the grey steady state the
+        simulation started from, e.g. ``net.dynamics.activity(steady_state(...))``) is
+        required with ``baseline="rest"`` and ignored otherwise."""
         if responses.dim() != 3 or responses.shape[-1] != self.num_nodes:
             raise ValueError(f"responses must have shape (B, T, {self.num_nodes}), got "
                              f"{tuple(responses.shape)}")
         B, T, _ = responses.shape
         n = self.map_index.numel()
-        x = responses[..., self.output_index].reshape(B * T, self.n_types, n).relu()
+        x = responses[..., self.output_index].relu()
+        if self.baseline == "rest":
+            if rest is None:
+                raise ValueError("this decoder reads activity relative to rest (baseline='rest'): "
+                                 "pass rest=net.dynamics.activity(state) of the grey steady state "
+                                 "the simulation started from")
+            if rest.dim() != 2 or rest.shape[-1] != self.num_nodes or rest.shape[0] not in (1, B):
+                raise ValueError(f"rest must have shape ({B} or 1, {self.num_nodes}), got "
+                                 f"{tuple(rest.shape)}")
+            x = x - rest[:, None, self.output_index].relu()
+        x = x.reshape(B * T, self.n_types, n)
         out = self.decoder(self.base(self.to_map(x)))
         y = out[:, :2] / (F.softplus(out[:, 2:3]) + 1.0)
         return self.from_map(y).reshape(B, T, 2, n)

@@ -128,7 +128,7 @@ def evaluate(net: Network, decoder: FlowDecoder, dataset, dt: float, t_pre: floa
     for start in starts:
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         lum, flow = _batch(items, net.bias.device)
-        pred = decoder(simulate(net, lum, dt, initial_state=state))
+        pred = decoder(simulate(net, lum, dt, initial_state=state), net.dynamics.activity(state))
         totals["l2norm"] += float(l2norm(pred, flow)) * len(items)
         totals["epe"] += float(epe(pred, flow)) * len(items)
         n += len(items)
@@ -214,7 +214,7 @@ class Trainer:
         self.network = _network(config, data).to(self.device)
         d = config.decoder
         self.decoder = FlowDecoder(self.network.graph, d.hidden, d.kernel_size, d.const_weight,
-                                   d.p_dropout).to(self.device)
+                                   d.p_dropout, d.baseline).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
         trainable = list(self.network.parameters()) if config.optim.train_network else []
         for parameter in self.network.parameters():
@@ -240,8 +240,9 @@ class Trainer:
     def _lrs(self) -> tuple[float, float, float]:
         """(network, decoder, penalty) rates of the current epoch (set at its first iteration)."""
         o, it = self.config.optim, self.epoch_start
-        return (o.lr_net.value(it, o.n_iters), o.lr_dec.value(it, o.n_iters),
-                o.lr_pen_schedule().value(it, o.n_iters))
+        net = 0.0 if it < o.net_warmup else 1.0
+        return (net * o.lr_net.value(it, o.n_iters), o.lr_dec.value(it, o.n_iters),
+                net * o.lr_pen_schedule().value(it, o.n_iters))
 
     def state_dict(self) -> dict:
         return {"format": FORMAT, "version": 1, "network": self.network.state_dict(),
@@ -289,11 +290,15 @@ class Trainer:
         o, net = self.config.optim, self.network
         net.train()
         self.decoder.train()
-        responses = simulate(net, lum, self.config.data.dt, initial_state=self.epoch_state, grad=True)
-        loss = l2norm(self.decoder(responses), flow)
+        # no graph through the network while its rate is 0 (decoder-only runs, warm-up)
+        learn_net = o.train_network and self.optimizer.param_groups[0]["lr"] > 0
+        responses = simulate(net, lum, self.config.data.dt, initial_state=self.epoch_state,
+                             grad=learn_net)
+        rest = net.dynamics.activity(self.epoch_state)
+        loss = l2norm(self.decoder(responses, rest), flow)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
-        penalize = o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and o.train_network
+        penalize = o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=penalize)
         if penalize:

@@ -66,5 +66,7 @@ def test_shipped_model_transfers_to_a_smaller_lattice():
     strength = model.network.param_table("syn_strength")
     assert strength.equals(full.network.param_table("syn_strength").loc[strength.index])
     movie = torch.full((1, 5, 37), 0.5)
-    flow = model.decoder(flygnn.simulate(model.network, movie, 0.02))
+    state = flygnn.steady_state(model.network, 1.0, 0.02)
+    responses = flygnn.simulate(model.network, movie, 0.02, initial_state=state)
+    flow = model.decoder(responses, model.network.dynamics.activity(state))
     assert flow.shape == (1, 5, 2, 37) and torch.isfinite(flow).all()

@@ -112,6 +112,32 @@ def test_forward_matches_independent_computation(graph2):
     torch.testing.assert_close(out, _reference_forward(dec, graph2, responses), rtol=1e-5, atol=1e-6)
 
 
+def test_rest_baseline_decodes_the_change_from_rest(graph2):
+    """baseline="rest" reads relu(a) - relu(a_rest): the flyvis decoder on that input."""
+    g = torch.Generator().manual_seed(5)
+    plain = FlowDecoder(graph2, const_weight=None)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    plain.eval()
+    rest_dec = FlowDecoder(graph2, const_weight=None, baseline="rest").eval()
+    rest_dec.load_state_dict(plain.state_dict())
+    rest = torch.randn(1, graph2.num_nodes, generator=g)
+    # responses >= relu(rest): the change is non-negative, so the plain decoder's own relu
+    # leaves it unchanged
+    responses = torch.maximum(torch.randn(2, 3, graph2.num_nodes, generator=g), rest.relu()[:, None])
+    change = responses.relu() - rest.relu()[:, None]
+    assert (change >= 0).all()
+    torch.testing.assert_close(rest_dec(responses, rest), plain(change))
+    assert not torch.allclose(rest_dec(responses, rest), plain(responses))
+    with pytest.raises(ValueError, match="pass rest="):
+        rest_dec(responses)
+    with pytest.raises(ValueError, match="rest must have shape"):
+        rest_dec(responses, rest[:, :5])
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        FlowDecoder(graph2, baseline="mean")
+
+
 def test_dropout_generator_makes_training_forward_reproducible(graph2):
     dec = FlowDecoder(graph2)
     responses = torch.rand(2, 2, graph2.num_nodes, generator=torch.Generator().manual_seed(0))
