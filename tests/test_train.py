@@ -232,6 +232,8 @@ BAD = [
     ({"data": {"texture_contrast": [0.4, 0.2]}}, "data.texture_contrast"),
     ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
+    ({"decoder": {"baseline": "mean"}}, "decoder.baseline"),
+    ({"optim": {"net_warmup": -1}}, "optim.net_warmup"),
     ({"network": {"extent": 0}}, "network.extent"),
     ({"optim": {"penalty": {"weight": -1}}}, "optim.penalty.weight"),
     ({"optim": {"batch_size": 8}, "data": {"n_train": 4}}, "optim.batch_size"),
@@ -303,6 +305,25 @@ def test_shipped_cpu_config_is_valid():
     cfg = TrainConfig.from_json(Path(__file__).parent.parent / "configs" / "flow_cpu.json")
     assert cfg.network.extent == 15 and cfg.data.dt == 0.02 and cfg.optim.batch_size == 4
     assert cfg.optim.lr_net.value(0, cfg.optim.n_iters) < cfg.optim.lr_dec.value(0, cfg.optim.n_iters)
+
+
+def test_network_warmup_trains_the_decoder_first(tmp_path, data):
+    # 4 training movies, batch 2: epochs start at iterations 0, 2, 4; warm-up 3 -> the
+    # network's rate is 0 in the epochs starting at 0 and 2, non-zero from iteration 4 on
+    # (and the decoder reads the change from rest: training and validation pass ``rest``)
+    cfg = config(n_iters=6, net_warmup=3, penalty={"stop_iter": 6, "weight": 0.1})
+    cfg = cfg.with_overrides(["decoder.baseline=rest"])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    start = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    decoder = trainer.decoder.state_dict()["base.0.weight"].clone()
+    trainer.train(until=4)
+    for k, v in trainer.network.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    assert not torch.equal(trainer.decoder.state_dict()["base.0.weight"], decoder)
+    trainer.train()
+    assert not torch.equal(trainer.network.bias, start["bias"])
+    assert not torch.equal(trainer.network.syn_strength, start["syn_strength"])
+    assert pd.read_csv(tmp_path / "run" / "log.csv")["val_epe"].notna().sum() == 2
 
 
 def test_motion_prior_comes_from_the_data_config():
