@@ -27,11 +27,22 @@ REQUIRED = ("network", "decoder", "optim", "rng", "iteration", "epoch", "order",
             "epoch_state", "config")
 
 
+def _file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file (0o666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic(path: str | os.PathLike, write) -> Path:
+    """Write through a temporary file in the same folder, then rename it over ``path``:
+    readers see the old file or the complete new one, never a partial write. The file
+    gets the usual permissions (``mkstemp`` alone would make it private)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

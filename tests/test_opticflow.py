@@ -167,6 +167,20 @@ def test_disk_cache_round_trip(tmp_path):
     assert torch.equal(b[1]["lum"], first["lum"])
 
 
+
+def test_disk_cache_is_written_atomically(tmp_path, monkeypatch):
+    import flygnn.checkpoint as checkpoint
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        OpticFlowMovies(1, n_frames=2, seed=2, root=tmp_path, **SMALL)[0]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial item, no temp file
+
+
 def test_transform_is_applied_before_resampling():
     seen = []
 

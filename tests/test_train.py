@@ -164,6 +164,18 @@ def test_checkpoint_round_trip_and_atomic_write(tmp_path, data, reference_run, m
     assert not [p for p in ref_out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o027)
+    try:
+        path = checkpoint.atomic_write_text(tmp_path / "a.json", "{}")
+        (tmp_path / "b.json").write_text("{}")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
+
+
 def test_penalty_step_equals_adam_then_sgd_on_the_bias(tmp_path, data):
     cfg = config(n_iters=1, penalty={"weight": 50.0, "stop_iter": 10, "baseline": 5.0})
     cfg = cfg.with_overrides(["decoder.p_dropout=0.0"])

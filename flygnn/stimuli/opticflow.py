@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from flygnn.checkpoint import atomic_torch_save
 from flygnn.stimuli.augment import interpolate
 from flygnn.stimuli.render import BoxEye
 
@@ -404,9 +405,8 @@ class OpticFlowMovies(Dataset):
         else:
             c = self.config
             item = render_movie(self.movie_params(index), c.extent, c.kernel_size)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(item, path)
+            if path is not None:  # atomic: concurrent readers never see a partial file
+                atomic_torch_save(item, path)
         if self.cache:
             self._memory[key] = item
         return item
