@@ -94,6 +94,20 @@ def test_default_edge_items_time_structure(default_edges):
     np.testing.assert_allclose(ds.time[[0, 200]], [-1.0, 0.0])
 
 
+@pytest.mark.parametrize("cls,angles", [(MovingEdges, (0, 90)), (MovingBars, (0, 180))])
+def test_positions_keep_their_size_in_degrees_on_a_smaller_eye(cls, angles):
+    """Each LED step is 2.25 deg on every eye: the central ommatidium of a 37-ommatidia eye
+    sees, position by position, what the central ommatidium of the 721-ommatidia eye sees."""
+    kw = dict(angles=angles, intensities=(1,), speeds=(25,), offsets=(-10, 11))
+    if cls is MovingBars:
+        kw["widths"] = (2,)
+    big, small = cls(n_ommatidia=721, **kw), cls(n_ommatidia=37, **kw)
+    centre_big = big.positions[..., 360]
+    centre_small = small.positions[..., 18]
+    assert centre_big.std() > 0.1  # the edge/bar does cross the centre
+    torch.testing.assert_close(centre_small, centre_big, rtol=0, atol=2e-3)
+
+
 def test_stimulus_frame_counts():
     ds = MovingBars(widths=[80], height=80, angles=[0])  # grey post padding: count motion frames
     counts = [int((ds.frame_indices(t) >= 0).sum()) for t in ds.params.t_stim[:6]]

@@ -76,7 +76,9 @@ class MovingBars(StimulusDataset):
     """Bars moving in 12 directions at several speeds (flyvis ``MovingBar``).
 
     Positions ``o`` in ``arange(*offsets)`` (LED units) put the bar centre at the monitor
-    column ``int(side * (loc_h + o * 2.25 deg) / pi)``; the image is rotated by ``angle``
+    column ``int(775 * (loc_h + o * 2.25 deg) / pi)`` of the 721-ommatidia eye's monitor
+    (``ppo = 25``; on a smaller eye the same column relative to the monitor centre, so
+    positions and speeds keep their size in degrees); the image is rotated by ``angle``
     so that motion runs in direction ``(cos angle, sin angle)`` (x right, y up). The bar
     crosses the positions in ``t_stim = n_pos * 2.25 / (5.8 * speed)`` seconds (speed in
     ommatidia/s). Item frames: ``resample`` to ``int(t_stim/dt)``, grey (``bg``) to
@@ -94,8 +96,8 @@ class MovingBars(StimulusDataset):
         speeds: ommatidia per second.
         height: bar height in LEDs.
         dt, t_pre, t_post: seconds.
-        bar_loc_horizontal, bar_loc_vertical: bar centre at position 0, radians (0..pi
-            across the monitor).
+        bar_loc_horizontal, bar_loc_vertical: bar centre at position 0, radians (0..pi across
+            the 721-ommatidia eye's monitor).
         angles: motion directions in degrees.
         bg: background luminance.
         post_pad_mode: ``"value"`` or ``"continue"``.
@@ -173,14 +175,23 @@ class MovingBars(StimulusDataset):
 
     def _render(self) -> torch.Tensor:
         eye, side = self.eye, self.eye.side
-        lv = int(side * self.bar_loc_vertical / math.pi)
+        # Locations are angles on the monitor of the 721-ommatidia eye (flyvis: 0..pi
+        # across its 31 ppo pixels), shifted to this monitor's centre, so an LED step is
+        # 2.25 deg on every eye (scaling by this monitor's side would shrink the steps).
+        ref = eye.ppo * 31
+        shift = ref // 2 - side // 2
+
+        def column(angle: float) -> int:
+            return int(ref * angle / math.pi) - shift
+
+        lv = column(self.bar_loc_vertical)
         h_px = eye.deg_to_px(self.height * LED_DEG)
         out = []
         for angle, width, intensity in itertools.product(self.angles, self.widths, self.intensities):
             w_px = eye.deg_to_px(width * LED_DEG)
             frames = []
             for o in self.offsets:
-                lh = int(side * (self.bar_loc_horizontal + o * math.radians(LED_DEG)) / math.pi)
+                lh = column(self.bar_loc_horizontal + o * math.radians(LED_DEG))
                 img = bar_image(side, w_px, h_px, lh, lv, intensity, self.bg)
                 frames.append(rotate_image(img, angle))
             out.append(eye(np.stack(frames)))
