@@ -144,7 +144,8 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     Writes the result as JSON to ``out`` (default ``run/validation.json``) with the
     zero-flow baseline for comparison.
     """
-    from flygnn.train import build_datasets, evaluate, zero_flow_baseline
+    from flygnn.task import evaluate, zero_flow_baseline
+    from flygnn.train import build_datasets
 
     model = load_model(run)
     if model.config is None or model.decoder is None:

@@ -5,9 +5,14 @@ axial ``(2E+1) x (2E+1)`` map (``map[u + E, v + E]``, zeros off the lattice), an
 34 channels to a flow vector per hexal with two hex-masked convolutions (flyvis's
 ``DecoderGAVP``, reference 9.2). Its state-dict names equal flyvis's (``base.0.weight`` ...
 ``decoder.0.bias``), so a flyvis checkpoint's ``decoder["flow"]`` loads directly.
+
+:func:`evaluate` scores a (network, decoder) pair on a movie dataset (mean ``l2norm`` and
+``epe``), :func:`zero_flow_baseline` the trivial prediction.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +20,14 @@ from torch import nn
 
 from flygnn import hexgrid
 from flygnn.flat import FlatGraph
+from flygnn.simulate import simulate, steady_state
+from flygnn.stimuli.loaders import collate
 
-__all__ = ["hex_mask", "HexConv2d", "Dropout", "FlowDecoder", "l2norm", "epe"]
+if TYPE_CHECKING:
+    from flygnn.network import Network
+
+__all__ = ["hex_mask", "HexConv2d", "Dropout", "FlowDecoder", "l2norm", "epe", "batch_of",
+           "evaluate", "zero_flow_baseline"]
 
 
 def hex_mask(kernel_size: int) -> torch.Tensor:
@@ -209,3 +220,55 @@ def epe(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     _check_pair(prediction, target)
     return (prediction - target).pow(2).sum(2).sqrt().mean()
+
+
+def batch_of(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack dataset items (:func:`flygnn.stimuli.loaders.collate`) onto ``device``.
+
+    **Shapes:** items ``{"lum": (T, n), "flow": (T, 2, n)}`` -> ``(B, T, n)``, ``(B, T, 2, n)``.
+    """
+    batch = collate(items)
+    return (batch["lum"].to(device=device, dtype=torch.float32),
+            batch["flow"].to(device=device, dtype=torch.float32))
+
+
+@torch.no_grad()
+def evaluate(net: Network, decoder: FlowDecoder, dataset, dt: float, t_pre: float = 0.5,
+             batch_size: int = 4, progress: bool = False) -> dict[str, float]:
+    """Mean ``l2norm`` and ``epe`` over a dataset (eval mode, grey steady state of ``t_pre``).
+
+    Per-sample values are averaged over samples, so the result does not depend on
+    ``batch_size`` (flyvis evaluates with batch 1). The modules' modes are restored.
+    """
+    if len(dataset) == 0:
+        raise ValueError("dataset is empty")
+    was = net.training, decoder.training
+    net.eval()
+    decoder.eval()
+    state = steady_state(net, t_pre, dt, batch_size=1)
+    totals, n = {"l2norm": 0.0, "epe": 0.0}, 0
+    starts = range(0, len(dataset), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="validate", leave=False)
+    for start in starts:
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        lum, flow = batch_of(items, net.bias.device)
+        pred = decoder(simulate(net, lum, dt, initial_state=state), net.dynamics.activity(state))
+        totals["l2norm"] += float(l2norm(pred, flow)) * len(items)
+        totals["epe"] += float(epe(pred, flow)) * len(items)
+        n += len(items)
+    net.train(was[0])
+    decoder.train(was[1])
+    return {k: v / n for k, v in totals.items()}
+
+
+def zero_flow_baseline(dataset) -> dict[str, float]:
+    """``l2norm`` and ``epe`` of predicting zero flow everywhere (a trivial baseline)."""
+    totals = {"l2norm": 0.0, "epe": 0.0}
+    for i in range(len(dataset)):
+        flow = dataset[i]["flow"][None].float()
+        zero = torch.zeros_like(flow)
+        totals["l2norm"] += float(l2norm(zero, flow))
+        totals["epe"] += float(epe(zero, flow))
+    return {k: v / len(dataset) for k, v in totals.items()}

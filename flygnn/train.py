@@ -41,24 +41,12 @@ from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load
 from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.simulate import simulate, steady_state
-from flygnn.stimuli.loaders import collate
-from flygnn.task import FlowDecoder, epe, l2norm
+from flygnn.task import FlowDecoder, batch_of, evaluate, l2norm, zero_flow_baseline
 
-__all__ = ["Trainer", "evaluate", "zero_flow_baseline", "activity_penalty", "build_datasets",
-           "run_training", "LOG_COLUMNS"]
+__all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["iteration", "loss", "lr", "val_l2norm", "val_epe", "time"]
-
-
-def _batch(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack dataset items (:func:`flygnn.stimuli.loaders.collate`) onto ``device``.
-
-    **Shapes:** items ``{"lum": (T, n), "flow": (T, 2, n)}`` -> ``(B, T, n)``, ``(B, T, 2, n)``.
-    """
-    batch = collate(items)
-    return (batch["lum"].to(device=device, dtype=torch.float32),
-            batch["flow"].to(device=device, dtype=torch.float32))
 
 
 def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, baseline: float = 5.0,
@@ -104,48 +92,6 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
     val = OpticFlowMovies(d.n_val, start=d.n_train, transform=Augment(d.n_frames, enabled=False),
                           **common)
     return train, val
-
-
-@torch.no_grad()
-def evaluate(net: Network, decoder: FlowDecoder, dataset, dt: float, t_pre: float = 0.5,
-             batch_size: int = 4, progress: bool = False) -> dict[str, float]:
-    """Mean ``l2norm`` and ``epe`` over a dataset (eval mode, grey steady state of ``t_pre``).
-
-    Per-sample values are averaged over samples, so the result does not depend on
-    ``batch_size`` (flyvis evaluates with batch 1). The modules' modes are restored.
-    """
-    if len(dataset) == 0:
-        raise ValueError("dataset is empty")
-    was = net.training, decoder.training
-    net.eval()
-    decoder.eval()
-    state = steady_state(net, t_pre, dt, batch_size=1)
-    totals, n = {"l2norm": 0.0, "epe": 0.0}, 0
-    starts = range(0, len(dataset), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="validate", leave=False)
-    for start in starts:
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        lum, flow = _batch(items, net.bias.device)
-        pred = decoder(simulate(net, lum, dt, initial_state=state), net.dynamics.activity(state))
-        totals["l2norm"] += float(l2norm(pred, flow)) * len(items)
-        totals["epe"] += float(epe(pred, flow)) * len(items)
-        n += len(items)
-    net.train(was[0])
-    decoder.train(was[1])
-    return {k: v / n for k, v in totals.items()}
-
-
-def zero_flow_baseline(dataset) -> dict[str, float]:
-    """``l2norm`` and ``epe`` of predicting zero flow everywhere (a trivial baseline)."""
-    totals = {"l2norm": 0.0, "epe": 0.0}
-    for i in range(len(dataset)):
-        flow = dataset[i]["flow"][None].float()
-        zero = torch.zeros_like(flow)
-        totals["l2norm"] += float(l2norm(zero, flow))
-        totals["epe"] += float(epe(zero, flow))
-    return {k: v / len(dataset) for k, v in totals.items()}
 
 
 def _network(config: TrainConfig, data=None) -> Network:
@@ -335,7 +281,7 @@ class Trainer:
                 if self.order is None or self.position + o.batch_size > len(self.order):
                     self._start_epoch()
                 index = self.order[self.position:self.position + o.batch_size]
-                lum, flow = _batch([self.train_set[int(i)] for i in index], self.device)
+                lum, flow = batch_of([self.train_set[int(i)] for i in index], self.device)
                 self.position += o.batch_size
                 loss = self.step(lum, flow)
                 self.iteration += 1

@@ -15,7 +15,8 @@ from flygnn.datasets import FlyVisConnectome
 from flygnn.network import Network
 from flygnn.simulate import simulate
 from flygnn.stimuli.augment import Augment
-from flygnn.train import Trainer, activity_penalty, evaluate, zero_flow_baseline
+from flygnn.task import evaluate, zero_flow_baseline
+from flygnn.train import Trainer, activity_penalty
 
 EXTENT, N_HEX, T = 2, 19, 6
 

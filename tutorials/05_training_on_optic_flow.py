@@ -33,7 +33,8 @@ import pandas as pd
 import flygnn
 from flygnn import plotting
 from flygnn.config import TrainConfig
-from flygnn.train import Trainer, evaluate, zero_flow_baseline
+from flygnn.task import evaluate, zero_flow_baseline
+from flygnn.train import Trainer
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
 out.mkdir(parents=True, exist_ok=True)
