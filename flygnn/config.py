@@ -51,7 +51,7 @@ class DataConfig:
     (random start when augmenting, the first frames for validation) and resampled to
     ``dt``. ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per
     source frame) and ``texture_contrast`` (range of the textures' standard deviation) set
-    the movies' :class:`~flygnn.stimuli.opticflow.MotionPrior`. Rendered movies are cached
+    the movies' :class:`~flygnn.stimuli.scenes.MotionPrior`. Rendered movies are cached
     under ``cache`` (None: the per-user cache, "" none).
     """
 

@@ -74,7 +74,8 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
     """Training (augmented with ``generator``) and validation movie sets of a config."""
     from flygnn._paths import cache_dir
     from flygnn.stimuli.augment import Augment
-    from flygnn.stimuli.opticflow import MotionPrior, OpticFlowMovies
+    from flygnn.stimuli.opticflow import OpticFlowMovies
+    from flygnn.stimuli.scenes import MotionPrior
 
     d = config.data
     augment = Augment(d.n_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,

@@ -17,7 +17,7 @@ from flygnn.stimuli.augment import (
     symmetry,
     temporal_crop,
 )
-from flygnn.stimuli.opticflow import Layer, MovieParams, render_movie
+from flygnn.stimuli.scenes import Layer, MovieParams, render_movie
 
 EXTENT = 5
 N = hexgrid.num_hexals(EXTENT)

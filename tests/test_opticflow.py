@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from flygnn.stimuli.opticflow import (
+from flygnn.stimuli.opticflow import OpticFlowMovies
+from flygnn.stimuli.scenes import (
     Layer,
     MotionPrior,
     MovieParams,
-    OpticFlowMovies,
     _pixel_grid,
     render_movie,
     render_points,

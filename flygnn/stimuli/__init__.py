@@ -8,7 +8,8 @@ from flygnn.stimuli.impulses import CentralImpulses, Dots, SpatialImpulses
 from flygnn.stimuli.moving import MovingBars, MovingEdges
 from flygnn.stimuli.render import BoxEye, HexEye
 from flygnn.stimuli.temporal import pad, resample
-from flygnn.stimuli.opticflow import MotionPrior, OpticFlowMovies, render_movie
+from flygnn.stimuli.opticflow import OpticFlowMovies
+from flygnn.stimuli.scenes import MotionPrior, render_movie
 from flygnn.stimuli.sintel import SintelFlow
 from flygnn.stimuli.augment import Augment, interpolate, symmetry
 from flygnn.stimuli.loaders import collate, make_loader, temporal_graph_frames
