@@ -187,9 +187,9 @@ class Trainer:
     def _lrs(self) -> tuple[float, float, float]:
         """(network, decoder, penalty) rates of the current epoch (set at its first iteration)."""
         o, it = self.config.optim, self.epoch_start
-        net = 0.0 if it < o.net_warmup else 1.0
-        return (net * o.lr_net.value(it, o.n_iters), o.lr_dec.value(it, o.n_iters),
-                net * o.lr_pen_schedule().value(it, o.n_iters))
+        network_on = 0.0 if it < o.net_warmup else 1.0
+        return (network_on * o.lr_net.value(it, o.n_iters), o.lr_dec.value(it, o.n_iters),
+                network_on * o.lr_pen_schedule().value(it, o.n_iters))
 
     def state_dict(self) -> dict:
         return {"format": FORMAT, "version": 1, "network": self.network.state_dict(),
