@@ -70,11 +70,10 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
     from flygnn.analysis import known
     from flygnn.analysis.report import write_report
     from flygnn.analysis.runners import flash_responses, moving_edge_responses
+    from flygnn.analysis.comparison import dsi_correlation_to_known, fri_correlation_to_known
     from flygnn.analysis.tuning import (
         direction_selectivity_index,
-        dsi_correlation_to_known,
         flash_response_index,
-        fri_correlation_to_known,
         preferred_direction,
     )
     from flygnn.datasets import FlyVisConnectome

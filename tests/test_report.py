@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flygnn.analysis import known, tuning
+from flygnn.analysis import comparison, known
 from flygnn.analysis.report import REPORT_FILES, write_report
 
 TYPES = known.cell_types()
@@ -48,9 +48,9 @@ def test_single_model_report(tmp_path):
     assert ds.loc["Mi1", "known_direction_selective"] == "not"
     np.testing.assert_allclose(np.radians(ds.pd_on_deg), pdir[1], atol=1e-9)
     corr = pd.read_csv(out / "correlations.csv")
-    assert corr.fri_correlation.item() == pytest.approx(tuning.fri_correlation_to_known(fri))
-    assert corr.dsi_correlation.item() == pytest.approx(tuning.dsi_correlation_to_known(dsi))
-    dist = tuning.angular_distance_to_known(pdir)
+    assert corr.fri_correlation.item() == pytest.approx(comparison.fri_correlation_to_known(fri))
+    assert corr.dsi_correlation.item() == pytest.approx(comparison.dsi_correlation_to_known(dsi))
+    dist = comparison.angular_distance_to_known(pdir)
     assert corr["angular_distance_T4c_deg"].item() == pytest.approx(np.degrees(dist["T4c"]))
     unknown = pd.read_csv(out / "unknown_predictions.csv", index_col="cell_type")
     # every type whose polarity or direction selectivity is unknown, and only those
@@ -71,8 +71,8 @@ def test_ensemble_report_means_and_stds(tmp_path):
     np.testing.assert_allclose(ds.dsi_on_mean, on.mean(axis=1))
     corr = pd.read_csv(out / "correlations.csv", index_col="model")
     assert list(corr.index) == ["m0", "m1", "m2"]
-    np.testing.assert_allclose(corr.fri_correlation, tuning.fri_correlation_to_known(fri))
-    np.testing.assert_allclose(corr.dsi_correlation, tuning.dsi_correlation_to_known(dsi))
+    np.testing.assert_allclose(corr.fri_correlation, comparison.fri_correlation_to_known(fri))
+    np.testing.assert_allclose(corr.dsi_correlation, comparison.dsi_correlation_to_known(dsi))
 
 
 def test_report_without_preferred_directions(tmp_path):

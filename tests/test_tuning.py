@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flygnn.analysis import known, tuning
+from flygnn.analysis import comparison, known, tuning
 from flygnn.analysis.responses import Responses
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -84,14 +84,14 @@ def test_comparisons_on_fixture_equal_independent_recomputation():
     fri = tuning.flash_response_index(flashes)
     truth = known.known_polarity()
     expected = np.corrcoef(fri[truth.index].to_numpy(), truth.to_numpy())[0, 1]
-    assert tuning.fri_correlation_to_known(fri) == pytest.approx(expected, abs=1e-12)
+    assert comparison.fri_correlation_to_known(fri) == pytest.approx(expected, abs=1e-12)
 
     edges, _ = _fixture("edges_public.npz")
     dsi = tuning.direction_selectivity_index(edges)
     types = known.known_dsi_types()
     gt = [1.0 if t.startswith(("T4", "T5")) else 0.0 for t in types]
     expected = np.corrcoef(dsi.loc[types].max(axis=1).to_numpy(), gt)[0, 1]
-    assert tuning.dsi_correlation_to_known(dsi) == pytest.approx(expected, abs=1e-12)
+    assert comparison.dsi_correlation_to_known(dsi) == pytest.approx(expected, abs=1e-12)
 
 
 # --------------------------------------------------------------------------- Responses
@@ -219,11 +219,11 @@ def test_several_models_layouts():
 def test_fri_correlation_perfect_and_nan_dropped():
     pol = known.polarity()
     fri = 0.3 * pol.astype(float)
-    assert tuning.fri_correlation_to_known(fri) == pytest.approx(1.0)
+    assert comparison.fri_correlation_to_known(fri) == pytest.approx(1.0)
     fri["L1"] = np.nan
-    assert tuning.fri_correlation_to_known(fri) == pytest.approx(1.0)
+    assert comparison.fri_correlation_to_known(fri) == pytest.approx(1.0)
     two = pd.DataFrame([fri, -fri], index=["a", "b"])
-    np.testing.assert_allclose(tuning.fri_correlation_to_known(two).to_numpy(), [1.0, -1.0])
+    np.testing.assert_allclose(comparison.fri_correlation_to_known(two).to_numpy(), [1.0, -1.0])
 
 
 def test_dsi_correlation_and_missing_types():
@@ -231,9 +231,9 @@ def test_dsi_correlation_and_missing_types():
     truth = known.known_dsi()
     dsi = pd.DataFrame(0.1, index=pd.Index(types, name="cell_type"), columns=[0, 1])
     dsi.loc[truth.index[truth == 1], 1] = 0.8
-    assert tuning.dsi_correlation_to_known(dsi) == pytest.approx(1.0)
+    assert comparison.dsi_correlation_to_known(dsi) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="lacks cell types"):
-        tuning.dsi_correlation_to_known(dsi.drop(index="T4a"))
+        comparison.dsi_correlation_to_known(dsi.drop(index="T4a"))
 
 
 def test_tuning_curve_correlation_exact():
@@ -245,12 +245,12 @@ def test_tuning_curve_correlation_exact():
         peaks[:, intensity, k] = 2.0 * curves[t].to_numpy() + 0.1  # affine -> correlation 1
     resp = _edge_responses(peaks)
     resp.cell_types = types
-    corr = tuning.correlation_to_known_tuning_curves(resp)
+    corr = comparison.correlation_to_known_tuning_curves(resp)
     np.testing.assert_allclose(corr.to_numpy(), 1.0, atol=1e-12)
     # flat responses -> NaN correlation -> 0
     flat = _edge_responses(np.ones((12, 2, len(types))))
     flat.cell_types = types
-    np.testing.assert_allclose(tuning.correlation_to_known_tuning_curves(flat).to_numpy(), 0.0)
+    np.testing.assert_allclose(comparison.correlation_to_known_tuning_curves(flat).to_numpy(), 0.0)
 
 
 def test_angular_distance_to_known():
@@ -258,11 +258,11 @@ def test_angular_distance_to_known():
     table = pd.DataFrame(0.0, index=pd.Index(known.cell_types(), name="cell_type"), columns=[0, 1])
     for t, angle in truth.items():
         table.loc[t, 1 if t.startswith("T4") else 0] = angle
-    np.testing.assert_allclose(tuning.angular_distance_to_known(table).to_numpy(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(comparison.angular_distance_to_known(table).to_numpy(), 0.0, atol=1e-12)
     table.loc["T4a", 1] = -np.pi + 0.1  # known 180 deg -> distance 0.1 across the wrap
     table.loc["T5b", 0] = 2 * np.pi - 0.2  # known 0 deg -> 0.2
     table.loc["T4c", 0] = 1.0  # wrong intensity column is ignored
-    dist = tuning.angular_distance_to_known(table)
+    dist = comparison.angular_distance_to_known(table)
     assert dist["T4a"] == pytest.approx(0.1) and dist["T5b"] == pytest.approx(0.2)
     assert dist["T4c"] == pytest.approx(0.0)
 

@@ -34,13 +34,15 @@ from flygnn.analysis.runners import (
     spatial_impulses_responses,
     stimulus_responses,
 )
-from flygnn.analysis.tuning import (
+from flygnn.analysis.comparison import (
     angular_distance_to_known,
     correlation_to_known_tuning_curves,
-    direction_selectivity_index,
     dsi_correlation_to_known,
-    flash_response_index,
     fri_correlation_to_known,
+)
+from flygnn.analysis.tuning import (
+    direction_selectivity_index,
+    flash_response_index,
     peak_responses,
     preferred_direction,
     time_mask,

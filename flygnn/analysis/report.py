@@ -23,12 +23,12 @@ import numpy as np
 import pandas
 
 from flygnn.analysis import known
-from flygnn.analysis.tuning import (
-    _split_models,
+from flygnn.analysis.comparison import (
     angular_distance_to_known,
     dsi_correlation_to_known,
     fri_correlation_to_known,
 )
+from flygnn.analysis.tuning import _split_models
 
 __all__ = ["write_report"]
 
