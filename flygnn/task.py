@@ -116,6 +116,7 @@ class FlowDecoder(nn.Module):
     resting activity; the DC term then dominates the batch norm and no flow can be read
     out, so the network receives no useful gradient for a long time. Subtracting the rest
     removes the DC term; the decoder's input is otherwise unchanged (``"none"``: flyvis).
+    It does not make very small inputs readable in eval mode (``configs/README.md``).
 
     Args:
         graph: the network's flat graph (output types and lattice extent).
