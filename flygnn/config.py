@@ -109,13 +109,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``)."""
+    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``
+    and ``input_norm`` are flygnn's additions, off by default)."""
 
     hidden: int = 8
     kernel_size: int = 5
     const_weight: float | None = 0.001
     p_dropout: float = 0.5
     baseline: str = "none"
+    input_norm: str = "none"
+    norm_momentum: float = 0.01
 
     def check(self, prefix: str) -> None:
         if self.hidden < 1:
@@ -126,6 +129,10 @@ class DecoderConfig:
             _fail(f"{prefix}.p_dropout", f"must be in [0, 1), got {self.p_dropout}")
         if self.baseline not in ("none", "rest"):
             _fail(f"{prefix}.baseline", f"must be 'none' (flyvis) or 'rest', got {self.baseline!r}")
+        if self.input_norm not in ("none", "rms"):
+            _fail(f"{prefix}.input_norm", f"must be 'none' (flyvis) or 'rms', got {self.input_norm!r}")
+        if not 0 < self.norm_momentum <= 1:
+            _fail(f"{prefix}.norm_momentum", f"must be in (0, 1], got {self.norm_momentum}")
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,8 @@ def available_models() -> list[str]:
 
 
 def _decoder(config: TrainConfig | None, network: Network, state: dict) -> FlowDecoder:
-    d = config.decoder if config is not None else None
-    decoder = FlowDecoder(network.graph) if d is None else FlowDecoder(
-        network.graph, d.hidden, d.kernel_size, d.const_weight, d.p_dropout, d.baseline)
+    decoder = (FlowDecoder(network.graph) if config is None
+               else FlowDecoder.from_config(network.graph, config.decoder))
     decoder.load_state_dict(state)
     return decoder.eval()
 

@@ -26,7 +26,7 @@ from flygnn.stimuli.loaders import collate
 if TYPE_CHECKING:
     from flygnn.network import Network
 
-__all__ = ["hex_mask", "HexConv2d", "Dropout", "FlowDecoder", "l2norm", "epe", "batch_of",
+__all__ = ["hex_mask", "HexConv2d", "Dropout", "RunningRMS", "FlowDecoder", "l2norm", "epe", "batch_of",
            "evaluate", "zero_flow_baseline"]
 
 
@@ -97,6 +97,47 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+class RunningRMS(nn.Module):
+    """Divide each channel by a running estimate of its root mean square.
+
+    ``y[:, c] = x[:, c] / sqrt(s_c + eps)`` where ``s_c`` is an exponential moving average
+    (``momentum``) of the mean of ``x[:, c] ** 2`` over all other dimensions, updated from
+    each training-mode batch (without gradient) *before* it is used, and set to the first
+    batch's value. Train and eval mode compute the same function of the current ``s``, so
+    a model fitted in training mode predicts the same in eval mode (unlike batch norm,
+    whose batch statistics differ from its running ones when the inputs are tiny). There
+    is no centring: the inputs are meant to be changes from rest.
+
+    **Shapes:** ``(B, C, ...)`` -> same.
+    """
+
+    def __init__(self, channels: int, momentum: float = 0.01, eps: float = 1e-12) -> None:
+        super().__init__()
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum must be in (0, 1], got {momentum!r}")
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("mean_square", torch.ones(channels))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.mean_square.numel():
+            raise ValueError(f"expected {self.mean_square.numel()} channels, got {x.shape[1]}")
+        if self.training:
+            with torch.no_grad():
+                batch = x.detach().transpose(0, 1).reshape(x.shape[1], -1).double().pow(2).mean(1)
+                batch = batch.to(self.mean_square.dtype)
+                if bool(self.initialized):
+                    self.mean_square.lerp_(batch, self.momentum)
+                else:
+                    self.mean_square.copy_(batch)
+                    self.initialized.fill_(True)
+        scale = (self.mean_square + self.eps).rsqrt()
+        return x * scale.view(1, -1, *([1] * (x.dim() - 2)))
+
+    def extra_repr(self) -> str:
+        return f"{self.mean_square.numel()}, momentum={self.momentum}"
+
+
 class FlowDecoder(nn.Module):
     """flyvis's ``DecoderGAVP``: network activity -> optic flow on the lattice.
 
@@ -118,6 +159,12 @@ class FlowDecoder(nn.Module):
     removes the DC term; the decoder's input is otherwise unchanged (``"none"``: flyvis).
     It does not make very small inputs readable in eval mode (``configs/README.md``).
 
+    *Input normalisation* (not in flyvis). With ``input_norm="rms"`` each output type's
+    input (after the baseline) is divided by its running root mean square over the lattice
+    (:class:`RunningRMS`, momentum ``norm_momentum``) before the first convolution, so the
+    decoder sees inputs of order one however weakly the network responds, in training and
+    eval mode alike. Meant for ``baseline="rest"``; ``"none"`` is flyvis.
+
     Args:
         graph: the network's flat graph (output types and lattice extent).
         hidden: channels of the hidden layer (8).
@@ -125,20 +172,26 @@ class FlowDecoder(nn.Module):
         const_weight: initial value of all weights and biases; None keeps PyTorch's init.
         p_dropout: dropout probability of the hidden layer (0.5).
         baseline: ``"none"`` (flyvis) or ``"rest"`` (subtract the resting activity).
+        input_norm: ``"none"`` (flyvis) or ``"rms"`` (divide by the running RMS per type).
+        norm_momentum: momentum of the running RMS (0.01).
 
     **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
     """
 
     BASELINES = ("none", "rest")
+    INPUT_NORMS = ("none", "rms")
 
     def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
                  const_weight: float | None = 0.001, p_dropout: float = 0.5,
-                 baseline: str = "none") -> None:
+                 baseline: str = "none", input_norm: str = "none",
+                 norm_momentum: float = 0.01) -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
         if baseline not in self.BASELINES:
             raise ValueError(f"baseline must be one of {self.BASELINES}, got {baseline!r}")
+        if input_norm not in self.INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {self.INPUT_NORMS}, got {input_norm!r}")
         self.baseline = baseline
         self.extent, self.num_nodes = graph.extent, graph.num_nodes
         self.n_types = len(graph.output_types)
@@ -154,6 +207,15 @@ class FlowDecoder(nn.Module):
             Dropout(p_dropout),
         )
         self.decoder = nn.Sequential(HexConv2d(hidden, 3, kernel_size, const_weight))
+        self.input_norm = (RunningRMS(self.n_types, norm_momentum) if input_norm == "rms"
+                           else None)
+
+    @classmethod
+    def from_config(cls, graph: FlatGraph, config) -> FlowDecoder:
+        """The decoder a :class:`~flygnn.config.DecoderConfig` describes."""
+        c = config
+        return cls(graph, c.hidden, c.kernel_size, c.const_weight, c.p_dropout, c.baseline,
+                   c.input_norm, c.norm_momentum)
 
     @property
     def dropout(self) -> Dropout:
@@ -194,6 +256,8 @@ class FlowDecoder(nn.Module):
                                  f"{tuple(rest.shape)}")
             x = x - rest[:, None, self.output_index].relu()
         x = x.reshape(B * T, self.n_types, n)
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         out = self.decoder(self.base(self.to_map(x)))
         y = out[:, :2] / (F.softplus(out[:, 2:3]) + 1.0)
         return self.from_map(y).reshape(B, T, 2, n)

@@ -159,9 +159,7 @@ class Trainer:
             raise ValueError(f"optim.batch_size {config.optim.batch_size} exceeds the "
                              f"{len(self.train_set)} training movies")
         self.network = _network(config, data).to(self.device)
-        d = config.decoder
-        self.decoder = FlowDecoder(self.network.graph, d.hidden, d.kernel_size, d.const_weight,
-                                   d.p_dropout, d.baseline).to(self.device)
+        self.decoder = FlowDecoder.from_config(self.network.graph, config.decoder).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
         trainable = list(self.network.parameters()) if config.optim.train_network else []
         for parameter in self.network.parameters():

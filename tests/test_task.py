@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from flygnn.datasets import FlyVisConnectome
 from flygnn.flat import flatten
-from flygnn.task import FlowDecoder, HexConv2d, epe, hex_mask, l2norm
+from flygnn.task import FlowDecoder, HexConv2d, RunningRMS, epe, hex_mask, l2norm
 
 FLYVIS_KEYS = {  # flyvis checkpoint decoder["flow"] entries and shapes at extent 15 (reference 12.2)
     "base.0.weight": (8, 34, 5, 5), "base.0.bias": (8,), "base.1.weight": (8,),
@@ -136,6 +136,56 @@ def test_rest_baseline_decodes_the_change_from_rest(graph2):
         rest_dec(responses, rest[:, :5])
     with pytest.raises(ValueError, match="baseline must be one of"):
         FlowDecoder(graph2, baseline="mean")
+
+
+def test_running_rms_scales_each_channel_by_its_running_root_mean_square():
+    norm = RunningRMS(3, momentum=0.25)
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(4, 3, 7, generator=g) * torch.tensor([1e-3, 1.0, 30.0])[:, None]
+    y1 = norm(x1)  # the first batch sets the statistics
+    ms1 = x1.pow(2).transpose(0, 1).reshape(3, -1).mean(1)
+    torch.testing.assert_close(norm.mean_square, ms1)
+    torch.testing.assert_close(y1.pow(2).transpose(0, 1).reshape(3, -1).mean(1), torch.ones(3))
+    x2 = torch.randn(4, 3, 7, generator=g)
+    y2 = norm(x2)  # later batches: exponential moving average, updated before use
+    ms2 = 0.75 * ms1 + 0.25 * x2.pow(2).transpose(0, 1).reshape(3, -1).mean(1)
+    torch.testing.assert_close(norm.mean_square, ms2)
+    torch.testing.assert_close(y2, x2 / (ms2 + norm.eps).sqrt()[:, None])
+    # eval mode: the same function of the stored statistics, which stay fixed
+    norm.eval()
+    torch.testing.assert_close(norm(x1), x1 / (ms2 + norm.eps).sqrt()[:, None])
+    torch.testing.assert_close(norm.mean_square, ms2)
+    with pytest.raises(ValueError, match="expected 3 channels"):
+        norm(torch.zeros(2, 4, 7))
+    with pytest.raises(ValueError, match="momentum"):
+        RunningRMS(3, momentum=0.0)
+
+
+def test_rms_input_norm_makes_the_decoder_independent_of_the_response_size(graph2):
+    """With input_norm="rms" a response k times larger around the same rest decodes to
+    the same flow, in training and eval mode (flyvis's decoder does not; float64 so that
+    the comparison is not limited by rounding the small change)."""
+    g = torch.Generator().manual_seed(1)
+    rest = torch.rand(1, graph2.num_nodes, generator=g, dtype=torch.float64) + 0.5
+    change = (torch.rand(2, 3, graph2.num_nodes, generator=g, dtype=torch.float64) - 0.5) * 0.8
+    outs = {}
+    for norm in ("rms", "none"):
+        for k in (1e-2, 1.0):
+            torch.manual_seed(0)
+            dec = FlowDecoder(graph2, const_weight=None, p_dropout=0.0, baseline="rest",
+                              input_norm=norm).double()
+            train_out = dec(rest[:, None] + k * change, rest)
+            outs[norm, k] = train_out, dec.eval()(rest[:, None] + k * change, rest)
+    for mode in (0, 1):
+        torch.testing.assert_close(outs["rms", 1e-2][mode], outs["rms", 1.0][mode],
+                                   rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(outs["none", 1e-2][mode], outs["none", 1.0][mode], atol=1e-3)
+    # the running statistics are saved with the decoder, the flyvis names stay as they were
+    dec = FlowDecoder(graph2, baseline="rest", input_norm="rms")
+    assert set(dec.state_dict()) - set(FlowDecoder(graph2).state_dict()) == {
+        "input_norm.mean_square", "input_norm.initialized"}
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        FlowDecoder(graph2, input_norm="batch")
 
 
 def test_dropout_generator_makes_training_forward_reproducible(graph2):

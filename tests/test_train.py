@@ -246,6 +246,8 @@ BAD = [
     ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
     ({"decoder": {"baseline": "mean"}}, "decoder.baseline"),
+    ({"decoder": {"input_norm": "batch"}}, "decoder.input_norm"),
+    ({"decoder": {"norm_momentum": 0.0}}, "decoder.norm_momentum"),
     ({"optim": {"net_warmup": -1}}, "optim.net_warmup"),
     ({"network": {"extent": 0}}, "network.extent"),
     ({"optim": {"penalty": {"weight": -1}}}, "optim.penalty.weight"),
