@@ -31,7 +31,8 @@ def _fail(name: str, message: str) -> None:
 @dataclass(frozen=True)
 class NetworkConfig:
     """The network: lattice ``extent`` and an optional starting checkpoint (``init``:
-    a flygnn ``Network.save`` file, or a flyvis checkpoint when ``init_flyvis``)."""
+    a flygnn ``Network.save`` file, from any extent, or a flyvis checkpoint when
+    ``init_flyvis``)."""
 
     extent: int = 15
     init: str | None = None
@@ -110,7 +111,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class DecoderConfig:
     """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``
-    and ``input_norm`` are flygnn's additions, off by default)."""
+    and ``input_norm`` are flygnn's additions, off by default) and optional starting
+    weights ``init`` (a ``decoder.pt`` or a training checkpoint, from any extent)."""
 
     hidden: int = 8
     kernel_size: int = 5
@@ -119,6 +121,7 @@ class DecoderConfig:
     baseline: str = "none"
     input_norm: str = "none"
     norm_momentum: float = 0.01
+    init: str | None = None
 
     def check(self, prefix: str) -> None:
         if self.hidden < 1:

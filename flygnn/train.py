@@ -39,6 +39,7 @@ import torch
 from flygnn import params
 from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load_checkpoint
 from flygnn.config import TrainConfig
+from flygnn.dynamics import make_dynamics
 from flygnn.network import Network
 from flygnn.simulate import simulate, steady_state
 from flygnn.task import FlowDecoder, batch_of, evaluate, l2norm, zero_flow_baseline
@@ -96,7 +97,11 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
 
 
 def _network(config: TrainConfig, data=None) -> Network:
+    """The config's starting network on ``data`` (its extent by default). A flygnn ``init``
+    saved at another extent is transferred (:func:`flygnn.pretrained.transfer`: the
+    parameters are per cell type and type pair)."""
     from flygnn.datasets import FlyVisConnectome
+    from flygnn.pretrained import transfer
 
     c = config.network
     data = FlyVisConnectome(extent=c.extent)[0] if data is None else data
@@ -104,7 +109,34 @@ def _network(config: TrainConfig, data=None) -> Network:
         return Network(data)
     if c.init_flyvis:
         return Network.from_flyvis_checkpoint(c.init, data)
+    saved = Network.load(c.init)
+    if saved.graph.extent != c.extent:
+        return transfer(saved, data)
     return Network.load(c.init, data)
+
+
+def _decoder(config: TrainConfig, network: Network) -> FlowDecoder:
+    """The config's decoder for ``network``, with the weights of ``decoder.init`` if given
+    (a ``decoder.pt`` state dict or a training checkpoint; the weights do not depend on
+    the lattice extent)."""
+    decoder = FlowDecoder.from_config(network.graph, config.decoder)
+    path = config.decoder.init
+    if path is None:
+        return decoder
+    if not Path(path).is_file():
+        raise ValueError(f"decoder.init {path!r} not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
+        raise ValueError(f"decoder.init {path!r} is not readable: {type(err).__name__}: {err}") \
+            from None
+    state = blob["decoder"] if isinstance(blob, dict) and "decoder" in blob else blob
+    try:
+        decoder.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"decoder.init {path!r} does not fit the decoder of this config: "
+                         f"{err}") from None
+    return decoder
 
 
 class Trainer:
@@ -159,7 +191,7 @@ class Trainer:
             raise ValueError(f"optim.batch_size {config.optim.batch_size} exceeds the "
                              f"{len(self.train_set)} training movies")
         self.network = _network(config, data).to(self.device)
-        self.decoder = FlowDecoder.from_config(self.network.graph, config.decoder).to(self.device)
+        self.decoder = _decoder(config, self.network).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
         trainable = list(self.network.parameters()) if config.optim.train_network else []
         for parameter in self.network.parameters():
@@ -318,7 +350,8 @@ class Trainer:
         """Write ``network.pt``, ``decoder.pt`` (best weights), ``metrics.json`` and the figure."""
         best = self.out / "best.pt"
         blob = load_checkpoint(best) if best.exists() else self.state_dict()
-        net = _network(self.config, self.network.graph)
+        dynamics = make_dynamics(self.network.dynamics.name, self.network.dynamics.config())
+        net = Network(self.network.graph, dynamics)
         net.load_state_dict(blob["network"])
         net.save(self.out / "network.pt")
         atomic_torch_save({k: v.cpu() for k, v in blob["decoder"].items()}, self.out / "decoder.pt")

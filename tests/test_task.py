@@ -222,3 +222,28 @@ def test_losses_reject_mismatched_shapes():
         epe(torch.zeros(1, 2, 2, 7), torch.zeros(1, 2, 2, 19))
     with pytest.raises(ValueError, match="B, T, 2, n_hexals"):
         l2norm(torch.zeros(1, 2, 3, 7), torch.zeros(1, 2, 3, 7))
+
+
+def test_running_rms_gradient_ignores_the_scale_of_a_channel():
+    """Training mode: the forward value is x / running RMS, the gradient that of x / batch
+    RMS -- so the loss's gradient along x itself (rescaling the channel) is zero."""
+    norm = RunningRMS(2, momentum=0.5)
+    g = torch.Generator().manual_seed(2)
+    norm(torch.randn(3, 2, 5, generator=g, dtype=torch.float64))  # running statistics != batch
+    x = torch.randn(3, 2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 5, generator=g, dtype=torch.float64)
+    before = norm.mean_square.clone()
+    y = norm(x)
+    expected_ms = 0.5 * before + 0.5 * x.detach().pow(2).transpose(0, 1).reshape(2, -1).mean(1)
+    torch.testing.assert_close(y, x / (expected_ms + norm.eps).sqrt()[:, None])
+    (grad,) = torch.autograd.grad((y * w).sum(), x)
+    # directional derivative along the channel's own values vanishes
+    torch.testing.assert_close((grad * x).sum((0, 2)), torch.zeros(2, dtype=torch.float64),
+                               atol=1e-9, rtol=0)  # up to the eps in the RMS
+    # and it is the gradient of z / batch RMS(z) times the constant batch RMS / running RMS
+    def mean_square(z):
+        return z.pow(2).transpose(0, 1).reshape(2, -1).mean(1) + norm.eps
+
+    const = (mean_square(x.detach()) / (expected_ms + norm.eps)).sqrt()[:, None]
+    (expected,) = torch.autograd.grad((x * const / mean_square(x).sqrt()[:, None] * w).sum(), x)
+    torch.testing.assert_close(grad, expected)

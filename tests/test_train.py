@@ -361,3 +361,39 @@ def test_decoder_only_training_keeps_the_network_fixed(tmp_path, data):
         assert torch.equal(v, before_net[k]), k
     assert not torch.equal(trainer.decoder.state_dict()["base.0.weight"], before_dec["base.0.weight"])
     assert TrainConfig.from_json(tmp_path / "run" / "config.json").optim.train_network is False
+
+
+def test_a_run_starts_from_a_network_and_decoder_of_another_extent(tmp_path, data):
+    """network.init / decoder.init from a run at extent 2 start a run at extent 3: the
+    per-type parameter tables and the decoder's weights carry over."""
+    from flygnn.pretrained import transfer
+
+    cfg = config(n_iters=3, val_every=3).with_overrides(["decoder.input_norm=rms",
+                                                          "decoder.baseline=rest"])
+    first = Trainer(cfg, tmp_path / "small", datasets=datasets(), data=data)
+    first.train()
+    small = Network.load(tmp_path / "small" / "network.pt")
+    decoder = torch.load(tmp_path / "small" / "decoder.pt", weights_only=True)
+    big = cfg.with_overrides(["network.extent=3", f"network.init={tmp_path / 'small' / 'network.pt'}",
+                              f"decoder.init={tmp_path / 'small' / 'decoder.pt'}"])
+    data3 = FlyVisConnectome(extent=3)[0]
+    second = Trainer(big, tmp_path / "big", datasets=(Movies(4, 0), Movies(2, 1)), data=data3)
+    assert second.network.graph.extent == 3
+    expected = transfer(small, data3)
+    for name in ("bias", "time_const", "syn_strength"):
+        pd.testing.assert_series_equal(second.network.param_table(name), expected.param_table(name))
+    for k, v in second.decoder.state_dict().items():
+        assert torch.equal(v, decoder[k]), k
+    assert bool(second.decoder.input_norm.initialized)  # the running RMS came along too
+    # a checkpoint works as decoder.init as well; a foreign file is named in the error
+    ckpt = cfg.with_overrides([f"decoder.init={tmp_path / 'small' / 'checkpoint.pt'}"])
+    third = Trainer(ckpt, tmp_path / "third", datasets=datasets(), data=data)
+    assert torch.equal(third.decoder.base[0].weight, first.decoder.base[0].weight)
+    for bad, message in ((tmp_path / "nope.pt", "not found"), (tmp_path / "small" / "config.json",
+                                                               "not readable")):
+        with pytest.raises(ValueError, match=f"decoder.init .*{message}"):
+            Trainer(cfg.with_overrides([f"decoder.init={bad}"]), tmp_path / "x", datasets=datasets(),
+                    data=data)
+    plain = cfg.with_overrides(["decoder.input_norm=none", f"decoder.init={tmp_path / 'small' / 'decoder.pt'}"])
+    with pytest.raises(ValueError, match="does not fit the decoder"):
+        Trainer(plain, tmp_path / "y", datasets=datasets(), data=data)
