@@ -186,7 +186,11 @@ class OptimConfig:
     ``train_network = False`` freezes the network and trains the decoder alone (the baseline
     "decoder on the untrained network"). ``net_warmup`` (not in flyvis): the network's rate
     (and the penalty's) is 0 in epochs that start before this iteration, so the decoder
-    first learns to read the initial network and then passes it useful gradients."""
+    first learns to read the initial network and then passes it useful gradients.
+    ``fresh_state`` (not in flyvis): recompute the grey steady state before every step that
+    trains the network, not once per epoch, so that movies start from the current network's
+    rest (a stale state starts each movie with a transient that a decoder of small
+    responses reads as signal)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -201,6 +205,7 @@ class OptimConfig:
     checkpoint_every: int = 100
     train_network: bool = True
     net_warmup: int = 0
+    fresh_state: bool = False
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):

@@ -269,6 +269,9 @@ class Trainer:
         self.decoder.train()
         # no graph through the network while its rate is 0 (decoder-only runs, warm-up)
         learn_net = o.train_network and self.optimizer.param_groups[0]["lr"] > 0
+        if learn_net and o.fresh_state and self.position > o.batch_size:
+            with torch.no_grad():  # the network changed since the epoch's state was computed
+                self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt, o.batch_size)
         responses = simulate(net, lum, self.config.data.dt, initial_state=self.epoch_state,
                              grad=learn_net)
         rest = net.dynamics.activity(self.epoch_state)

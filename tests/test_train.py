@@ -397,3 +397,18 @@ def test_a_run_starts_from_a_network_and_decoder_of_another_extent(tmp_path, dat
     plain = cfg.with_overrides(["decoder.input_norm=none", f"decoder.init={tmp_path / 'small' / 'decoder.pt'}"])
     with pytest.raises(ValueError, match="does not fit the decoder"):
         Trainer(plain, tmp_path / "y", datasets=datasets(), data=data)
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_fresh_state_restarts_movies_from_the_current_networks_rest(tmp_path, data, fresh):
+    from flygnn.simulate import steady_state
+
+    cfg = config(n_iters=4, penalty={"weight": 0.0}).with_overrides([f"optim.fresh_state={str(fresh).lower()}"])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    trainer.train(until=1)  # first batch of the epoch: the epoch's state
+    stale = trainer.epoch_state.clone()
+    with torch.no_grad():
+        current = steady_state(trainer.network, cfg.optim.t_pre, cfg.data.dt, cfg.optim.batch_size)
+    assert not torch.allclose(current, stale)  # the first step changed the network
+    trainer.train(until=2)  # second batch: fresh_state recomputes it before the step
+    torch.testing.assert_close(trainer.epoch_state, current if fresh else stale)
