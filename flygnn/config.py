@@ -190,7 +190,8 @@ class OptimConfig:
     ``fresh_state`` (not in flyvis): recompute the grey steady state before every step that
     trains the network, not once per epoch, so that movies start from the current network's
     rest (a stale state starts each movie with a transient that a decoder of small
-    responses reads as signal)."""
+    responses reads as signal). ``train_params``: which of the network's parameter tables
+    are trained (all three in flyvis)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -206,11 +207,16 @@ class OptimConfig:
     train_network: bool = True
     net_warmup: int = 0
     fresh_state: bool = False
+    train_params: tuple[str, ...] = ("bias", "time_const", "syn_strength")
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        known = ("bias", "time_const", "syn_strength")
+        if any(p not in known for p in self.train_params):
+            _fail(f"{prefix}.train_params", f"entries must be among {list(known)}, got "
+                                            f"{list(self.train_params)}")
         if self.net_warmup < 0:
             _fail(f"{prefix}.net_warmup", f"must be >= 0 iterations, got {self.net_warmup}")
         for name in ("t_pre", "val_t_pre"):

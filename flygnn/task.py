@@ -165,7 +165,8 @@ class FlowDecoder(nn.Module):
     resting activity; the DC term then dominates the batch norm and no flow can be read
     out, so the network receives no useful gradient for a long time. Subtracting the rest
     removes the DC term; the decoder's input is otherwise unchanged (``"none"``: flyvis).
-    It does not make very small inputs readable in eval mode (``configs/README.md``).
+    On its own it does not make very small inputs readable in eval mode (the batch norm's
+    running statistics lag behind the fit); ``input_norm="rms"`` does (``configs/README.md``).
 
     *Input normalisation* (not in flyvis). With ``input_norm="rms"`` each output type's
     input (after the baseline) is divided by its running root mean square over the lattice

@@ -193,9 +193,12 @@ class Trainer:
         self.network = _network(config, data).to(self.device)
         self.decoder = _decoder(config, self.network).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
-        trainable = list(self.network.parameters()) if config.optim.train_network else []
-        for parameter in self.network.parameters():
-            parameter.requires_grad_(config.optim.train_network and parameter.requires_grad)
+        o = config.optim
+        frozen = {"bias", "time_const", "syn_strength"} - set(o.train_params)
+        for name, parameter in self.network.named_parameters():
+            parameter.requires_grad_(o.train_network and parameter.requires_grad
+                                     and name not in frozen)
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam([
             {"params": trainable, "lr": 0.0},
             {"params": list(self.decoder.parameters()), "lr": 0.0}])

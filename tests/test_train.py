@@ -412,3 +412,16 @@ def test_fresh_state_restarts_movies_from_the_current_networks_rest(tmp_path, da
     assert not torch.allclose(current, stale)  # the first step changed the network
     trainer.train(until=2)  # second batch: fresh_state recomputes it before the step
     torch.testing.assert_close(trainer.epoch_state, current if fresh else stale)
+
+
+def test_train_params_trains_only_the_listed_tables(tmp_path, data):
+    cfg = config(n_iters=3, penalty={"weight": 0.0}).with_overrides(['optim.train_params=["time_const"]'])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    trainer.train()
+    after = trainer.network.state_dict()
+    assert not torch.equal(after["time_const"], before["time_const"])
+    for name in ("bias", "syn_strength"):
+        assert torch.equal(after[name], before[name]), name
+    with pytest.raises(ValueError, match="optim.train_params"):
+        config().with_overrides(['optim.train_params=["tau"]'])
