@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 import numpy as np
 
 __all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyConfig",
-           "OptimConfig", "TrainConfig", "apply_overrides"]
+           "RateScale", "OptimConfig", "TrainConfig", "apply_overrides"]
 
 
 def _fail(name: str, message: str) -> None:
@@ -179,6 +179,24 @@ class PenaltyConfig:
 
 
 @dataclass(frozen=True)
+class RateScale:
+    """Factors on the network's learning rate per parameter table (all 1 in flyvis).
+
+    Adam moves every parameter by about its rate per step, whatever the parameter's size:
+    at the initialisation synapse strengths are ~0.005, time constants ~0.05 and resting
+    potentials ~0.5, so one rate is a hundred times larger, relatively, for strengths."""
+
+    bias: float = 1.0
+    time_const: float = 1.0
+    syn_strength: float = 1.0
+
+    def check(self, prefix: str) -> None:
+        for name in ("bias", "time_const", "syn_strength"):
+            if getattr(self, name) < 0:
+                _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimisation: Adam on (network, decoder) with stepwise rates, SGD for the penalty
     (``lr_pen`` None: follows ``lr_net``), grey steady state of ``t_pre`` seconds per epoch,
@@ -191,7 +209,8 @@ class OptimConfig:
     trains the network, not once per epoch, so that movies start from the current network's
     rest (a stale state starts each movie with a transient that a decoder of small
     responses reads as signal). ``train_params``: which of the network's parameter tables
-    are trained (all three in flyvis)."""
+    are trained (all three in flyvis); ``net_rate_scale`` multiplies the network's rate per
+    table (:class:`RateScale`)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -208,6 +227,7 @@ class OptimConfig:
     net_warmup: int = 0
     fresh_state: bool = False
     train_params: tuple[str, ...] = ("bias", "time_const", "syn_strength")
+    net_rate_scale: RateScale = field(default_factory=RateScale)
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):

@@ -198,10 +198,16 @@ class Trainer:
         for name, parameter in self.network.named_parameters():
             parameter.requires_grad_(o.train_network and parameter.requires_grad
                                      and name not in frozen)
-        trainable = [p for p in self.network.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam([
-            {"params": trainable, "lr": 0.0},
-            {"params": list(self.decoder.parameters()), "lr": 0.0}])
+        # one Adam group per distinct rate scale of the network's tables (one group when all
+        # scales are 1, as in flyvis), then the decoder's group
+        groups: dict[float, list] = {}
+        for name, parameter in self.network.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault(float(getattr(o.net_rate_scale, name, 1.0)), []).append(parameter)
+        net_groups = [{"params": ps, "lr": 0.0, "scale": k} for k, ps in groups.items()] or \
+            [{"params": [], "lr": 0.0, "scale": 1.0}]
+        self.optimizer = torch.optim.Adam(
+            net_groups + [{"params": list(self.decoder.parameters()), "lr": 0.0, "scale": 1.0}])
         self.central = self.network.graph.central_index.to(self.device)
         self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
         self.order: torch.Tensor | None = None
@@ -260,7 +266,10 @@ class Trainer:
         self.order = torch.randperm(len(self.train_set), generator=self.generators["order"])
         self.position, self.epoch, self.epoch_start = 0, self.epoch + 1, self.iteration
         lr_net, lr_dec, _ = self._lrs()
-        self.optimizer.param_groups[0]["lr"], self.optimizer.param_groups[1]["lr"] = lr_net, lr_dec
+        *net_groups, decoder_group = self.optimizer.param_groups
+        for group in net_groups:
+            group["lr"] = lr_net * group.get("scale", 1.0)
+        decoder_group["lr"] = lr_dec
         with torch.no_grad():
             self.epoch_state = steady_state(self.network, self.config.optim.t_pre,
                                             self.config.data.dt, self.config.optim.batch_size)
@@ -271,7 +280,7 @@ class Trainer:
         net.train()
         self.decoder.train()
         # no graph through the network while its rate is 0 (decoder-only runs, warm-up)
-        learn_net = o.train_network and self.optimizer.param_groups[0]["lr"] > 0
+        learn_net = o.train_network and self._lrs()[0] > 0
         if learn_net and o.fresh_state and self.position > o.batch_size:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt, o.batch_size)
@@ -281,7 +290,8 @@ class Trainer:
         loss = l2norm(self.decoder(responses, rest), flow)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
-        penalize = o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
+        penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
+                    and net.bias.requires_grad)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=penalize)
         if penalize:
@@ -323,7 +333,7 @@ class Trainer:
                 loss = self.step(lum, flow)
                 self.iteration += 1
                 row = {"iteration": self.iteration, "loss": loss,
-                       "lr": self.optimizer.param_groups[0]["lr"], "val_l2norm": "", "val_epe": ""}
+                       "lr": self._lrs()[0], "val_l2norm": "", "val_epe": ""}
                 if self.iteration % o.val_every == 0 or self.iteration == o.n_iters:
                     metrics = self.validate()
                     row.update(val_l2norm=metrics["l2norm"], val_epe=metrics["epe"])

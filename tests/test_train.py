@@ -425,3 +425,27 @@ def test_train_params_trains_only_the_listed_tables(tmp_path, data):
         assert torch.equal(after[name], before[name]), name
     with pytest.raises(ValueError, match="optim.train_params"):
         config().with_overrides(['optim.train_params=["tau"]'])
+
+
+def test_net_rate_scale_sets_each_tables_rate(tmp_path, data):
+    cfg = config(n_iters=2, penalty={"weight": 0.0}).with_overrides(
+        ["optim.net_rate_scale.bias=0", "optim.net_rate_scale.syn_strength=0.1"])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    trainer.train(until=1)
+    lr = cfg.optim.lr_net.value(0, cfg.optim.n_iters)
+    rates = {}
+    for group in trainer.optimizer.param_groups[:-1]:
+        for p in group["params"]:
+            name = next(n for n, q in trainer.network.named_parameters() if q is p)
+            rates[name] = group["lr"]
+    assert rates == pytest.approx({"bias": 0.0, "time_const": lr, "syn_strength": 0.1 * lr})
+    assert trainer.optimizer.param_groups[-1]["lr"] == cfg.optim.lr_dec.value(0, cfg.optim.n_iters)
+    after = trainer.network.state_dict()
+    assert torch.equal(after["bias"], before["bias"])
+    # Adam's first step moves each entry by about its rate: 10x less for the strengths
+    step_tau = (after["time_const"] - before["time_const"]).abs().max()
+    step_syn = (after["syn_strength"] - before["syn_strength"]).abs().max()
+    assert step_tau == pytest.approx(lr, rel=1e-3) and step_syn == pytest.approx(0.1 * lr, rel=1e-3)
+    with pytest.raises(ValueError, match="optim.net_rate_scale.bias"):
+        config().with_overrides(["optim.net_rate_scale.bias=-1"])
