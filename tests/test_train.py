@@ -314,12 +314,24 @@ def test_cli_train_validate_simulate(tmp_path, data):
                  "--out", str(out)]) == 2
 
 
-def test_shipped_cpu_config_is_valid():
+def test_shipped_cpu_configs_chain_into_the_shipped_model():
+    """The three stages of ``configs/`` (decoder at extent 5, time constants at extent 5,
+    decoder at extent 15) start from each other's outputs and end at the shipped config."""
     from pathlib import Path
 
-    cfg = TrainConfig.from_json(Path(__file__).parent.parent / "configs" / "flow_cpu.json")
-    assert cfg.network.extent == 15 and cfg.data.dt == 0.02 and cfg.optim.batch_size == 4
-    assert cfg.optim.lr_net.value(0, cfg.optim.n_iters) < cfg.optim.lr_dec.value(0, cfg.optim.n_iters)
+    root = Path(__file__).parent.parent
+    stage1, stage2, stage3 = (TrainConfig.from_json(root / "configs" / f"{name}.json")
+                              for name in ("flow_cpu_decoder", "flow_cpu", "flow_cpu_extent15"))
+    assert not stage1.optim.train_network and stage1.network.extent == 5
+    assert stage2.decoder.init == "runs/flow_cpu_decoder/decoder.pt"
+    assert stage2.optim.train_network and stage2.optim.train_params == ("time_const",)
+    assert stage3.network.extent == 15 and stage3.network.init == "runs/flow_cpu/network.pt"
+    assert stage3.decoder.init == "runs/flow_cpu/decoder.pt" and not stage3.optim.train_network
+    shipped = TrainConfig.from_json(root / "data" / "models" / "flow_cpu" / "config.json")
+    assert shipped == stage3
+    for cfg in (stage1, stage2, stage3):  # the same movies and decoder throughout
+        assert cfg.data == stage1.data
+        assert (cfg.decoder.baseline, cfg.decoder.input_norm) == ("rest", "rms")
 
 
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
