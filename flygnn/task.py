@@ -111,8 +111,7 @@ class RunningRMS(nn.Module):
     In training mode the gradient is that of dividing by the batch's own RMS (the forward
     value is unchanged: batch renormalisation, Ioffe 2017), so rescaling a channel's input
     leaves the loss unchanged and the network upstream gains nothing by growing its
-    responses. Without it, joint training drove output cells' resting activity from ~0.5
-    to ~20 within 6,000 iterations while the running statistic lagged behind.
+    responses while the running statistic lags behind.
 
     **Shapes:** ``(B, C, ...)`` -> same.
     """

@@ -26,6 +26,7 @@ validation EPE), ``log.csv``, ``loss.png``; after the last iteration also ``netw
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -190,8 +191,18 @@ class Trainer:
         if len(self.train_set) < config.optim.batch_size:
             raise ValueError(f"optim.batch_size {config.optim.batch_size} exceeds the "
                              f"{len(self.train_set)} training movies")
-        self.network = _network(config, data).to(self.device)
-        self.decoder = _decoder(config, self.network).to(self.device)
+        # a checkpoint overwrites the starting weights: resuming does not need the init files
+        # (a flyvis init or other dynamics still do; their architecture comes from the file)
+        resuming = (self.out / "checkpoint.pt").exists()
+        start = config
+        if resuming:
+            n, d = config.network, config.decoder
+            skip_net = n.init is not None and not n.init_flyvis and not Path(n.init).exists()
+            start = dataclasses.replace(
+                config, network=dataclasses.replace(n, init=None) if skip_net else n,
+                decoder=dataclasses.replace(d, init=None))
+        self.network = _network(start, data).to(self.device)
+        self.decoder = _decoder(start, self.network).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
         o = config.optim
         frozen = {"bias", "time_const", "syn_strength"} - set(o.train_params)

@@ -461,3 +461,26 @@ def test_net_rate_scale_sets_each_tables_rate(tmp_path, data):
     assert step_tau == pytest.approx(lr, rel=1e-3) and step_syn == pytest.approx(0.1 * lr, rel=1e-3)
     with pytest.raises(ValueError, match="optim.net_rate_scale.bias"):
         config().with_overrides(["optim.net_rate_scale.bias=-1"])
+
+
+def test_resume_does_not_need_the_init_files(tmp_path, data):
+    first = config(n_iters=2)
+    Trainer(first, tmp_path / "a", datasets=datasets(), data=data).train()
+    init = tmp_path / "init"
+    init.mkdir()
+    for f in ("network.pt", "decoder.pt"):
+        (init / f).write_bytes((tmp_path / "a" / f).read_bytes())
+    cfg = config(n_iters=4).with_overrides([f"network.init={init / 'network.pt'}",
+                                            f"decoder.init={init / 'decoder.pt'}"])
+    run = Trainer(cfg, tmp_path / "b", datasets=datasets(), data=data)
+    run.train(until=2)
+    straight = Trainer(cfg, tmp_path / "c", datasets=datasets(), data=data)
+    straight.train()
+    for f in init.iterdir():
+        f.unlink()  # the starting weights are gone; the checkpoint has everything
+    resumed = Trainer(cfg, tmp_path / "b", resume=True, datasets=datasets(), data=data)
+    resumed.train()
+    for k, v in resumed.network.state_dict().items():
+        assert torch.equal(v, straight.network.state_dict()[k]), k
+    for k, v in resumed.decoder.state_dict().items():
+        assert torch.equal(v, straight.decoder.state_dict()[k]), k
