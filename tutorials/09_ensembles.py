@@ -17,6 +17,9 @@
 #     flygnn train-ensemble --config configs/flow_cpu.json --members 50 --out runs/ensemble
 #     flygnn evaluate-ensemble runs/ensemble
 #
+# (`configs/flow_cpu.json` is stage 2 of the CPU recipe in `configs/README.md`; it starts from
+# the decoder that stage 1 writes to `runs/flow_cpu_decoder/`.)
+#
 # Here, instead, we make a small ensemble by perturbing the parameters of one network, so
 # that everything runs in seconds on a CPU (extent 4).
 
