@@ -211,5 +211,7 @@ def test_flash_responses_of_public_network_match_fixture():
     data = np.load(REF / "flashes_public.npz")
     np.testing.assert_allclose(resp.responses[0], data["central_responses"], atol=1e-5)
     fri = tuning.flash_response_index(resp).to_numpy()
-    np.testing.assert_allclose(fri, data["fri"][1], rtol=0, atol=1e-5)
+    # the FRI divides response differences by their sum: the 1e-5 agreement of the responses
+    # (summation order differs with the number of torch threads) allows ~2e-5 here
+    np.testing.assert_allclose(fri, data["fri"][1], rtol=0, atol=3e-5)
 
