@@ -144,7 +144,7 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     zero-flow baseline for comparison.
     """
     from flygnn.task import evaluate, zero_flow_baseline
-    from flygnn.train import build_datasets
+    from flygnn.build import build_datasets
 
     model = load_model(run)
     if model.config is None or model.decoder is None:

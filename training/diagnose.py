@@ -24,13 +24,13 @@ import torch
 from flygnn.config import TrainConfig
 from flygnn.simulate import simulate, steady_state
 from flygnn.task import FlowDecoder, batch_of, epe, l2norm
-from flygnn.train import _network, build_datasets
+from flygnn.build import build_datasets, build_network
 
 TYPES = ("R1", "L1", "L2", "Mi1", "Tm3", "Mi4", "Mi9", "T4a", "T5a", "Tm9", "TmY3")
 
 
 def signal(config: TrainConfig, n_movies: int = 2) -> None:
-    net = _network(config)
+    net = build_network(config)
     _, val = build_datasets(config)
     lum, _ = batch_of([val[i] for i in range(n_movies)])
     with torch.no_grad():
@@ -45,7 +45,7 @@ def signal(config: TrainConfig, n_movies: int = 2) -> None:
 
 
 def readout(config: TrainConfig, rest: float = 0.3, steps: int = 200) -> None:
-    graph = _network(config).graph
+    graph = build_network(config).graph
     train, _ = build_datasets(config.with_overrides(["data.augment=false"]))
     _, flow = batch_of([train[i] for i in range(min(16, len(train)))])
     B, T = flow.shape[:2]

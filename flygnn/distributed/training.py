@@ -96,7 +96,7 @@ def finished_metrics(folder: Path) -> dict | None:
 def _prepare(configs: list[TrainConfig]) -> None:
     """Build the connectome and render cached movies once, before members read them."""
     from flygnn.datasets import FlyVisConnectome
-    from flygnn.train import build_datasets
+    from flygnn.build import build_datasets
 
     for extent in sorted({c.network.extent for c in configs}):
         FlyVisConnectome(extent=extent)

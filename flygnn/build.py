@@ -1,0 +1,83 @@
+"""What a :class:`~flygnn.config.TrainConfig` describes, built: the training and validation
+movies, the starting network and the starting decoder (from ``network.init`` /
+``decoder.init`` when given, at any extent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flygnn.config import TrainConfig
+from flygnn.network import Network
+from flygnn.task import FlowDecoder
+
+__all__ = ["build_datasets", "build_network", "build_decoder"]
+
+
+def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
+    """Training (augmented with ``generator``) and validation movie sets of a config."""
+    from flygnn._paths import cache_dir
+    from flygnn.stimuli.augment import Augment
+    from flygnn.stimuli.opticflow import OpticFlowMovies
+    from flygnn.stimuli.scenes import MotionPrior
+
+    d = config.data
+    augment = Augment(d.n_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,
+                      contrast_std=d.contrast_std, brightness_std=d.brightness_std,
+                      noise_std=d.noise_std, enabled=d.augment)
+    if generator is not None:
+        augment.generator = generator
+    root = None if d.cache == "" else (d.cache or cache_dir() / "opticflow")
+    common = dict(n_frames=d.n_source_frames, height=d.height, width=d.width,
+                  extent=config.network.extent, dt=d.dt, seed=d.seed, n_objects=d.n_objects,
+                  ego_motion=d.ego_motion, root=root,
+                  prior=MotionPrior(speed=d.speed, object_speed=d.object_speed,
+                                    contrast=tuple(d.texture_contrast)))
+    train = OpticFlowMovies(d.n_train, transform=augment, **common)
+    val = OpticFlowMovies(d.n_val, start=d.n_train, transform=Augment(d.n_frames, enabled=False),
+                          **common)
+    return train, val
+
+
+def build_network(config: TrainConfig, data=None) -> Network:
+    """The config's starting network on ``data`` (its extent by default). A flygnn ``init``
+    saved at another extent is transferred (:func:`flygnn.pretrained.transfer`: the
+    parameters are per cell type and type pair)."""
+    from flygnn.datasets import FlyVisConnectome
+    from flygnn.pretrained import transfer
+
+    c = config.network
+    data = FlyVisConnectome(extent=c.extent)[0] if data is None else data
+    if c.init is None:
+        return Network(data)
+    if c.init_flyvis:
+        return Network.from_flyvis_checkpoint(c.init, data)
+    saved = Network.load(c.init)
+    if saved.graph.extent != c.extent:
+        return transfer(saved, data)
+    return Network.load(c.init, data)
+
+
+def build_decoder(config: TrainConfig, network: Network) -> FlowDecoder:
+    """The config's decoder for ``network``, with the weights of ``decoder.init`` if given
+    (a ``decoder.pt`` state dict or a training checkpoint; the weights do not depend on
+    the lattice extent)."""
+    decoder = FlowDecoder.from_config(network.graph, config.decoder)
+    path = config.decoder.init
+    if path is None:
+        return decoder
+    if not Path(path).is_file():
+        raise ValueError(f"decoder.init {path!r} not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
+        raise ValueError(f"decoder.init {path!r} is not readable: {type(err).__name__}: {err}") \
+            from None
+    state = blob["decoder"] if isinstance(blob, dict) and "decoder" in blob else blob
+    try:
+        decoder.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"decoder.init {path!r} does not fit the decoder of this config: "
+                         f"{err}") from None
+    return decoder
