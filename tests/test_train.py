@@ -315,22 +315,27 @@ def test_cli_train_validate_simulate(tmp_path, data):
 
 
 def test_shipped_cpu_configs_chain_into_the_shipped_model():
-    """The three stages of ``configs/`` (decoder at extent 5, time constants at extent 5,
-    decoder at extent 15) start from each other's outputs and end at the shipped config."""
+    """The four stages of ``configs/`` (decoder, time constants, time constants continued,
+    all at extent 5; decoder at extent 15) start from each other's outputs and end at the
+    shipped config."""
     from pathlib import Path
 
     root = Path(__file__).parent.parent
-    stage1, stage2, stage3 = (TrainConfig.from_json(root / "configs" / f"{name}.json")
-                              for name in ("flow_cpu_decoder", "flow_cpu", "flow_cpu_extent15"))
-    assert not stage1.optim.train_network and stage1.network.extent == 5
-    assert stage2.decoder.init == "runs/flow_cpu_decoder/decoder.pt"
-    assert stage2.optim.train_network and stage2.optim.train_params == ("time_const",)
-    assert stage3.network.extent == 15 and stage3.network.init == "runs/flow_cpu/network.pt"
-    assert stage3.decoder.init == "runs/flow_cpu/decoder.pt" and not stage3.optim.train_network
+    names = ("flow_cpu_decoder", "flow_cpu", "flow_cpu_continued", "flow_cpu_extent15")
+    stages = [TrainConfig.from_json(root / "configs" / f"{name}.json") for name in names]
+    first, *rest = stages
+    assert not first.optim.train_network and first.network.extent == 5
+    for previous, cfg in zip(names, rest):
+        assert cfg.decoder.init == f"runs/{previous}/decoder.pt"
+        if previous != "flow_cpu_decoder":
+            assert cfg.network.init == f"runs/{previous}/network.pt"
+    for cfg in stages[1:3]:
+        assert cfg.optim.train_network and cfg.optim.train_params == ("time_const",)
+    assert stages[3].network.extent == 15 and not stages[3].optim.train_network
     shipped = TrainConfig.from_json(root / "data" / "models" / "flow_cpu" / "config.json")
-    assert shipped == stage3
-    for cfg in (stage1, stage2, stage3):  # the same movies and decoder throughout
-        assert cfg.data == stage1.data
+    assert shipped == stages[3]
+    for cfg in stages:  # the same movies and decoder throughout
+        assert cfg.data == first.data
         assert (cfg.decoder.baseline, cfg.decoder.input_norm) == ("rest", "rms")
 
 

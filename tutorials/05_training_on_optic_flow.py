@@ -19,8 +19,8 @@
 #
 # This tutorial trains for twenty iterations on a tiny problem (extent 4 = 61 columns,
 # 100 x 100 pixel movies) — enough to watch the loss fall and to show checkpointing, not to
-# learn motion detection. The recipe behind the shipped model (three stages on one CPU
-# thread, 42 minutes) is in `configs/README.md`.
+# learn motion detection. The recipe behind the shipped model (four stages on one CPU
+# thread, 69 minutes) is in `configs/README.md`.
 
 # %%
 import json
