@@ -4,10 +4,9 @@ movies, the starting network and the starting decoder (from ``network.init`` /
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from flygnn.checkpoint import load_file
 from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
@@ -67,13 +66,7 @@ def build_decoder(config: TrainConfig, network: Network) -> FlowDecoder:
     path = config.decoder.init
     if path is None:
         return decoder
-    if not Path(path).is_file():
-        raise ValueError(f"decoder.init {path!r} not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
-        raise ValueError(f"decoder.init {path!r} is not readable: {type(err).__name__}: {err}") \
-            from None
+    blob = load_file(path, "decoder.init")
     state = blob["decoder"] if isinstance(blob, dict) and "decoder" in blob else blob
     try:
         decoder.load_state_dict(state)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["FORMAT", "atomic_write_bytes", "atomic_write_text", "atomic_torch_save",
-           "load_checkpoint"]
+           "load_file", "load_checkpoint"]
 
 FORMAT = "flygnn.TrainCheckpoint"
 REQUIRED = ("network", "decoder", "optim", "rng", "iteration", "epoch", "order", "position",
@@ -70,6 +70,18 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     return _atomic(path, lambda f: torch.save(obj, f))
 
 
+def load_file(path: str | os.PathLike, what: str):
+    """``torch.load`` a file to the CPU; a missing or unreadable file raises ``ValueError``
+    naming ``what`` (e.g. ``"checkpoint"``) and the path."""
+    if not Path(path).is_file():
+        raise ValueError(f"{what} {str(path)!r} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
+        raise ValueError(f"{what} {str(path)!r} is not readable: {type(err).__name__}: {err}") \
+            from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load and check a training checkpoint (tensors to CPU).
 
@@ -77,13 +89,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ValueError: missing, unreadable or foreign file, or a missing key (named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
-        raise ValueError(f"checkpoint {str(path)!r} is not readable: {type(err).__name__}: {err}") \
-            from None
+    blob = load_file(path, "checkpoint")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"checkpoint {str(path)!r} is not a flygnn training checkpoint")
     missing = [k for k in REQUIRED if k not in blob]
