@@ -210,7 +210,13 @@ class OptimConfig:
     rest (a stale state starts each movie with a transient that a decoder of small
     responses reads as signal). ``train_params``: which of the network's parameter tables
     are trained (all three in flyvis); ``net_rate_scale`` multiplies the network's rate per
-    table (:class:`RateScale`)."""
+    table (:class:`RateScale`). ``rest_grad_steps`` (not in flyvis): differentiate the start
+    state and the decoder's rest through that many fixed-point iterations of the grey rest
+    (:func:`~flygnn.simulate.relax_rest`), so that the gradient sees how the rest moves with
+    the parameters; 0 treats the start state as a constant, as flyvis does. ``log_steps``
+    (not in flyvis): tables that Adam moves in log space (each entry is multiplied by
+    ``exp(step)``), so that their rate is relative and entries of different sizes learn
+    alike; they stay positive."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -228,6 +234,8 @@ class OptimConfig:
     fresh_state: bool = False
     train_params: tuple[str, ...] = ("bias", "time_const", "syn_strength")
     net_rate_scale: RateScale = field(default_factory=RateScale)
+    rest_grad_steps: int = 0
+    log_steps: tuple[str, ...] = ()
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -237,6 +245,11 @@ class OptimConfig:
         if any(p not in known for p in self.train_params):
             _fail(f"{prefix}.train_params", f"entries must be among {list(known)}, got "
                                             f"{list(self.train_params)}")
+        if any(p not in ("time_const", "syn_strength") for p in self.log_steps):
+            _fail(f"{prefix}.log_steps", f"entries must be among ['time_const', 'syn_strength'] "
+                                         f"(positive tables), got {list(self.log_steps)}")
+        if self.rest_grad_steps < 0:
+            _fail(f"{prefix}.rest_grad_steps", f"must be >= 0, got {self.rest_grad_steps}")
         if self.net_warmup < 0:
             _fail(f"{prefix}.net_warmup", f"must be >= 0 iterations, got {self.net_warmup}")
         for name in ("t_pre", "val_t_pre"):

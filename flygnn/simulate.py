@@ -26,8 +26,8 @@ import torch
 
 from flygnn.dynamics import broadcast_state
 
-__all__ = ["simulate", "steady_state", "fade_in_state", "IntegrationWarning", "check_dt",
-           "record_index"]
+__all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "IntegrationWarning",
+           "check_dt", "record_index"]
 
 MAX_DT = 1 / 50
 
@@ -179,6 +179,31 @@ def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value
         steps = int(t_pre / dt) if t_pre is not None and t_pre > 0 else 0
         frame = net.bias.new_full((batch_size, net.n_hexals), value)
         state, _ = _integrate(net, [frame] * steps, dt, state, ctx, None, None)
+    return state
+
+
+def relax_rest(net, state, steps: int, value: float = 0.5):
+    """``steps`` fixed-point iterations of the grey rest, differentiable in the parameters.
+
+    An Euler step longer than every time constant (the built-in dynamics floor them at
+    ``dt``) is the map ``v -> b + W f(v) + x`` whose fixed point is the grey steady state.
+    Started from a converged (detached) steady state it returns the same state, with the
+    gradient of how the rest moves with the parameters: the implicit-function gradient
+    ``(I - W D)^-1 d(b + W f)/d(theta)`` truncated after ``steps`` terms of its Neumann
+    series. Training with a detached start state instead differentiates the drift from the
+    old rest to the new one, a transient that is not in the responses after the update.
+
+    Shapes:
+        ``state`` of batch size B (or 1, broadcast with the grey frame); returns batch B.
+    """
+    if steps < 0:
+        raise ValueError(f"relax_rest: steps must be >= 0, got {steps}")
+    ctx = net.prepare()
+    batch = net.dynamics.activity(state).shape[0]
+    state = broadcast_state(state, batch)
+    frame = net.bias.new_full((batch, net.n_hexals), value)
+    long_step = 1e3  # seconds: longer than any time constant
+    state, _ = _integrate(net, [frame] * steps, long_step, state, ctx, None, None)
     return state
 
 

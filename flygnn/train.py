@@ -43,7 +43,7 @@ from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load
 from flygnn.config import TrainConfig
 from flygnn.dynamics import make_dynamics
 from flygnn.network import Network
-from flygnn.simulate import simulate, steady_state
+from flygnn.simulate import relax_rest, simulate, steady_state
 from flygnn.task import batch_of, evaluate, l2norm, zero_flow_baseline
 
 __all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]
@@ -228,9 +228,11 @@ class Trainer:
         if learn_net and o.fresh_state and self.position > o.batch_size:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt, o.batch_size)
-        responses = simulate(net, lum, self.config.data.dt, initial_state=self.epoch_state,
-                             grad=learn_net)
-        rest = net.dynamics.activity(self.epoch_state)
+        start = self.epoch_state
+        if learn_net and o.rest_grad_steps:
+            start = relax_rest(net, start, o.rest_grad_steps)
+        responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
+        rest = net.dynamics.activity(start)
         loss = l2norm(self.decoder(responses, rest), flow)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
@@ -242,8 +244,12 @@ class Trainer:
             p = o.penalty
             penalty = activity_penalty(responses, self.central, p.baseline, p.weight, p.below, p.above)
             (grad_bias,) = torch.autograd.grad(penalty, net.bias)
+        logged = [p for p in (getattr(net, n) for n in o.log_steps) if p.grad is not None]
+        before = [p.detach().clone() for p in logged]
         self.optimizer.step()
         with torch.no_grad():
+            for p, old in zip(logged, before):  # Adam in log space: x <- x * exp(step)
+                p.copy_(old * torch.exp(p - old))
             if penalize:
                 net.bias.sub_(self._lrs()[2] * grad_bias)
             params.project_(net.syn_strength)

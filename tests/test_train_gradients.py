@@ -1,0 +1,132 @@
+"""The network's training gradient: through the grey rest (relax_rest) and log-space steps."""
+
+import pytest
+import torch
+
+from flygnn.config import TrainConfig
+from flygnn.datasets import FlyVisConnectome
+from flygnn.network import Network
+from flygnn.simulate import relax_rest, simulate, steady_state
+from flygnn.task import FlowDecoder, l2norm
+from flygnn.train import Trainer
+
+EXTENT, N_HEX, T, DT = 2, 19, 6, 0.02
+
+
+@pytest.fixture(scope="module")
+def data():
+    return FlyVisConnectome(extent=EXTENT)[0]
+
+
+@pytest.fixture
+def net(data):
+    net = Network(data)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # stronger, uneven synapses: the rest depends on them
+        net.syn_strength.mul_(1 + 4 * torch.rand(net.syn_strength.shape, generator=g))
+    return net
+
+
+def movie(batch=2, seed=0):
+    return torch.rand(batch, T, N_HEX, generator=torch.Generator().manual_seed(seed))
+
+
+def grads(net, loss):
+    net.zero_grad()
+    loss.backward()
+    return {n: getattr(net, n).grad.clone() for n in ("bias", "syn_strength")}
+
+
+def readout(net, start, lum, weights):
+    """A loss on the change from rest, as the flow decoder reads it."""
+    responses = simulate(net, lum, DT, initial_state=start, grad=True)
+    return (weights * (responses - net.dynamics.activity(start)[:, None])).sum()
+
+
+def test_relax_rest_keeps_the_rest_and_gives_the_implicit_gradient(net):
+    lum = movie()
+    weights = torch.randn(2, T, net.num_nodes, generator=torch.Generator().manual_seed(2))
+    # exact: differentiate through 4 s of grey from v = bias (converged to float precision)
+    exact = grads(net, readout(net, steady_state(net, 4.0, DT, 2, grad=True), lum, weights))
+    with torch.no_grad():
+        rest = steady_state(net, 4.0, DT, 2)
+    relaxed = relax_rest(net, rest, 100)
+    torch.testing.assert_close(relaxed, rest, rtol=0, atol=1e-6)
+    implicit = grads(net, readout(net, relaxed, lum, weights))
+    detached = grads(net, readout(net, rest, lum, weights))
+
+    def error(g):
+        return {n: float((g[n] - exact[n]).norm() / exact[n].norm()) for n in exact}
+
+    # strengths: the implicit gradient; biases: the change from rest does not depend on them
+    # (linear regime), so the exact gradient is ~0 and two large terms must cancel
+    assert error(implicit)["syn_strength"] < 1e-4
+    assert float((implicit["bias"] - exact["bias"]).norm()) < 1e-5 * float(detached["bias"].norm())
+    # a detached start state differentiates the drift to the new rest instead
+    assert error(detached)["syn_strength"] > 0.1
+    # the Neumann series converges at the rate of the network's loop gain: 10 steps are not enough
+    assert error(grads(net, readout(net, relax_rest(net, rest, 10), lum, weights)))["syn_strength"] > 0.1
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        relax_rest(net, rest, -1)
+
+
+class Movies(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.lum = torch.rand(n, T, N_HEX, generator=torch.Generator().manual_seed(n))
+        self.flow = torch.stack([self.lum - 0.5, 0.2 * self.lum], 2)
+
+    def __len__(self):
+        return len(self.lum)
+
+    def __getitem__(self, i):
+        return {"lum": self.lum[i], "flow": self.flow[i]}
+
+
+def config(*overrides):
+    return TrainConfig.from_dict({
+        "network": {"extent": EXTENT}, "seed": 0,
+        "data": {"n_train": 4, "n_val": 2, "cache": ""},
+        "decoder": {"p_dropout": 0.0, "baseline": "rest", "input_norm": "rms"},
+        "optim": {"n_iters": 4, "batch_size": 2, "t_pre": 2.0, "val_t_pre": 0.1,
+                  "penalty": {"weight": 0.0}, "fresh_state": True,
+                  "lr_net": {"start": 1e-3, "stop": 1e-3, "steps": 1},
+                  "lr_dec": {"start": 1e-3, "stop": 1e-3, "steps": 1}}}).with_overrides(list(overrides))
+
+
+def test_trainer_differentiates_through_the_rest(tmp_path, data, net):
+    cfg = config("optim.rest_grad_steps=100")
+    trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
+    trainer.network.load_state_dict(net.state_dict())
+    trainer.train(until=1)  # computes the epoch's state; the next step starts from it
+    ref_net = Network(data)
+    ref_net.load_state_dict(trainer.network.state_dict())
+    ref_dec = FlowDecoder.from_config(ref_net.graph, cfg.decoder)
+    ref_dec.load_state_dict(trainer.decoder.state_dict())
+    lum, flow = movie(2, 5), torch.rand(2, T, 2, N_HEX)
+    trainer.step(lum, flow)
+    # the loss as a function of the parameters: the grey rest recomputed with them
+    start = steady_state(ref_net, 4.0, DT, 2, grad=True)
+    ref_dec.train()
+    loss = l2norm(ref_dec(simulate(ref_net, lum, DT, initial_state=start),
+                          ref_net.dynamics.activity(start)), flow)
+    loss.backward()
+    for name in ("syn_strength", "time_const"):
+        torch.testing.assert_close(getattr(trainer.network, name).grad,
+                                   getattr(ref_net, name).grad, rtol=2e-3,
+                                   atol=2e-3 * float(getattr(ref_net, name).grad.abs().max()))
+
+
+def test_log_steps_move_strengths_by_a_relative_rate(tmp_path, data):
+    cfg = config('optim.log_steps=["syn_strength"]', "optim.train_params=[\"syn_strength\"]")
+    trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
+    before = trainer.network.syn_strength.detach().clone()
+    trainer.train(until=1)
+    grad = trainer.network.syn_strength.grad
+    # Adam's first step is -lr * sign(grad); in log space it multiplies by exp(-lr * sign)
+    expected = before * torch.exp(-1e-3 * torch.sign(grad))
+    torch.testing.assert_close(trainer.network.syn_strength.detach(), expected, rtol=1e-5, atol=0)
+    assert (trainer.network.syn_strength > 0).all()
+    with pytest.raises(ValueError, match="optim.log_steps"):
+        config('optim.log_steps=["bias"]')
+    with pytest.raises(ValueError, match="optim.rest_grad_steps"):
+        config("optim.rest_grad_steps=-2")
