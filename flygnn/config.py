@@ -211,9 +211,9 @@ class OptimConfig:
     responses reads as signal). ``train_params``: which of the network's parameter tables
     are trained (all three in flyvis); ``net_rate_scale`` multiplies the network's rate per
     table (:class:`RateScale`). ``rest_grad_steps`` (not in flyvis): differentiate the start
-    state and the decoder's rest through that many fixed-point iterations of the grey rest
-    (:func:`~flygnn.simulate.relax_rest`), so that the gradient sees how the rest moves with
-    the parameters; 0 treats the start state as a constant, as flyvis does. ``log_steps``
+    state and the decoder's rest implicitly, with up to that many fixed-point iterations
+    of the adjoint (:func:`~flygnn.simulate.relax_rest`), so that the gradient sees how the
+    rest moves with the parameters; 0 treats the start state as a constant, as flyvis does. ``log_steps``
     (not in flyvis): tables that Adam moves in log space (each entry is multiplied by
     ``exp(step)``), so that their rate is relative and entries of different sizes learn
     alike; they stay positive."""
@@ -250,6 +250,9 @@ class OptimConfig:
                                          f"(positive tables), got {list(self.log_steps)}")
         if self.rest_grad_steps < 0:
             _fail(f"{prefix}.rest_grad_steps", f"must be >= 0, got {self.rest_grad_steps}")
+        if self.rest_grad_steps and not self.fresh_state:
+            _fail(f"{prefix}.rest_grad_steps", "needs optim.fresh_state = true (the implicit "
+                                               "gradient holds at the current network's rest)")
         if self.net_warmup < 0:
             _fail(f"{prefix}.net_warmup", f"must be >= 0 iterations, got {self.net_warmup}")
         for name in ("t_pre", "val_t_pre"):

@@ -30,6 +30,7 @@ __all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "Integrati
            "check_dt", "record_index"]
 
 MAX_DT = 1 / 50
+_LONG_STEP = 1e3  # seconds: longer than any time constant (the map to the fixed point)
 
 
 class IntegrationWarning(UserWarning):
@@ -182,29 +183,62 @@ def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value
     return state
 
 
-def relax_rest(net, state, steps: int, value: float = 0.5):
-    """``steps`` fixed-point iterations of the grey rest, differentiable in the parameters.
+def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-7, value: float = 0.5):
+    """The grey rest ``state`` (converged, e.g. :func:`steady_state`), differentiable in the
+    parameters through the implicit function theorem.
 
     An Euler step longer than every time constant (the built-in dynamics floor them at
-    ``dt``) is the map ``v -> b + W f(v) + x`` whose fixed point is the grey steady state.
-    Started from a converged (detached) steady state it returns the same state, with the
-    gradient of how the rest moves with the parameters: the implicit-function gradient
-    ``(I - W D)^-1 d(b + W f)/d(theta)`` truncated after ``steps`` terms of its Neumann
-    series. Training with a detached start state instead differentiates the drift from the
-    old rest to the new one, a transient that is not in the responses after the update.
+    ``dt``) is the map ``F: v -> b + W f(v) + x`` whose fixed point is the grey steady state.
+    The result is ``F(state)`` (equal to ``state`` at convergence); its backward pass solves
+    ``u = g + (dF/dv)^T u`` by fixed-point iteration (the Neumann series of
+    ``(I - W D)^-1``; at most ``max_steps`` iterations, until the update is below ``tol``
+    times ``|u|``), so the gradient says how the rest moves with the parameters. It
+    converges at the rate of the network's loop gain, which grows with the synapse
+    strengths. Training from a detached start state instead differentiates the drift from
+    the old rest to the new one, a transient that is not in the responses after the update.
 
     Shapes:
         ``state`` of batch size B (or 1, broadcast with the grey frame); returns batch B.
+
+    Warns:
+        IntegrationWarning: the adjoint did not converge within ``max_steps``.
     """
-    if steps < 0:
-        raise ValueError(f"relax_rest: steps must be >= 0, got {steps}")
-    ctx = net.prepare()
-    batch = net.dynamics.activity(state).shape[0]
+    if max_steps < 1 or not tol > 0:
+        raise ValueError(f"relax_rest: need max_steps >= 1 and tol > 0, got {max_steps}, {tol}")
+    ctx, dynamics = net.prepare(), net.dynamics
+    batch = dynamics.activity(state).shape[0]
     state = broadcast_state(state, batch)
-    frame = net.bias.new_full((batch, net.n_hexals), value)
-    long_step = 1e3  # seconds: longer than any time constant
-    state, _ = _integrate(net, [frame] * steps, long_step, state, ctx, None, None)
-    return state
+    is_tuple = isinstance(state, tuple)
+    tensors = state if is_tuple else (state,)
+    shapes = [t.shape for t in tensors]
+    current = net.frame_input(net.bias.new_full((batch, net.n_hexals), value))
+
+    def relax(flat):  # F on the concatenated state
+        parts = [p.reshape(shape) for p, shape in zip(flat.split([s.numel() for s in shapes]), shapes)]
+        out = dynamics.step(tuple(parts) if is_tuple else parts[0], current, ctx, _LONG_STEP)
+        return torch.cat([o.reshape(-1) for o in (out if is_tuple else (out,))])
+
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    out = relax(flat)
+    if out.requires_grad:
+        z = flat.clone().requires_grad_()
+        f = relax(z)
+
+        def adjoint(g):
+            u = g
+            for _ in range(max_steps):
+                (vjp,) = torch.autograd.grad(f, z, u, retain_graph=True)
+                u, previous = g + vjp, u
+                if float((u - previous).norm()) <= tol * float(u.norm()):
+                    return u
+            warnings.warn(IntegrationWarning(
+                f"relax_rest: the adjoint did not converge in {max_steps} steps (loop gain "
+                "near 1?); raise max_steps"), stacklevel=2)
+            return u
+
+        out.register_hook(adjoint)
+    parts = [p.reshape(shape) for p, shape in zip(out.split([s.numel() for s in shapes]), shapes)]
+    return broadcast_state(tuple(parts) if is_tuple else parts[0], batch)
 
 
 def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,

@@ -230,7 +230,7 @@ class Trainer:
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt, o.batch_size)
         start = self.epoch_state
         if learn_net and o.rest_grad_steps:
-            start = relax_rest(net, start, o.rest_grad_steps)
+            start = relax_rest(net, start, o.rest_grad_steps)  # max adjoint iterations
         responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
         rest = net.dynamics.activity(start)
         loss = l2norm(self.decoder(responses, rest), flow)

@@ -6,7 +6,7 @@ import torch
 from flygnn.config import TrainConfig
 from flygnn.datasets import FlyVisConnectome
 from flygnn.network import Network
-from flygnn.simulate import relax_rest, simulate, steady_state
+from flygnn.simulate import IntegrationWarning, relax_rest, simulate, steady_state
 from flygnn.task import FlowDecoder, l2norm
 from flygnn.train import Trainer
 
@@ -50,7 +50,7 @@ def test_relax_rest_keeps_the_rest_and_gives_the_implicit_gradient(net):
     exact = grads(net, readout(net, steady_state(net, 4.0, DT, 2, grad=True), lum, weights))
     with torch.no_grad():
         rest = steady_state(net, 4.0, DT, 2)
-    relaxed = relax_rest(net, rest, 100)
+    relaxed = relax_rest(net, rest)
     torch.testing.assert_close(relaxed, rest, rtol=0, atol=1e-6)
     implicit = grads(net, readout(net, relaxed, lum, weights))
     detached = grads(net, readout(net, rest, lum, weights))
@@ -64,9 +64,11 @@ def test_relax_rest_keeps_the_rest_and_gives_the_implicit_gradient(net):
     assert float((implicit["bias"] - exact["bias"]).norm()) < 1e-5 * float(detached["bias"].norm())
     # a detached start state differentiates the drift to the new rest instead
     assert error(detached)["syn_strength"] > 0.1
-    # the Neumann series converges at the rate of the network's loop gain: 10 steps are not enough
-    assert error(grads(net, readout(net, relax_rest(net, rest, 10), lum, weights)))["syn_strength"] > 0.1
-    with pytest.raises(ValueError, match="steps must be >= 0"):
+    # the adjoint converges at the rate of the network's loop gain: 10 steps are not enough
+    with pytest.warns(IntegrationWarning, match="did not converge"):
+        truncated = grads(net, readout(net, relax_rest(net, rest, max_steps=10), lum, weights))
+    assert error(truncated)["syn_strength"] > 0.1
+    with pytest.raises(ValueError, match="max_steps >= 1"):
         relax_rest(net, rest, -1)
 
 
@@ -97,12 +99,12 @@ def test_trainer_differentiates_through_the_rest(tmp_path, data, net):
     cfg = config("optim.rest_grad_steps=100")
     trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
     trainer.network.load_state_dict(net.state_dict())
-    trainer.train(until=1)  # computes the epoch's state; the next step starts from it
+    trainer.train(until=2)  # the network changed: the next step recomputes its rest
     ref_net = Network(data)
     ref_net.load_state_dict(trainer.network.state_dict())
     ref_dec = FlowDecoder.from_config(ref_net.graph, cfg.decoder)
     ref_dec.load_state_dict(trainer.decoder.state_dict())
-    lum, flow = movie(2, 5), torch.rand(2, T, 2, N_HEX)
+    lum, flow = movie(2, 5), torch.rand(2, T, 2, N_HEX, generator=torch.Generator().manual_seed(6))
     trainer.step(lum, flow)
     # the loss as a function of the parameters: the grey rest recomputed with them
     start = steady_state(ref_net, 4.0, DT, 2, grad=True)
@@ -112,8 +114,8 @@ def test_trainer_differentiates_through_the_rest(tmp_path, data, net):
     loss.backward()
     for name in ("syn_strength", "time_const"):
         torch.testing.assert_close(getattr(trainer.network, name).grad,
-                                   getattr(ref_net, name).grad, rtol=2e-3,
-                                   atol=2e-3 * float(getattr(ref_net, name).grad.abs().max()))
+                                   getattr(ref_net, name).grad, rtol=5e-3,
+                                   atol=5e-3 * float(getattr(ref_net, name).grad.abs().max()))
 
 
 def test_log_steps_move_strengths_by_a_relative_rate(tmp_path, data):
@@ -130,3 +132,5 @@ def test_log_steps_move_strengths_by_a_relative_rate(tmp_path, data):
         config('optim.log_steps=["bias"]')
     with pytest.raises(ValueError, match="optim.rest_grad_steps"):
         config("optim.rest_grad_steps=-2")
+    with pytest.raises(ValueError, match="needs optim.fresh_state"):
+        config("optim.rest_grad_steps=5", "optim.fresh_state=false")
