@@ -1,0 +1,75 @@
+"""Direction selectivity of T4 (ON edges) and T5 (OFF edges) in trained models.
+
+Moving ON/OFF edges in 12 directions at 13 and 25 columns/s on a small lattice (extent 5 by
+default: the parameters are per cell type, so a model of any extent runs there), central
+cells recorded. Two indices per cell type (``flygnn.analysis.direction_selectivity_index``):
+
+* ``flyvis``: flyvis's DSI of the rectified peak response, resting activity included;
+* ``change``: the same on the change from the grey rest (each response minus its first
+  frame), which a network with small responses around a large rest needs to show anything.
+
+Usage::
+
+    python training/dsi.py untrained data/models/flow_cpu runs/some_run [--extent 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+
+from flygnn.analysis.known import preferred_directions
+from flygnn.analysis.runners import moving_edge_responses
+from flygnn.analysis.tuning import direction_selectivity_index, preferred_direction
+from flygnn.datasets import FlyVisConnectome
+from flygnn.network import Network
+from flygnn.pretrained import load_model
+
+TYPES = {"T4": (["T4a", "T4b", "T4c", "T4d"], 1), "T5": (["T5a", "T5b", "T5c", "T5d"], 0)}
+
+
+def measure(net, extent: int) -> dict:
+    n_hexals = 3 * extent * (extent + 1) + 1
+    resp = moving_edge_responses(net, dt=1 / 100, speeds=(13, 25), offsets=(-extent, extent + 1),
+                                 n_ommatidia=n_hexals)
+    change = dataclasses.replace(resp, responses=resp.responses - resp.responses[:, :, :1])
+    known = preferred_directions()
+    out = {}
+    for name, r in (("flyvis", resp), ("change", change)):
+        dsi, angle = direction_selectivity_index(r), preferred_direction(r)
+        for group, (types, intensity) in TYPES.items():
+            out[f"{name}_{group}_mean"] = float(dsi.loc[types, intensity].mean())
+            out[f"{name}_{group}"] = {t: round(float(dsi.loc[t, intensity]), 4) for t in types}
+            out[f"{name}_{group}_pd_deg"] = {
+                t: round(float(np.degrees(angle.loc[t, intensity])), 1) for t in types}
+    out["known_pd_deg"] = {t: float(known[t]) for types, _ in TYPES.values() for t in types}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="model/run folders, or 'untrained'")
+    parser.add_argument("--extent", type=int, default=5)
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args()
+    data = FlyVisConnectome(extent=args.extent)[0]
+    results = {}
+    for name in args.models:
+        net = Network(data) if name == "untrained" else load_model(name, data).network
+        r = results[name] = measure(net, args.extent)
+        print(name)
+        for kind in ("flyvis", "change"):
+            print(f"  {kind:6s} DSI: T4 (ON) {r[f'{kind}_T4_mean']:.3f} {r[f'{kind}_T4']}  "
+                  f"T5 (OFF) {r[f'{kind}_T5_mean']:.3f} {r[f'{kind}_T5']}")
+        print(f"  preferred directions (change, deg): T4 {r['change_T4_pd_deg']} "
+              f"T5 {r['change_T5_pd_deg']}; known {r['known_pd_deg']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
