@@ -54,6 +54,16 @@ def test_where_selects_samples_and_keeps_index():
     assert list(resp.where(speed=13.0).params.index) == [10, 11]
 
 
+def test_change_from_rest_subtracts_each_samples_first_frame():
+    resp = _resp()
+    change = resp.change_from_rest()
+    # _resp counts up by n_cells per frame: frame k is k * 4 above frame 0
+    expected = np.broadcast_to((np.arange(5) * 4.0)[None, None, :, None], resp.shape)
+    np.testing.assert_array_equal(change.responses, expected)
+    assert change.params.equals(resp.params) and change.cell_types == resp.cell_types
+    assert (change.dt, change.t_pre, change.model_names) == (resp.dt, resp.t_pre, resp.model_names)
+
+
 def test_to_frame_long_form_values():
     resp = _resp()
     frame = resp.to_frame()

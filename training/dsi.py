@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import numpy as np
@@ -35,7 +34,7 @@ def measure(net, extent: int) -> dict:
     n_hexals = 3 * extent * (extent + 1) + 1
     resp = moving_edge_responses(net, dt=1 / 100, speeds=(13, 25), offsets=(-extent, extent + 1),
                                  n_ommatidia=n_hexals)
-    change = dataclasses.replace(resp, responses=resp.responses - resp.responses[:, :, :1])
+    change = resp.change_from_rest()
     known = preferred_directions()
     out = {}
     for name, r in (("flyvis", resp), ("change", change)):

@@ -117,6 +117,15 @@ class Responses:
             dict(self.attrs),
         )
 
+    def change_from_rest(self) -> Responses:
+        """The responses minus each sample's first frame (the grey rest the stimuli start from).
+
+        flyvis's indices rectify the activity itself; for a network whose responses are small
+        against its resting activity they are all ~0, while the same indices on the change
+        from rest show the tuning.
+        """
+        return self._replace(self.responses - self.responses[:, :, :1])
+
     def sel(self, cell_type: str | Sequence[str] | None = None, model=None) -> Responses:
         """Select cells by type and/or models by name or position (a str/int keeps the axis).
 
