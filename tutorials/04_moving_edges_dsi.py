@@ -157,6 +157,21 @@ print(pd.DataFrame(table).round(0).to_string())
 assert np.all((distance >= 0) & (distance <= np.pi))
 
 # %% [markdown]
+# ## Small responses: the change from rest
+#
+# The shipped model's responses are small against its resting activity (its synapse
+# strengths are still near flyvis's initialisation), so flyvis's index is close to 0 for
+# every cell. The same index on the change from the grey rest
+# (`Responses.change_from_rest()`: each response minus its first frame) shows the tuning.
+
+# %%
+change = analysis.direction_selectivity_index(resp.change_from_rest())
+print("DSI of the change from rest:")
+print(pd.DataFrame({"T4 (ON)": change.loc[t4, 1].to_numpy(), "T5 (OFF)": change.loc[t5, 0].to_numpy()},
+                   index=list("abcd")).to_string(float_format="%.3g"))
+assert change.to_numpy().min() >= 0 and change.to_numpy().max() <= 1
+
+# %% [markdown]
 # ## Figures
 #
 # Polar tuning curves of T4a-d (peak response to ON edges per direction), arrows of the
