@@ -14,8 +14,10 @@ def test_shipped_model_loads_and_beats_zero_flow():
     model = flygnn.load_pretrained("flow_cpu", data=data)
     untrained = flygnn.Network(data)
     assert model.config.network.extent == 15 and model.decoder is not None
-    trained = model.network.param_table("time_const")  # the table its training changed
-    assert not trained.equals(untrained.param_table("time_const"))
+    for name in ("time_const", "syn_strength"):  # the tables its training changed
+        assert not model.network.param_table(name).equals(untrained.param_table(name)), name
+    assert model.network.param_table("bias").equals(untrained.param_table("bias"))
+    trained = model.network.param_table("time_const")
     assert (trained > 0).all() and (model.network.param_table("syn_strength") >= 0).all()
     metrics = model.metrics
     assert metrics["val_epe"] < metrics["decoder_only_val_epe"] < metrics["zero_flow_val_epe"]
@@ -85,3 +87,26 @@ def test_shipped_models_validation_epe_is_reproduced(tmp_path):
     scores = evaluate(model.network, model.decoder, val, config.data.dt, config.optim.val_t_pre)
     assert scores["epe"] == pytest.approx(model.metrics["val_epe"], rel=1e-4)
     assert scores["l2norm"] == pytest.approx(model.metrics["val_l2norm"], rel=1e-4)
+
+
+def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained():
+    """Moving ON/OFF edges at extent 5 (``training/dsi.py``): the DSI of the change from rest
+    of T4 (ON) and T5 (OFF) roughly doubles with training, and T4a/T4b/T4d prefer the
+    directions measured in flies."""
+    import numpy as np
+    from flygnn.analysis import angular_distance_to_known
+    from flygnn.analysis.runners import moving_edge_responses
+    from flygnn.analysis.tuning import direction_selectivity_index, preferred_direction
+
+    data = flygnn.FlyVisConnectome(extent=5)[0]
+    t4, t5 = ["T4a", "T4b", "T4c", "T4d"], ["T5a", "T5b", "T5c", "T5d"]
+    dsi, pref = {}, {}
+    for name, net in (("trained", flygnn.load_pretrained("flow_cpu", data=data).network),
+                      ("untrained", flygnn.Network(data))):
+        resp = moving_edge_responses(net, dt=1 / 100, speeds=(13, 25), offsets=(-5, 6),
+                                     n_ommatidia=91).change_from_rest()
+        dsi[name], pref[name] = direction_selectivity_index(resp), preferred_direction(resp)
+    for types, on in ((t4, 1), (t5, 0)):
+        assert dsi["trained"].loc[types, on].mean() > 1.5 * dsi["untrained"].loc[types, on].mean()
+    distance = np.degrees(angular_distance_to_known(pref["trained"]))
+    assert (distance.loc[["T4a", "T4b", "T4d"]] < 30).all()
