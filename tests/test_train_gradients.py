@@ -134,3 +134,23 @@ def test_log_steps_move_strengths_by_a_relative_rate(tmp_path, data):
         config("optim.rest_grad_steps=-2")
     with pytest.raises(ValueError, match="needs optim.fresh_state"):
         config("optim.rest_grad_steps=5", "optim.fresh_state=false")
+
+
+def test_relax_rest_handles_states_of_several_tensors(data):
+    from flygnn.dynamics import SynapticFilterDynamics
+
+    net = Network(data, SynapticFilterDynamics(syn_time_const=0.03))
+    with torch.no_grad():
+        net.syn_strength.mul_(3.0)
+    lum = movie(seed=3)
+    weights = torch.randn(2, T, net.num_nodes, generator=torch.Generator().manual_seed(4))
+    exact = grads(net, readout(net, steady_state(net, 4.0, DT, 2, grad=True), lum, weights))
+    with torch.no_grad():
+        rest = steady_state(net, 4.0, DT, 2)
+    relaxed = relax_rest(net, rest)
+    assert isinstance(relaxed, tuple) and len(relaxed) == 2
+    for a, b in zip(relaxed, rest):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    implicit = grads(net, readout(net, relaxed, lum, weights))
+    err = (implicit["syn_strength"] - exact["syn_strength"]).norm() / exact["syn_strength"].norm()
+    assert err < 1e-3
