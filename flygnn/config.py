@@ -201,22 +201,17 @@ class OptimConfig:
     """Optimisation: Adam on (network, decoder) with stepwise rates, SGD for the penalty
     (``lr_pen`` None: follows ``lr_net``), grey steady state of ``t_pre`` seconds per epoch,
     validation every ``val_every`` and a checkpoint every ``checkpoint_every`` iterations.
-    ``train_network = False`` freezes the network and trains the decoder alone (the baseline
-    "decoder on the untrained network"). ``net_warmup`` (not in flyvis): the network's rate
-    (and the penalty's) is 0 in epochs that start before this iteration, so the decoder
-    first learns to read the initial network and then passes it useful gradients.
-    ``fresh_state`` (not in flyvis): recompute the grey steady state before every step that
-    trains the network, not once per epoch, so that movies start from the current network's
-    rest (a stale state starts each movie with a transient that a decoder of small
-    responses reads as signal). ``train_params``: which of the network's parameter tables
-    are trained (all three in flyvis); ``net_rate_scale`` multiplies the network's rate per
-    table (:class:`RateScale`). ``rest_grad_steps`` (not in flyvis): differentiate the start
-    state and the decoder's rest implicitly, with up to that many fixed-point iterations
-    of the adjoint (:func:`~flygnn.simulate.relax_rest`), so that the gradient sees how the
-    rest moves with the parameters; 0 treats the start state as a constant, as flyvis does. ``log_steps``
-    (not in flyvis): tables that Adam moves in log space (each entry is multiplied by
-    ``exp(step)``), so that their rate is relative and entries of different sizes learn
-    alike; they stay positive."""
+    ``train_network = False`` trains the decoder alone (the baseline "decoder on the
+    untrained network"); ``train_params``: the network's tables that learn (all three in
+    flyvis); ``net_rate_scale``: the network's rate per table (:class:`RateScale`).
+    Not in flyvis: ``net_warmup``, the network's (and penalty's) rate is 0 in epochs starting
+    before this iteration, so the decoder first learns to read the initial network;
+    ``fresh_state``, recompute the grey rest before every network step, not once per epoch
+    (a stale state starts each movie with a transient that the decoder reads as signal);
+    ``rest_grad_steps``, differentiate the start state and the decoder's rest implicitly,
+    with up to that many adjoint iterations (:func:`~flygnn.simulate.relax_rest`; 0 treats
+    the start state as a constant, as flyvis does); ``log_steps``, tables that Adam moves in
+    log space (``x * exp(step)``: a relative rate, entries stay positive)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -248,13 +243,12 @@ class OptimConfig:
         if any(p not in ("time_const", "syn_strength") for p in self.log_steps):
             _fail(f"{prefix}.log_steps", f"entries must be among ['time_const', 'syn_strength'] "
                                          f"(positive tables), got {list(self.log_steps)}")
-        if self.rest_grad_steps < 0:
-            _fail(f"{prefix}.rest_grad_steps", f"must be >= 0, got {self.rest_grad_steps}")
+        for name in ("rest_grad_steps", "net_warmup"):
+            if getattr(self, name) < 0:
+                _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.rest_grad_steps and not self.fresh_state:
             _fail(f"{prefix}.rest_grad_steps", "needs optim.fresh_state = true (the implicit "
                                                "gradient holds at the current network's rest)")
-        if self.net_warmup < 0:
-            _fail(f"{prefix}.net_warmup", f"must be >= 0 iterations, got {self.net_warmup}")
         for name in ("t_pre", "val_t_pre"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0 seconds, got {getattr(self, name)}")
