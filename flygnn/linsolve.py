@@ -1,0 +1,56 @@
+"""Matrix-free linear solves for implicit gradients (GMRES on a ``matvec`` closure)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+__all__ = ["gmres"]
+
+
+def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, tol: float = 1e-6,
+          max_iter: int = 200, restart: int = 50) -> tuple[torch.Tensor, bool, int]:
+    """Solve ``A x = b`` for a square operator given as ``matvec(x) = A x`` (restarted GMRES).
+
+    Arnoldi with modified Gram-Schmidt in ``b``'s dtype; the small least-squares problems in
+    float64. Stops when the residual is at most ``tol * |b|`` or after ``max_iter`` products.
+
+    Returns:
+        ``(x, converged, n_matvec)``.
+
+    Shapes:
+        ``b`` and ``x`` are 1-D ``(n,)``.
+    """
+    b_norm = float(b.norm())
+    x = torch.zeros_like(b)
+    if b_norm == 0:
+        return x, True, 0
+    used = 0
+    while used + (1 if used else 0) < max_iter:  # a restart spends one product on r
+        r = b - matvec(x) if used else b
+        used += 1 if used else 0
+        beta = float(r.norm())
+        if beta <= tol * b_norm:
+            return x, True, used
+        basis = [r / beta]
+        h = torch.zeros(restart + 1, restart, dtype=torch.float64)
+        rhs = torch.zeros(restart + 1, dtype=torch.float64)
+        rhs[0] = beta
+        for j in range(restart):
+            w = matvec(basis[j])
+            used += 1
+            for i, v in enumerate(basis):
+                h[i, j] = float(torch.dot(w, v))
+                w = w - h[i, j].item() * v
+            h[j + 1, j] = float(w.norm())
+            y = torch.linalg.lstsq(h[:j + 2, :j + 1], rhs[:j + 2, None]).solution[:, 0]
+            residual = float((h[:j + 2, :j + 1] @ y - rhs[:j + 2]).norm())
+            done = residual <= tol * b_norm or h[j + 1, j] <= 1e-12 * beta or used >= max_iter
+            if done or j == restart - 1:
+                break
+            basis.append(w / h[j + 1, j].item())
+        x = x + sum(c * v for c, v in zip(y.to(b.dtype).tolist(), basis))
+        if residual <= tol * b_norm:
+            return x, True, used
+    return x, False, used
