@@ -193,10 +193,11 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     The result is ``F(state)`` (equal to ``state`` at convergence); its backward pass solves
     ``(I - dF/dv)^T u = g`` with GMRES (:func:`~flygnn.linsolve.gmres`: at most ``max_steps``
     vector-Jacobian products, residual below ``tol * |g|``), so the gradient says how the
-    rest moves with the parameters. The plain fixed-point iteration of this system (the
-    Neumann series of ``(I - W D)^-1``) converges at the rate of the network's loop gain,
-    which training drives towards 1 (hundreds of iterations); GMRES needs far fewer. Training from a detached start state instead differentiates the drift from
-    the old rest to the new one, a transient that is not in the responses after the update.
+    rest moves with the parameters. (The plain fixed-point iteration of this system, the
+    Neumann series of ``(I - W D)^-1``, converges at the rate of the network's loop gain,
+    which training drives towards 1.) Training from a detached start state instead
+    differentiates the drift from the old rest to the new one, a transient that is not in
+    the responses after the update.
 
     Shapes:
         ``state`` of batch size B (or 1, broadcast with the grey frame); returns batch B.
@@ -211,12 +212,15 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     state = broadcast_state(state, batch)
     is_tuple = isinstance(state, tuple)
     tensors = state if is_tuple else (state,)
-    shapes = [t.shape for t in tensors]
+    shapes, sizes = [t.shape for t in tensors], [t.numel() for t in tensors]
     current = net.frame_input(net.bias.new_full((batch, net.n_hexals), value))
 
+    def unflatten(flat):
+        parts = [p.reshape(shape) for p, shape in zip(flat.split(sizes), shapes)]
+        return tuple(parts) if is_tuple else parts[0]
+
     def relax(flat):  # F on the concatenated state
-        parts = [p.reshape(shape) for p, shape in zip(flat.split([s.numel() for s in shapes]), shapes)]
-        out = dynamics.step(tuple(parts) if is_tuple else parts[0], current, ctx, _LONG_STEP)
+        out = dynamics.step(unflatten(flat), current, ctx, _LONG_STEP)
         return torch.cat([o.reshape(-1) for o in (out if is_tuple else (out,))])
 
     flat = torch.cat([t.detach().reshape(-1) for t in tensors])
@@ -233,12 +237,11 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
             if not converged:
                 warnings.warn(IntegrationWarning(
                     f"relax_rest: the adjoint did not converge in {max_steps} steps (loop gain "
-                    "near 1?); raise max_steps"), stacklevel=2)
+                    "near 1?); raise max_steps (optim.rest_grad_steps)"), stacklevel=2)
             return u
 
         out.register_hook(adjoint)
-    parts = [p.reshape(shape) for p, shape in zip(out.split([s.numel() for s in shapes]), shapes)]
-    return broadcast_state(tuple(parts) if is_tuple else parts[0], batch)
+    return broadcast_state(unflatten(out), batch)
 
 
 def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,

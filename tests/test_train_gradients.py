@@ -92,7 +92,8 @@ def config(*overrides):
         "optim": {"n_iters": 4, "batch_size": 2, "t_pre": 2.0, "val_t_pre": 0.1,
                   "penalty": {"weight": 0.0}, "fresh_state": True,
                   "lr_net": {"start": 1e-3, "stop": 1e-3, "steps": 1},
-                  "lr_dec": {"start": 1e-3, "stop": 1e-3, "steps": 1}}}).with_overrides(list(overrides))
+                  "lr_dec": {"start": 1e-3, "stop": 1e-3, "steps": 1}}},
+    ).with_overrides(list(overrides))
 
 
 def test_trainer_differentiates_through_the_rest(tmp_path, data, net):
@@ -162,7 +163,8 @@ def test_gmres_solves_a_nonsymmetric_system(restart):
 
     g = torch.Generator().manual_seed(7)
     n = 40
-    a = torch.eye(n, dtype=torch.float64) + 0.9 * torch.randn(n, n, generator=g, dtype=torch.float64) / n ** 0.5
+    noise = torch.randn(n, n, generator=g, dtype=torch.float64)
+    a = torch.eye(n, dtype=torch.float64) + 0.9 * noise / n ** 0.5
     b = torch.randn(n, generator=g, dtype=torch.float64)
     x, converged, used = gmres(lambda v: a @ v, b, tol=1e-10, max_iter=400, restart=restart)
     assert converged and used <= 400  # restarted: more products, same solution

@@ -10,7 +10,7 @@ cells recorded. Two indices per cell type (``flygnn.analysis.direction_selectivi
 
 Usage::
 
-    python training/dsi.py untrained data/models/flow_cpu runs/some_run [--extent 5] [--json out.json]
+    python training/dsi.py untrained data/models/flow_cpu runs/my_run [--extent 5] [--json f]
 """
 
 from __future__ import annotations
