@@ -26,10 +26,8 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, tol: 
     x = torch.zeros_like(b)
     if b_norm == 0:
         return x, True, 0
-    used = 0
-    while used + (1 if used else 0) < max_iter:  # a restart spends one product on r
-        r = b - matvec(x) if used else b
-        used += 1 if used else 0
+    r, used = b, 0  # x = 0: the first residual is b; a restart spends one product on it
+    while True:
         beta = float(r.norm())
         if beta <= tol * b_norm:
             return x, True, used
@@ -53,4 +51,6 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, tol: 
         x = x + sum(c * v for c, v in zip(y.to(b.dtype).tolist(), basis))
         if residual <= tol * b_norm:
             return x, True, used
-    return x, False, used
+        if used + 1 >= max_iter:  # no product left after the restart's residual
+            return x, False, used
+        r, used = b - matvec(x), used + 1
