@@ -11,7 +11,7 @@ from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["build_datasets", "build_network", "build_decoder"]
+__all__ = ["build_datasets", "build_network", "build_decoder", "MovieSubset"]
 
 
 def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
@@ -33,10 +33,25 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
                   ego_motion=d.ego_motion, root=root,
                   prior=MotionPrior(speed=d.speed, object_speed=d.object_speed,
                                     contrast=tuple(d.texture_contrast)))
-    train = OpticFlowMovies(d.n_train, transform=augment, **common)
-    val = OpticFlowMovies(d.n_val, start=d.n_train, transform=Augment(d.n_frames, enabled=False),
+    val_start = d.n_train if d.val_start is None else d.val_start
+    val = OpticFlowMovies(d.n_val, start=val_start, transform=Augment(d.n_frames, enabled=False),
                           **common)
-    return train, val
+    if val_start >= d.n_train:
+        return OpticFlowMovies(d.n_train, transform=augment, **common), val
+    # the validation block lies inside the first n_train + n_val items: train on the others
+    items = OpticFlowMovies(d.n_train + d.n_val, transform=augment, **common)
+    keep = [i for i in range(len(items)) if not val_start <= i < val_start + d.n_val]
+    return MovieSubset(items, keep), val
+
+
+class MovieSubset(torch.utils.data.Subset):
+    """Some items of a movie set; its other attributes (``config``, ``transform``) are the
+    set's."""
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "indices"):  # not yet set (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def build_network(config: TrainConfig, data=None) -> Network:

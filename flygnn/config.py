@@ -48,7 +48,8 @@ class DataConfig:
     """Offline optic-flow movies and their augmentation.
 
     ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x
-    ``width`` pixels, seed ``seed``); each item is cropped to ``n_frames`` source frames
+    ``width`` pixels, seed ``seed``); validation takes items ``val_start ..`` (default
+    ``n_train``) and training the first ``n_train`` others; each item is cropped to ``n_frames`` source frames
     (random start when augmenting, the first frames for validation) and resampled to
     ``dt``. ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per
     source frame) and ``texture_contrast`` (range of the textures' standard deviation) set
@@ -58,6 +59,7 @@ class DataConfig:
 
     n_train: int = 64
     n_val: int = 16
+    val_start: int | None = None
     n_source_frames: int = 25
     n_frames: int = 19
     dt: float = 0.02
@@ -82,6 +84,8 @@ class DataConfig:
         for name in ("n_train", "n_val", "n_source_frames", "n_frames", "height", "width"):
             if getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.val_start is not None and self.val_start < 0:
+            _fail(f"{prefix}.val_start", f"must be >= 0 or null, got {self.val_start}")
         if self.n_frames > self.n_source_frames:
             _fail(f"{prefix}.n_frames", f"must be <= n_source_frames ({self.n_source_frames}), "
                                         f"got {self.n_frames}")
@@ -328,10 +332,6 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
     return d
 
 
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
 def _build(cls, d, prefix: str):
     where = prefix or "config"
     if not isinstance(d, dict):
@@ -340,7 +340,7 @@ def _build(cls, d, prefix: str):
     unknown = sorted(set(d) - names)
     if unknown:
         raise ValueError(f"config field {where!r}: unknown keys {unknown}; known: {sorted(names)}")
-    hints, kwargs = _hints(cls), {}
+    hints, kwargs = typing.get_type_hints(cls), {}
     for name, value in d.items():
         kwargs[name] = _convert(hints[name], value, f"{prefix}.{name}" if prefix else name)
     return cls(**kwargs)
@@ -385,7 +385,7 @@ def _convert(tp, value, name: str):
 
 def _validate(obj, prefix: str) -> None:
     """Type-check every field (so direct construction is checked too) and run ``check``."""
-    hints = _hints(type(obj))
+    hints = typing.get_type_hints(type(obj))
     for f in fields(obj):
         name = f"{prefix}.{f.name}" if prefix else f.name
         value = getattr(obj, f.name)

@@ -374,6 +374,26 @@ def test_motion_prior_comes_from_the_data_config():
         assert (prior.speed, prior.object_speed, prior.contrast) == (12.0, 16.0, (0.2, 0.4))
 
 
+def test_val_start_keeps_validation_fixed_and_training_disjoint():
+    from flygnn.stimuli.augment import Augment
+    from flygnn.stimuli.opticflow import OpticFlowMovies
+    from flygnn.train import build_datasets
+
+    small = {"n_source_frames": 4, "n_frames": 3, "height": 40, "width": 40, "cache": "",
+             "augment": False, "n_objects": [0, 1]}
+    cfg = TrainConfig.from_dict({"network": {"extent": 2}, "optim": {"batch_size": 2},
+                                 "data": dict(small, n_train=5, n_val=2, val_start=2)})
+    train, val = build_datasets(cfg)
+    assert (len(train), len(val)) == (5, 2)
+    common = dict(n_frames=4, height=40, width=40, extent=2, dt=cfg.data.dt, n_objects=(0, 1),
+                  prior=train.config.prior, transform=Augment(3, enabled=False))
+    for dataset, i, item in ((val, 0, 2), (val, 1, 3), (train, 1, 1), (train, 2, 4), (train, 4, 6)):
+        expected = OpticFlowMovies(1, start=item, **common)[0]
+        assert torch.equal(dataset[i]["lum"], expected["lum"]), (i, item)
+    with pytest.raises(ValueError, match="data.val_start"):
+        cfg.with_overrides(["data.val_start=-1"])
+
+
 def test_decoder_only_training_keeps_the_network_fixed(tmp_path, data):
     cfg = config(train_network=False, n_iters=8)
     trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
