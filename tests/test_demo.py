@@ -91,7 +91,7 @@ def test_shipped_models_validation_epe_is_reproduced(tmp_path):
 
 def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained():
     """Moving ON/OFF edges at extent 5 (``training/dsi.py``): the DSI of the change from rest
-    of T4 (ON) and T5 (OFF) roughly doubles with training, and T4a/T4b/T4d prefer the
+    of T4 (ON) and T5 (OFF) rises by half or more with training, and T4a/T4b/T4d prefer the
     directions measured in flies."""
     import numpy as np
     from flygnn.analysis import angular_distance_to_known
