@@ -121,6 +121,15 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
                      + " | ".join(f"{v:.3f}" for v in t4t5) + " |")
     lines.append("")
     lines.append("DSI of T4 at ON edges and T5 at OFF edges (their known contrast preference).")
+    # flyvis's DSI rectifies the response including its rest: small responses on a large rest
+    # read as unselective, so the same index of the change from rest is shown too
+    change = direction_selectivity_index(moving.change_from_rest())
+    lines += ["", "| model | DSI of the change from rest: " + " | ".join(T4T5) + " |",
+              "|---" * (1 + len(T4T5)) + "|"]
+    for m, name in enumerate(names):
+        table = _dsi_table(change, name, m, len(names))
+        lines.append(f"| {name} | " + " | ".join(
+            f"{table.loc[t, 1 if polarity[t] > 0 else 0]:.3f}" for t in T4T5) + " |")
     if metrics:
         lines.append("")
         lines.append("Trained model metrics: " + ", ".join(

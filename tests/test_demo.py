@@ -51,6 +51,11 @@ def test_demo_writes_a_report_and_keeps_earlier_ones(tmp_path, capsys):
     assert len(table) == 2 and table["fri_correlation"].between(-1, 1).all()
     printed = capsys.readouterr().out
     assert "report written to" in printed and str(folder.resolve()) in printed
+    # the models-compared tables end the summary: flyvis's DSI, then the DSI of the change
+    flyvis, change = [ln for ln in summary.splitlines() if ln.startswith("| flow_cpu |")][-2:]
+    change = [float(v) for v in change.strip("|").split("|")[1:]]
+    assert len(change) == 8 and all(0 <= v <= 1 for v in change)
+    assert max(change) > max(float(v) for v in flyvis.strip("|").split("|")[3:])
 
 
 def test_demo_names_a_missing_model(tmp_path):
