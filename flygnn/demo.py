@@ -114,9 +114,10 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
     lines = ["", "| model | FRI corr. with known polarity | DSI corr. with known | "
              + " | ".join(T4T5) + " |", "|---" * (3 + len(T4T5)) + "|"]
     polarity = known.polarity()
+    contrast = {t: 1 if polarity[t] > 0 else 0 for t in T4T5}  # ON (1) for T4, OFF (0) for T5
     for m, name in enumerate(names):
         table = _dsi_table(dsi, name, m, len(names))
-        t4t5 = [table.loc[t, 1 if polarity[t] > 0 else 0] for t in T4T5]
+        t4t5 = [table.loc[t, contrast[t]] for t in T4T5]
         lines.append(f"| {name} | {_value(fri_corr, name, m):.3f} | {_value(dsi_corr, name, m):.3f} | "
                      + " | ".join(f"{v:.3f}" for v in t4t5) + " |")
     lines.append("")
@@ -129,7 +130,7 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
     for m, name in enumerate(names):
         table = _dsi_table(change, name, m, len(names))
         lines.append(f"| {name} | " + " | ".join(
-            f"{table.loc[t, 1 if polarity[t] > 0 else 0]:.3f}" for t in T4T5) + " |")
+            f"{table.loc[t, contrast[t]]:.3f}" for t in T4T5) + " |")
     if metrics:
         lines.append("")
         lines.append("Trained model metrics: " + ", ".join(
