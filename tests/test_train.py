@@ -315,17 +315,19 @@ def test_cli_train_validate_simulate(tmp_path, data):
 
 
 def test_shipped_cpu_configs_chain_into_the_shipped_model():
-    """The eight stages of ``configs/`` (decoder, time constants, time constants continued,
-    all at extent 5; decoder at extent 15; strengths and time constants at extent 5; decoder
-    at extent 15; the same on 256 training movies; decoder at extent 15) start from each
-    other's outputs, validate on the same movies and end at the shipped config."""
+    """The stages of ``configs/`` (decoder, time constants, time constants continued, all at
+    extent 5; decoder at extent 15; strengths and time constants at extent 5; decoder at
+    extent 15; the same on 256 training movies; decoder at extent 15; the same with the
+    strengths at 3x the rate; decoder at extent 15) start from each other's outputs,
+    validate on the same movies and end at the shipped config."""
     import dataclasses
     from pathlib import Path
 
     root = Path(__file__).parent.parent
     names = ("flow_cpu_decoder", "flow_cpu", "flow_cpu_continued", "flow_cpu_extent15",
              "flow_cpu_strengths", "flow_cpu_strengths_extent15", "flow_cpu_more_movies",
-             "flow_cpu_more_movies_extent15")
+             "flow_cpu_more_movies_extent15", "flow_cpu_fast_strengths",
+             "flow_cpu_fast_strengths_extent15")
     stages = [TrainConfig.from_json(root / "configs" / f"{name}.json") for name in names]
     first, *rest = stages
     assert not first.optim.train_network and first.network.extent == 5
@@ -335,10 +337,12 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
             assert cfg.network.init == f"runs/{previous}/network.pt"
     for cfg in stages[1:3]:
         assert cfg.optim.train_network and cfg.optim.train_params == ("time_const",)
-    for cfg in (stages[4], stages[6]):
+    for cfg in stages[4::2]:
         assert cfg.network.extent == 5 and cfg.optim.train_network
         assert {"time_const", "syn_strength"} <= set(cfg.optim.train_params)
         assert cfg.optim.rest_grad_steps > 0 and cfg.optim.fresh_state
+    rates = [cfg.optim.net_rate_scale.syn_strength for cfg in stages[4::2]]
+    assert rates == [1.0, 1.0] + [3.0] * (len(rates) - 2)
     for cfg in stages[3::2]:
         assert cfg.network.extent == 15 and not cfg.optim.train_network
     shipped = TrainConfig.from_json(root / "data" / "models" / "flow_cpu" / "config.json")
@@ -347,8 +351,7 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
     assert (more.n_train, more.val_start) == (256, first.data.n_train)
     assert dataclasses.replace(more, n_train=first.data.n_train, val_start=None) == first.data
     for cfg in stages:  # the same validation movies and decoder throughout
-        if cfg is not stages[6]:
-            assert cfg.data == first.data
+        assert cfg.data == (more if cfg in stages[6::2] else first.data)
         assert (cfg.decoder.baseline, cfg.decoder.input_norm) == ("rest", "rms")
 
 
