@@ -318,8 +318,8 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
     """The stages of ``configs/`` (decoder, time constants, time constants continued, all at
     extent 5; decoder at extent 15; strengths and time constants at extent 5; decoder at
     extent 15; the same on 256 training movies; decoder at extent 15; the same with the
-    strengths at 3x the rate; decoder at extent 15) start from each other's outputs,
-    validate on the same movies and end at the shipped config."""
+    strengths at 3x the rate, twice, each followed by the decoder at extent 15) start from
+    each other's outputs, validate on the same movies and end at the shipped config."""
     import dataclasses
     from pathlib import Path
 
@@ -327,7 +327,8 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
     names = ("flow_cpu_decoder", "flow_cpu", "flow_cpu_continued", "flow_cpu_extent15",
              "flow_cpu_strengths", "flow_cpu_strengths_extent15", "flow_cpu_more_movies",
              "flow_cpu_more_movies_extent15", "flow_cpu_fast_strengths",
-             "flow_cpu_fast_strengths_extent15")
+             "flow_cpu_fast_strengths_extent15", "flow_cpu_fast_strengths_continued",
+             "flow_cpu_fast_strengths_continued_extent15")
     stages = [TrainConfig.from_json(root / "configs" / f"{name}.json") for name in names]
     first, *rest = stages
     assert not first.optim.train_network and first.network.extent == 5
