@@ -134,8 +134,8 @@ class DecoderConfig:
             _fail(f"{prefix}.kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
         if not 0 <= self.p_dropout < 1:
             _fail(f"{prefix}.p_dropout", f"must be in [0, 1), got {self.p_dropout}")
-        if self.baseline not in ("none", "rest"):
-            _fail(f"{prefix}.baseline", f"must be 'none' (flyvis) or 'rest', got {self.baseline!r}")
+        if self.baseline not in ("none", "rest", "rest_positive"):
+            _fail(f"{prefix}.baseline", f"must be none, rest or rest_positive: {self.baseline!r}")
         if self.input_norm not in ("none", "rms"):
             _fail(f"{prefix}.input_norm", f"must be 'none' (flyvis) or 'rms', got {self.input_norm!r}")
         if not 0 < self.norm_momentum <= 1:

@@ -164,6 +164,9 @@ class FlowDecoder(nn.Module):
     resting activity; the DC term then dominates the batch norm and no flow can be read
     out, so the network receives no useful gradient for a long time. Subtracting the rest
     removes the DC term; the decoder's input is otherwise unchanged (``"none"``: flyvis).
+    ``baseline="rest_positive"`` keeps only the rise above rest, ``relu(relu(a) -
+    relu(a_rest))``: a cell then reports one direction of change, as a synapse onto a
+    downstream cell would, and a motion axis needs two opponent types.
     On its own it does not make very small inputs readable in eval mode (the batch norm's
     running statistics lag behind the fit); ``input_norm="rms"`` does (``configs/README.md``).
 
@@ -179,14 +182,15 @@ class FlowDecoder(nn.Module):
         kernel_size: odd kernel size (5).
         const_weight: initial value of all weights and biases; None keeps PyTorch's init.
         p_dropout: dropout probability of the hidden layer (0.5).
-        baseline: ``"none"`` (flyvis) or ``"rest"`` (subtract the resting activity).
+        baseline: ``"none"`` (flyvis), ``"rest"`` (subtract the resting activity) or
+            ``"rest_positive"`` (and keep only the rise above it).
         input_norm: ``"none"`` (flyvis) or ``"rms"`` (divide by the running RMS per type).
         norm_momentum: momentum of the running RMS (0.01).
 
     **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
     """
 
-    BASELINES = ("none", "rest")
+    BASELINES = ("none", "rest", "rest_positive")
     INPUT_NORMS = ("none", "rms")
 
     def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
@@ -254,7 +258,7 @@ class FlowDecoder(nn.Module):
         B, T, _ = responses.shape
         n = self.map_index.numel()
         x = responses[..., self.output_index].relu()
-        if self.baseline == "rest":
+        if self.baseline != "none":
             if rest is None:
                 raise ValueError("this decoder reads activity relative to rest (baseline='rest'): "
                                  "pass rest=net.dynamics.activity(state) of the grey steady state "
@@ -263,6 +267,8 @@ class FlowDecoder(nn.Module):
                 raise ValueError(f"rest must have shape ({B} or 1, {self.num_nodes}), got "
                                  f"{tuple(rest.shape)}")
             x = x - rest[:, None, self.output_index].relu()
+            if self.baseline == "rest_positive":
+                x = x.relu()
         x = x.reshape(B * T, self.n_types, n)
         if self.input_norm is not None:
             x = self.input_norm(x)

@@ -138,6 +138,29 @@ def test_rest_baseline_decodes_the_change_from_rest(graph2):
         FlowDecoder(graph2, baseline="mean")
 
 
+def test_rest_positive_baseline_reads_only_the_rise_above_rest(graph2):
+    """baseline="rest_positive" is the plain decoder on relu(relu(a) - relu(a_rest)): a fall
+    below rest reads like the rest itself, a rise like the "rest" decoder's input."""
+    g = torch.Generator().manual_seed(7)
+    plain = FlowDecoder(graph2, const_weight=None)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    plain.eval()
+    positive = FlowDecoder(graph2, const_weight=None, baseline="rest_positive").eval()
+    positive.load_state_dict(plain.state_dict())
+    rest = torch.rand(1, graph2.num_nodes, generator=g) + 0.5
+    responses = rest[:, None] + torch.randn(2, 3, graph2.num_nodes, generator=g)
+    rise = (responses.relu() - rest.relu()[:, None]).clamp(min=0)
+    assert (rise == 0).any() and (rise > 0).any()
+    torch.testing.assert_close(positive(responses, rest), plain(rise))
+    below = torch.minimum(responses, rest[:, None])  # every cell at or below its rest
+    torch.testing.assert_close(positive(below, rest), plain(torch.zeros_like(below)))
+    signed = FlowDecoder(graph2, const_weight=None, baseline="rest").eval()
+    signed.load_state_dict(plain.state_dict())
+    assert not torch.allclose(positive(below, rest), signed(below, rest))
+
+
 def test_running_rms_scales_each_channel_by_its_running_root_mean_square():
     norm = RunningRMS(3, momentum=0.25)
     g = torch.Generator().manual_seed(0)
