@@ -112,16 +112,24 @@ def test_forward_matches_independent_computation(graph2):
     torch.testing.assert_close(out, _reference_forward(dec, graph2, responses), rtol=1e-5, atol=1e-6)
 
 
+def _random_decoders(graph, generator, *baselines):
+    """Decoders in eval mode with the same random weights, one per baseline."""
+    first = FlowDecoder(graph, const_weight=None)
+    with torch.no_grad():
+        for p in first.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    out = []
+    for baseline in baselines:
+        dec = FlowDecoder(graph, const_weight=None, baseline=baseline)
+        dec.load_state_dict(first.state_dict())
+        out.append(dec.eval())
+    return out
+
+
 def test_rest_baseline_decodes_the_change_from_rest(graph2):
     """baseline="rest" reads relu(a) - relu(a_rest): the flyvis decoder on that input."""
     g = torch.Generator().manual_seed(5)
-    plain = FlowDecoder(graph2, const_weight=None)
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    plain.eval()
-    rest_dec = FlowDecoder(graph2, const_weight=None, baseline="rest").eval()
-    rest_dec.load_state_dict(plain.state_dict())
+    plain, rest_dec = _random_decoders(graph2, g, "none", "rest")
     rest = torch.randn(1, graph2.num_nodes, generator=g)
     # responses >= relu(rest): the change is non-negative, so the plain decoder's own relu
     # leaves it unchanged
@@ -142,13 +150,7 @@ def test_rest_positive_baseline_reads_only_the_rise_above_rest(graph2):
     """baseline="rest_positive" is the plain decoder on relu(relu(a) - relu(a_rest)): a fall
     below rest reads like the rest itself, a rise like the "rest" decoder's input."""
     g = torch.Generator().manual_seed(7)
-    plain = FlowDecoder(graph2, const_weight=None)
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    plain.eval()
-    positive = FlowDecoder(graph2, const_weight=None, baseline="rest_positive").eval()
-    positive.load_state_dict(plain.state_dict())
+    plain, positive, signed = _random_decoders(graph2, g, "none", "rest_positive", "rest")
     rest = torch.rand(1, graph2.num_nodes, generator=g) + 0.5
     responses = rest[:, None] + torch.randn(2, 3, graph2.num_nodes, generator=g)
     rise = (responses.relu() - rest.relu()[:, None]).clamp(min=0)
@@ -156,8 +158,6 @@ def test_rest_positive_baseline_reads_only_the_rise_above_rest(graph2):
     torch.testing.assert_close(positive(responses, rest), plain(rise))
     below = torch.minimum(responses, rest[:, None])  # every cell at or below its rest
     torch.testing.assert_close(positive(below, rest), plain(torch.zeros_like(below)))
-    signed = FlowDecoder(graph2, const_weight=None, baseline="rest").eval()
-    signed.load_state_dict(plain.state_dict())
     assert not torch.allclose(positive(below, rest), signed(below, rest))
 
 
