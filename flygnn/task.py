@@ -260,7 +260,8 @@ class FlowDecoder(nn.Module):
         x = responses[..., self.output_index].relu()
         if self.baseline != "none":
             if rest is None:
-                raise ValueError("this decoder reads activity relative to rest (baseline='rest'): "
+                raise ValueError(f"this decoder reads activity relative to rest (baseline="
+                                 f"{self.baseline!r}): "
                                  "pass rest=net.dynamics.activity(state) of the grey steady state "
                                  "the simulation started from")
             if rest.dim() != 2 or rest.shape[-1] != self.num_nodes or rest.shape[0] not in (1, B):
