@@ -318,7 +318,8 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
     """The stages of ``configs/`` (decoder, time constants, time constants continued, all at
     extent 5; decoder at extent 15; strengths and time constants at extent 5; decoder at
     extent 15; the same on 256 training movies; decoder at extent 15; the same with the
-    strengths at 3x the rate, twice, each followed by the decoder at extent 15) start from
+    strengths at 3x the rate, twice, each followed by the decoder at extent 15; the same with
+    a decoder that reads only the rise above rest, and its decoder at extent 15) start from
     each other's outputs, validate on the same movies and end at the shipped config."""
     import dataclasses
     from pathlib import Path
@@ -328,7 +329,8 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
              "flow_cpu_strengths", "flow_cpu_strengths_extent15", "flow_cpu_more_movies",
              "flow_cpu_more_movies_extent15", "flow_cpu_fast_strengths",
              "flow_cpu_fast_strengths_extent15", "flow_cpu_fast_strengths_continued",
-             "flow_cpu_fast_strengths_continued_extent15")
+             "flow_cpu_fast_strengths_continued_extent15", "flow_cpu_rest_positive",
+             "flow_cpu_rest_positive_extent15")
     stages = [TrainConfig.from_json(root / "configs" / f"{name}.json") for name in names]
     first, *rest = stages
     assert not first.optim.train_network and first.network.extent == 5
@@ -351,9 +353,10 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
     more = stages[6].data
     assert (more.n_train, more.val_start) == (256, first.data.n_train)
     assert dataclasses.replace(more, n_train=first.data.n_train, val_start=None) == first.data
-    for cfg in stages:  # the same validation movies and decoder throughout
+    for i, cfg in enumerate(stages):  # the same validation movies and decoder architecture
         assert cfg.data == (more if cfg in stages[6::2] else first.data)
-        assert (cfg.decoder.baseline, cfg.decoder.input_norm) == ("rest", "rms")
+        baseline = "rest_positive" if i >= names.index("flow_cpu_rest_positive") else "rest"
+        assert (cfg.decoder.baseline, cfg.decoder.input_norm) == (baseline, "rms")
 
 
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
