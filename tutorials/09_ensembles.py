@@ -134,7 +134,9 @@ assert all((a.time_const == b.time_const).all() for a, b in zip(loaded, ensemble
 # (`pip install "flygnn[cluster]"`).
 
 # %%
-features = analysis.response_features(resp, "L1")  # (n_models, n_stimuli * n_frames)
+# R1: the photoreceptor's flash response shows its membrane time constant most directly
+# (deeper types such as L1 mix in each member's perturbed synapse strengths)
+features = analysis.response_features(resp, "R1")  # (n_models, n_stimuli * n_frames)
 points = analysis.pca_embedding(features)  # no extra dependency
 print("features", features.shape, "-> embedding", points.shape)
 
@@ -143,7 +145,7 @@ if importlib.util.find_spec("sklearn") is None:
           "to cluster the ensemble; skipping the clustering.")
     labels = None
 else:
-    clustering = ensemble.cluster("L1", responses=resp, range_n_clusters=(2, 3), n_init=10)
+    clustering = ensemble.cluster("R1", responses=resp, range_n_clusters=(2, 3), n_init=10)
     labels = clustering.labels
     print("clusters (renumbered by mean validation loss, 0 = best):", labels.tolist())
     print("BIC per number of components:", clustering.bic.round(1).to_dict())
@@ -158,6 +160,6 @@ for name, (x, y) in zip(ensemble.names, points):
     ax.annotate(name, (x, y), fontsize=7)
 ax.set_xlabel("PC 1")
 ax.set_ylabel("PC 2")
-ax.set_title("ensemble by L1 flash responses")
+ax.set_title("ensemble by R1 flash responses")
 fig.savefig(out / "09_ensemble_embedding.png", dpi=100, bbox_inches="tight")
 print("figures in", out)
