@@ -30,10 +30,20 @@ from flygnn.pretrained import load_model
 TYPES = {"T4": (["T4a", "T4b", "T4c", "T4d"], 1), "T5": (["T5a", "T5b", "T5c", "T5d"], 0)}
 
 
-def measure(net, extent: int) -> dict:
+def load_network(name: str, data) -> Network:
+    """The network of a model/run folder on ``data``'s lattice, or flyvis's initialisation."""
+    return Network(data) if name == "untrained" else load_model(name, data).network
+
+
+def edge_responses(net, speeds=(13, 25), extent: int = 5):
+    """Central responses to ON/OFF edges in 12 directions crossing a lattice of ``extent``."""
     n_hexals = 3 * extent * (extent + 1) + 1
-    resp = moving_edge_responses(net, dt=1 / 100, speeds=(13, 25), offsets=(-extent, extent + 1),
+    return moving_edge_responses(net, dt=1 / 100, speeds=speeds, offsets=(-extent, extent + 1),
                                  n_ommatidia=n_hexals)
+
+
+def measure(net, extent: int) -> dict:
+    resp = edge_responses(net, extent=extent)
     change = resp.change_from_rest()
     known = preferred_directions()
     out = {}
@@ -57,8 +67,7 @@ def main() -> None:
     data = FlyVisConnectome(extent=args.extent)[0]
     results = {}
     for name in args.models:
-        net = Network(data) if name == "untrained" else load_model(name, data).network
-        r = results[name] = measure(net, args.extent)
+        r = results[name] = measure(load_network(name, data), args.extent)
         print(name)
         for kind in ("flyvis", "change"):
             print(f"  {kind:6s} DSI: T4 (ON) {r[f'{kind}_T4_mean']:.3f} {r[f'{kind}_T4']}  "

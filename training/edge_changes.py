@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 
-from flygnn.analysis.runners import moving_edge_responses
+from dsi import edge_responses, load_network  # training/dsi.py, beside this script
 from flygnn.datasets import FlyVisConnectome
-from flygnn.network import Network
-from flygnn.pretrained import load_model
 
 GROUPS = (("T4", 1), ("T5", 0))  # (types, edge intensity: 1 ON, 0 OFF)
 
 
 def edge_changes(net, speed: float, extent: int = 5) -> dict[str, list[tuple]]:
     """``{type: [(angle, rest, largest rise, largest fall), ...]}`` sorted by angle."""
-    n_hexals = 3 * extent * (extent + 1) + 1
-    resp = moving_edge_responses(net, dt=1 / 100, speeds=(speed,), offsets=(-extent, extent + 1),
-                                 n_ommatidia=n_hexals)
+    resp = edge_responses(net, speeds=(speed,), extent=extent)
     params = resp.params.reset_index(drop=True)
     out = {}
     for group, intensity in GROUPS:
@@ -46,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     data = FlyVisConnectome(extent=5)[0]
     for name in args.models:
-        net = Network(data) if name == "untrained" else load_model(name, data).network
+        net = load_network(name, data)
         print(name, "(angle: rise/fall from rest)")
         for cell_type, rows in edge_changes(net, args.speed).items():
             cells = " ".join(f"{a:.0f}:{up:+.2f}/{down:+.2f}" for a, _, up, down in rows)
