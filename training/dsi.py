@@ -35,11 +35,12 @@ def load_network(name: str, data) -> Network:
     return Network(data) if name == "untrained" else load_model(name, data).network
 
 
-def edge_responses(net, speeds=(13, 25), extent: int = 5):
-    """Central responses to ON/OFF edges in 12 directions crossing a lattice of ``extent``."""
+def edge_responses(net, speeds=(13, 25), extent: int = 5, record="central"):
+    """Responses to ON/OFF edges in 12 directions crossing a lattice of ``extent`` (central
+    cells by default, every cell with ``record=None``)."""
     n_hexals = 3 * extent * (extent + 1) + 1
     return moving_edge_responses(net, dt=1 / 100, speeds=speeds, offsets=(-extent, extent + 1),
-                                 n_ommatidia=n_hexals)
+                                 n_ommatidia=n_hexals, record=record)
 
 
 def measure(net, extent: int) -> dict:
