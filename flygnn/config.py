@@ -3,10 +3,9 @@
 ``TrainConfig`` nests four sections (``network``, ``data``, ``decoder``, ``optim``). Every
 field is checked when a ``TrainConfig`` is constructed (type and range; the sections are
 checked as parts of it) and a bad value raises ``ValueError`` naming the dotted field, e.g.
-``optim.batch_size``. ``from_dict`` rejects unknown keys;
-missing keys take the defaults below. Defaults follow flyvis's training config (reference
-9.1) where it applies; the data section describes the offline optic-flow movies
-(:class:`~flygnn.stimuli.opticflow.OpticFlowMovies`) that stand in for Sintel.
+``optim.batch_size``. ``from_dict`` rejects unknown keys; missing keys take the defaults
+below, which follow flyvis's training config (reference 9.1) where it applies; the data section
+describes the offline optic-flow movies (:class:`~flygnn.stimuli.opticflow.OpticFlowMovies`).
 """
 
 from __future__ import annotations
@@ -47,11 +46,10 @@ class NetworkConfig:
 class DataConfig:
     """Offline optic-flow movies and their augmentation.
 
-    ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x
-    ``width`` pixels, seed ``seed``); validation takes items ``val_start ..`` (default
-    ``n_train``) and training the first ``n_train`` others; each item is cropped to ``n_frames`` source frames
-    (random start when augmenting, the first frames for validation) and resampled to
-    ``dt``. ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per
+    ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x ``width``
+    pixels, seed ``seed``); validation takes items ``val_start ..`` (default ``n_train``) and
+    training the first ``n_train`` others; each item is cropped to ``n_frames`` source frames
+    (random start when augmenting, the first frames for validation), resampled to ``dt``. ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per
     source frame) and ``texture_contrast`` (range of the textures' standard deviation) set
     the movies' :class:`~flygnn.stimuli.scenes.MotionPrior`. Rendered movies are cached
     under ``cache`` (None: the per-user cache, "" none).
@@ -114,8 +112,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``
-    and ``input_norm`` are flygnn's additions, off by default) and optional starting
+    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``,
+    ``input_norm`` and ``type_dropout`` are flygnn's, off by default) and optional starting
     weights ``init`` (a ``decoder.pt`` or a training checkpoint, from any extent)."""
 
     hidden: int = 8
@@ -125,6 +123,7 @@ class DecoderConfig:
     baseline: str = "none"
     input_norm: str = "none"
     norm_momentum: float = 0.01
+    type_dropout: float = 0.0
     init: str | None = None
 
     def check(self, prefix: str) -> None:
@@ -132,8 +131,9 @@ class DecoderConfig:
             _fail(f"{prefix}.hidden", f"must be >= 1, got {self.hidden}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             _fail(f"{prefix}.kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
-        if not 0 <= self.p_dropout < 1:
-            _fail(f"{prefix}.p_dropout", f"must be in [0, 1), got {self.p_dropout}")
+        for name in ("p_dropout", "type_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                _fail(f"{prefix}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         if self.baseline not in ("none", "rest", "rest_positive"):
             _fail(f"{prefix}.baseline", f"must be none, rest or rest_positive: {self.baseline!r}")
         if self.input_norm not in ("none", "rms"):

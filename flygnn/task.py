@@ -74,27 +74,32 @@ class Dropout(nn.Module):
     """Inverted dropout whose mask can come from an explicit ``torch.Generator``.
 
     In training mode ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)``; identity in
-    eval mode. With ``generator = None`` it is ``torch.nn.functional.dropout``.
+    eval mode. With ``generator = None`` it is ``torch.nn.functional.dropout``. With
+    ``whole_channels`` one draw per (sample, channel) drops a whole ``(B, C, H, W)`` map
+    (``torch.nn.functional.dropout2d``).
     """
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, whole_channels: bool = False,
+                 name: str = "p_dropout") -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"p_dropout must be in [0, 1), got {p!r}")
-        self.p = p
+            raise ValueError(f"{name} must be in [0, 1), got {p!r}")
+        self.p, self.whole_channels = p, whole_channels
         self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if self.generator is None:
-            return F.dropout(x, self.p, training=True)
-        keep = torch.rand(x.shape, generator=self.generator, device=self.generator.device)
+            drop = F.dropout2d if self.whole_channels else F.dropout
+            return drop(x, self.p, training=True)
+        shape = (*x.shape[:2], *(1,) * (x.dim() - 2)) if self.whole_channels else x.shape
+        keep = torch.rand(shape, generator=self.generator, device=self.generator.device)
         keep = (keep >= self.p).to(device=x.device, dtype=x.dtype)
         return x * keep / (1.0 - self.p)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + (", whole_channels=True" if self.whole_channels else "")
 
 
 class RunningRMS(nn.Module):
@@ -176,6 +181,12 @@ class FlowDecoder(nn.Module):
     decoder sees inputs of order one however weakly the network responds, in training and
     eval mode alike. Meant for ``baseline="rest"``; ``"none"`` is flyvis.
 
+    *Type dropout* (not in flyvis). With ``type_dropout = p > 0`` each output type's whole
+    input map is dropped with probability ``p`` per frame in training (the rest scaled by
+    ``1 / (1 - p)``), so the flow must be readable from any subset of the types: no type
+    (e.g. T4) can carry the motion alone, which pushes the network to code it redundantly
+    (e.g. in T5 as well). Identity in eval mode; 0 is flyvis.
+
     Args:
         graph: the network's flat graph (output types and lattice extent).
         hidden: channels of the hidden layer (8).
@@ -186,6 +197,7 @@ class FlowDecoder(nn.Module):
             ``"rest_positive"`` (and keep only the rise above it).
         input_norm: ``"none"`` (flyvis) or ``"rms"`` (divide by the running RMS per type).
         norm_momentum: momentum of the running RMS (0.01).
+        type_dropout: probability of dropping a type's whole input map in training (0).
 
     **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
     """
@@ -196,7 +208,7 @@ class FlowDecoder(nn.Module):
     def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
                  const_weight: float | None = 0.001, p_dropout: float = 0.5,
                  baseline: str = "none", input_norm: str = "none",
-                 norm_momentum: float = 0.01) -> None:
+                 norm_momentum: float = 0.01, type_dropout: float = 0.0) -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
@@ -221,13 +233,14 @@ class FlowDecoder(nn.Module):
         self.decoder = nn.Sequential(HexConv2d(hidden, 3, kernel_size, const_weight))
         self.input_norm = (RunningRMS(self.n_types, norm_momentum) if input_norm == "rms"
                            else None)
+        self.input_dropout = Dropout(type_dropout, whole_channels=True, name="type_dropout")
 
     @classmethod
     def from_config(cls, graph: FlatGraph, config) -> FlowDecoder:
         """The decoder a :class:`~flygnn.config.DecoderConfig` describes."""
         c = config
         return cls(graph, c.hidden, c.kernel_size, c.const_weight, c.p_dropout, c.baseline,
-                   c.input_norm, c.norm_momentum)
+                   c.input_norm, c.norm_momentum, c.type_dropout)
 
     @property
     def dropout(self) -> Dropout:
@@ -273,7 +286,7 @@ class FlowDecoder(nn.Module):
         x = x.reshape(B * T, self.n_types, n)
         if self.input_norm is not None:
             x = self.input_norm(x)
-        out = self.decoder(self.base(self.to_map(x)))
+        out = self.decoder(self.base(self.input_dropout(self.to_map(x))))
         y = out[:, :2] / (F.softplus(out[:, 2:3]) + 1.0)
         return self.from_map(y).reshape(B, T, 2, n)
 

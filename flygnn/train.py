@@ -137,6 +137,7 @@ class Trainer:
         self.network = build_network(start, data).to(self.device)
         self.decoder = build_decoder(start, self.network).to(self.device)
         self.decoder.dropout.generator = self.generators["dropout"]
+        self.decoder.input_dropout.generator = self.generators["dropout"]
         o = config.optim
         frozen = {"bias", "time_const", "syn_strength"} - set(o.train_params)
         for name, parameter in self.network.named_parameters():

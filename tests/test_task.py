@@ -223,6 +223,32 @@ def test_dropout_generator_makes_training_forward_reproducible(graph2):
     assert not torch.equal(outs[0], dec(responses))
 
 
+def test_type_dropout_drops_whole_types_in_training_only(graph2):
+    """type_dropout=p: in training each (frame, type) input map is either kept and scaled
+    by 1/(1-p) or zero, the same decoder without it on those inputs; eval mode ignores it."""
+    g = torch.Generator().manual_seed(3)
+    dec = FlowDecoder(graph2, const_weight=None, p_dropout=0.0, type_dropout=0.5)
+    plain = FlowDecoder(graph2, const_weight=None, p_dropout=0.0)
+    plain.load_state_dict(dec.state_dict())  # type dropout adds no parameters or buffers
+    responses = torch.rand(2, 3, graph2.num_nodes, generator=g) + 0.1
+    seen = []
+    dec.input_dropout.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    dec.input_dropout.generator = torch.Generator().manual_seed(0)
+    out = dec(responses)
+    x, y = seen[0]
+    ratio = (y / x.clamp(min=1e-12)).amax(dim=(2, 3))  # one value per (frame, type)
+    kept = ratio > 1
+    assert 0.3 < kept.float().mean() < 0.7
+    torch.testing.assert_close(y, x * 2.0 * kept[..., None, None].float())
+    o = plain.decoder(plain.base(y))  # the rest of the forward, on the dropped-out maps
+    expected = plain.from_map(o[:, :2] / (F.softplus(o[:, 2:3]) + 1)).reshape(out.shape)
+    torch.testing.assert_close(out, expected)
+    dec.eval(), plain.eval()
+    torch.testing.assert_close(dec(responses), plain(responses))
+    with pytest.raises(ValueError, match="type_dropout must be in"):
+        FlowDecoder(graph2, type_dropout=1.0)
+
+
 def test_decoder_rejects_wrong_response_shape(graph2):
     with pytest.raises(ValueError, match="responses must have shape"):
         FlowDecoder(graph2)(torch.zeros(2, 3, 10))

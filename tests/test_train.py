@@ -245,6 +245,7 @@ BAD = [
     ({"data": {"texture_contrast": [0.4, 0.2]}}, "data.texture_contrast"),
     ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
+    ({"decoder": {"type_dropout": -0.1}}, "decoder.type_dropout"),
     ({"decoder": {"baseline": "mean"}}, "decoder.baseline"),
     ({"decoder": {"input_norm": "batch"}}, "decoder.input_norm"),
     ({"decoder": {"norm_momentum": 0.0}}, "decoder.norm_momentum"),
