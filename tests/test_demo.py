@@ -106,8 +106,9 @@ def test_shipped_models_validation_epe_is_reproduced(tmp_path):
 def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained():
     """Moving ON/OFF edges at extent 5 (``training/dsi.py``): the DSI of the change from rest
     of T4 (ON) rises by half or more with training, and flyvis's DSI of the rectified
-    response (~1e-4 untrained) reaches 0.2 for T4 and 0.03 for T5 (T5 stays weakly
-    selective); every T4 type prefers the flies' direction to within 40 degrees."""
+    response (~1e-4 untrained) reaches 0.4 on average and 0.3 in every T4 type, and 0.1 for
+    T5 on average (T5 is selective mainly in T5a); every T4 type prefers the flies'
+    direction to within 40 degrees."""
     import numpy as np
     from flygnn.analysis import angular_distance_to_known
     from flygnn.analysis.runners import moving_edge_responses
@@ -124,8 +125,9 @@ def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained():
         change[name] = direction_selectivity_index(resp.change_from_rest())
     trained, untrained = change["trained"].loc[t4, 1], change["untrained"].loc[t4, 1]
     assert trained.mean() > 1.5 * untrained.mean()
-    for types, on, least in ((t4, 1, 0.2), (t5, 0, 0.03)):
+    for types, on, least in ((t4, 1, 0.4), (t5, 0, 0.1)):
         trained, untrained = dsi["trained"].loc[types, on], dsi["untrained"].loc[types, on]
         assert untrained.mean() < 0.01 < least < trained.mean()
+    assert (dsi["trained"].loc[t4, 1] > 0.3).all()
     distance = np.degrees(angular_distance_to_known(pref["trained"]))
     assert (distance.loc[t4] < 40).all()

@@ -320,9 +320,9 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
     extent 5; decoder at extent 15; strengths and time constants at extent 5; decoder at
     extent 15; the same on 256 training movies; decoder at extent 15; the same with the
     strengths at 3x the rate, twice, each followed by the decoder at extent 15; the same with
-    a decoder that reads only the rise above rest, twice, each followed by the decoder at
-    extent 15) start from each other's outputs, validate on the same movies and end at the
-    shipped config."""
+    a decoder that reads only the rise above rest, twice, then with whole output types dropped
+    from its input, each followed by the decoder at extent 15) start from each other's
+    outputs, validate on the same movies and end at the shipped config."""
     import dataclasses
     from pathlib import Path
 
@@ -333,7 +333,8 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
              "flow_cpu_fast_strengths_extent15", "flow_cpu_fast_strengths_continued",
              "flow_cpu_fast_strengths_continued_extent15", "flow_cpu_rest_positive",
              "flow_cpu_rest_positive_extent15", "flow_cpu_rest_positive_continued",
-             "flow_cpu_rest_positive_continued_extent15")
+             "flow_cpu_rest_positive_continued_extent15", "flow_cpu_type_dropout",
+             "flow_cpu_type_dropout_extent15")
     stages = [TrainConfig.from_json(root / "configs" / f"{name}.json") for name in names]
     first, *rest = stages
     assert not first.optim.train_network and first.network.extent == 5
@@ -360,6 +361,7 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
         assert cfg.data == (more if cfg in stages[6::2] else first.data)
         baseline = "rest_positive" if i >= names.index("flow_cpu_rest_positive") else "rest"
         assert (cfg.decoder.baseline, cfg.decoder.input_norm) == (baseline, "rms")
+        assert cfg.decoder.type_dropout == (0.5 if names[i] == "flow_cpu_type_dropout" else 0.0)
 
 
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):

@@ -19,8 +19,8 @@
 #
 # This tutorial trains for twenty iterations on a tiny problem (extent 4 = 61 columns,
 # 100 x 100 pixel movies) — enough to watch the loss fall and to show checkpointing, not to
-# learn motion detection. The recipe behind the shipped model (sixteen stages on one CPU
-# thread, about 10 hours) is in `configs/README.md`.
+# learn motion detection. The recipe behind the shipped model (eighteen stages on one CPU
+# thread, about 11.5 hours) is in `configs/README.md`.
 
 # %%
 import json
