@@ -3,9 +3,8 @@
 ``TrainConfig`` nests four sections (``network``, ``data``, ``decoder``, ``optim``). Every
 field is checked when a ``TrainConfig`` is constructed (type and range; the sections are
 checked as parts of it) and a bad value raises ``ValueError`` naming the dotted field, e.g.
-``optim.batch_size``. ``from_dict`` rejects unknown keys; missing keys take the defaults
-below, which follow flyvis's training config (reference 9.1) where it applies; the data section
-describes the offline optic-flow movies (:class:`~flygnn.stimuli.opticflow.OpticFlowMovies`).
+``optim.batch_size``; ``from_dict`` rejects unknown keys, missing keys take the defaults below
+(flyvis's training config, reference 9.1, where it applies; the data: offline optic-flow movies).
 """
 
 from __future__ import annotations
@@ -49,10 +48,11 @@ class DataConfig:
     ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x ``width``
     pixels, seed ``seed``); validation takes items ``val_start ..`` (default ``n_train``) and
     training the first ``n_train`` others; each item is cropped to ``n_frames`` source frames
-    (random start when augmenting, the first frames for validation), resampled to ``dt``. ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per
-    source frame) and ``texture_contrast`` (range of the textures' standard deviation) set
-    the movies' :class:`~flygnn.stimuli.scenes.MotionPrior`. Rendered movies are cached
-    under ``cache`` (None: the per-user cache, "" none).
+    (random start when augmenting, the first frames for validation), resampled to ``dt``.
+    ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per source frame)
+    and ``texture_contrast`` (range of the textures' standard deviation) set the movies'
+    :class:`~flygnn.stimuli.scenes.MotionPrior`; rendered movies are cached under ``cache``
+    (None: the per-user cache, "" none).
     """
 
     n_train: int = 64

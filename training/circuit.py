@@ -32,11 +32,11 @@ from flygnn.datasets import FlyVisConnectome
 TYPES = ("T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d")
 
 
-def input_currents(net, cell_type: str, speed: float = 13.0, extent: int = 5) -> pd.DataFrame:
-    """Per presynaptic type: current at rest and its largest rise/fall for PD and ND edges."""
+def input_currents(net, cell_type: str, resp) -> pd.DataFrame:
+    """Per presynaptic type: current at rest and its largest rise/fall for PD and ND edges
+    (``resp``: every cell's responses to edges at one speed, ``edge_responses(record=None)``)."""
     intensity = 1 if cell_type.startswith("T4") else 0
     pd_deg = float(preferred_directions()[cell_type])
-    resp = edge_responses(net, speeds=(speed,), extent=extent, record=None)
     r, params, g = resp.responses[0], resp.params.reset_index(drop=True), net.graph
     node = int(g.central_index[g.cell_types.index(cell_type)])
     with torch.no_grad():
@@ -78,9 +78,10 @@ def main() -> None:
     data = FlyVisConnectome(extent=5)[0]
     net = load_network(args.model, data)
     pd.set_option("display.width", 120)
+    resp = edge_responses(net, speeds=(13.0,), extent=5, record=None)
     for cell_type in args.types:
         print(f"{cell_type}: synaptic current by presynaptic type (PD/ND edge, 13 columns/s)")
-        print(input_currents(net, cell_type).round(3).to_string(), "\n")
+        print(input_currents(net, cell_type, resp).round(3).to_string(), "\n")
     table, tau = pruned(net, load_network("untrained", data), args.ratio)
     print(f"{len(table)} of {net.syn_strength.numel()} pairs below {args.ratio} x their initial "
           f"strength; {len(tau)} of 65 time constants below dt = 20 ms: {', '.join(tau.index)}")
