@@ -243,7 +243,8 @@ def test_type_dropout_drops_whole_types_in_training_only(graph2):
     o = plain.decoder(plain.base(y))  # the rest of the forward, on the dropped-out maps
     expected = plain.from_map(o[:, :2] / (F.softplus(o[:, 2:3]) + 1)).reshape(out.shape)
     torch.testing.assert_close(out, expected)
-    dec.eval(), plain.eval()
+    dec.eval()
+    plain.eval()
     torch.testing.assert_close(dec(responses), plain(responses))
     with pytest.raises(ValueError, match="type_dropout must be in"):
         FlowDecoder(graph2, type_dropout=1.0)
