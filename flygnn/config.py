@@ -215,7 +215,8 @@ class OptimConfig:
     ``rest_grad_steps``, differentiate the start state and the decoder's rest implicitly,
     with up to that many adjoint iterations (:func:`~flygnn.simulate.relax_rest`; 0 treats
     the start state as a constant, as flyvis does); ``log_steps``, tables that Adam moves in
-    log space (``x * exp(step)``: a relative rate, entries stay positive)."""
+    log space (``x * exp(step)``: a relative rate, entries stay positive); ``strength_floor``,
+    strengths stay >= that fraction of their initial value ``0.01 / <n_syn>`` (0: >= 0 only)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -235,6 +236,7 @@ class OptimConfig:
     net_rate_scale: RateScale = field(default_factory=RateScale)
     rest_grad_steps: int = 0
     log_steps: tuple[str, ...] = ()
+    strength_floor: float = 0.0
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -256,6 +258,8 @@ class OptimConfig:
         for name in ("t_pre", "val_t_pre"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0 seconds, got {getattr(self, name)}")
+        if not 0 <= self.strength_floor <= 1:
+            _fail(f"{prefix}.strength_floor", f"must be in [0, 1], got {self.strength_floor}")
 
     def lr_pen_schedule(self) -> Schedule:
         return self.lr_pen if self.lr_pen is not None else self.lr_net

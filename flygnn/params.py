@@ -103,9 +103,13 @@ def effective_time_const(time_const: torch.Tensor, dt: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def project_(syn_strength: torch.Tensor) -> None:
-    """Project strengths onto ``>= 0`` in place (a no-op, with no write, when already valid)."""
-    if bool((syn_strength < 0).any()):
+def project_(syn_strength: torch.Tensor, floor: torch.Tensor | None = None) -> None:
+    """Project strengths onto ``>= 0`` (or ``>= floor``, a ``(P,)`` tensor) in place; a no-op,
+    with no write, when already valid."""
+    if floor is not None:
+        if bool((syn_strength < floor).any()):
+            torch.maximum(syn_strength, floor, out=syn_strength)
+    elif bool((syn_strength < 0).any()):
         syn_strength.clamp_(min=0)
 
 

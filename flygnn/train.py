@@ -154,6 +154,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             net_groups + [{"params": list(self.decoder.parameters()), "lr": 0.0, "scale": 1.0}])
         self.central = self.network.graph.central_index.to(self.device)
+        self.floor = None if not o.strength_floor else (o.strength_floor * params.init_syn_strength(
+            self.network.graph.pair_mean_n_syn)).to(self.device)
+        params.project_(self.network.syn_strength.data, self.floor)
         self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
         self.order: torch.Tensor | None = None
         self.epoch_state = None
@@ -253,7 +256,7 @@ class Trainer:
                 p.copy_(old * torch.exp(p - old))
             if penalize:
                 net.bias.sub_(self._lrs()[2] * grad_bias)
-            params.project_(net.syn_strength)
+            params.project_(net.syn_strength, self.floor)
         return float(loss.detach())
 
     def validate(self) -> dict[str, float]:

@@ -250,6 +250,7 @@ BAD = [
     ({"decoder": {"input_norm": "batch"}}, "decoder.input_norm"),
     ({"decoder": {"norm_momentum": 0.0}}, "decoder.norm_momentum"),
     ({"optim": {"net_warmup": -1}}, "optim.net_warmup"),
+    ({"optim": {"strength_floor": 1.5}}, "optim.strength_floor"),
     ({"network": {"extent": 0}}, "network.extent"),
     ({"optim": {"penalty": {"weight": -1}}}, "optim.penalty.weight"),
     ({"optim": {"batch_size": 8}, "data": {"n_train": 4}}, "optim.batch_size"),
@@ -511,6 +512,20 @@ def test_net_rate_scale_sets_each_tables_rate(tmp_path, data):
     assert step_tau == pytest.approx(lr, rel=1e-3) and step_syn == pytest.approx(0.1 * lr, rel=1e-3)
     with pytest.raises(ValueError, match="optim.net_rate_scale.bias"):
         config().with_overrides(["optim.net_rate_scale.bias=-1"])
+
+
+def test_strength_floor_keeps_strengths_above_a_fraction_of_their_init(tmp_path, data):
+    init = Network(data).syn_strength.detach().clone()
+    ends = {}
+    for floor in (0.0, 0.9):
+        cfg = config(n_iters=3, penalty={"weight": 0.0}).with_overrides(
+            ['optim.train_params=["syn_strength"]', f"optim.strength_floor={floor}"])
+        trainer = Trainer(cfg, tmp_path / f"run{floor}", datasets=datasets(), data=data)
+        trainer.train()
+        ends[floor] = trainer.network.syn_strength.detach()
+    assert (ends[0.0] < 0.9 * init).any()  # without the floor, Adam's steps (1e-2) prune
+    assert (ends[0.9] >= 0.9 * init).all()
+    assert torch.isclose(ends[0.9], 0.9 * init).any()  # and with it, they stop at the floor
 
 
 def test_resume_does_not_need_the_init_files(tmp_path, data):
