@@ -365,6 +365,29 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
         assert cfg.decoder.type_dropout == (0.5 if names[i] == "flow_cpu_type_dropout" else 0.0)
 
 
+def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
+    """``flow_cpu_protected`` retrains the strengths from stage 4 (before any were trained)
+    with stage 17's recipe plus a strength floor; its extent-15 stage reads it like stage 18."""
+    import dataclasses
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "configs"
+    load = lambda name: TrainConfig.from_json(root / f"{name}.json")  # noqa: E731
+    protected, stage17 = load("flow_cpu_protected"), load("flow_cpu_type_dropout")
+    assert protected.network.init == "runs/flow_cpu_extent15/network.pt"
+    assert protected.decoder.init == "runs/flow_cpu_extent15/decoder.pt"
+    assert 0 < protected.optim.strength_floor < 1 and stage17.optim.strength_floor == 0
+    decoder = dataclasses.replace(protected.decoder, init=stage17.decoder.init)
+    optim = dataclasses.replace(protected.optim, strength_floor=0.0, n_iters=stage17.optim.n_iters)
+    same = dataclasses.replace(protected, network=stage17.network, decoder=decoder, optim=optim)
+    assert same == stage17
+    extent15, stage18 = load("flow_cpu_protected_extent15"), load("flow_cpu_type_dropout_extent15")
+    assert extent15.network.init == "runs/flow_cpu_protected/network.pt"
+    assert extent15.decoder.init == "runs/flow_cpu_protected/decoder.pt"
+    decoder = dataclasses.replace(extent15.decoder, init=stage18.decoder.init)
+    assert dataclasses.replace(extent15, network=stage18.network, decoder=decoder) == stage18
+
+
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
     # 4 training movies, batch 2: epochs start at iterations 0, 2, 4; warm-up 3 -> the
     # network's rate is 0 in the epochs starting at 0 and 2, non-zero from iteration 4 on
