@@ -8,10 +8,14 @@ import flygnn
 from flygnn.demo import fresh_folder, run_demo
 
 
-def test_shipped_model_loads_and_beats_zero_flow():
-    assert "flow_cpu" in flygnn.available_models()
+MODELS = ("flow_cpu", "flow_cpu_protected")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shipped_model_loads_and_beats_zero_flow(name):
+    assert name in flygnn.available_models()
     data = flygnn.FlyVisConnectome(extent=15)[0]
-    model = flygnn.load_pretrained("flow_cpu", data=data)
+    model = flygnn.load_pretrained(name, data=data)
     untrained = flygnn.Network(data)
     assert model.config.network.extent == 15 and model.decoder is not None
     for name in ("time_const", "syn_strength"):  # the tables its training changed
@@ -88,46 +92,98 @@ def test_shipped_model_transfers_to_a_smaller_lattice():
     assert flow.shape == (1, 5, 2, 37) and torch.isfinite(flow).all()
 
 
+def test_protected_models_strengths_stay_above_their_floor():
+    """``flow_cpu_protected`` trained with ``optim.strength_floor`` (at extent 5): no pair fell
+    below that fraction of its initial strength, while ``flow_cpu`` pruned many."""
+    data = flygnn.FlyVisConnectome(extent=5)[0]
+    init = flygnn.Network(data).syn_strength.detach()
+    ratios = {}
+    for name in MODELS:
+        model = flygnn.load_pretrained(name, data=data)
+        ratios[name] = model.network.syn_strength.detach() / init
+    from pathlib import Path
+
+    from flygnn.config import TrainConfig
+
+    stages = Path(__file__).parent.parent / "data" / "models" / "flow_cpu_protected" / "stages"
+    floor = TrainConfig.from_json(stages / "6_protected_fast.config.json").optim.strength_floor
+    assert floor > 0 and (ratios["flow_cpu_protected"] >= floor * (1 - 1e-6)).all()
+    assert torch.isclose(ratios["flow_cpu_protected"], torch.tensor(floor)).any()  # it binds
+    assert (ratios["flow_cpu"] < 0.05).sum() > 50
+
+
 @pytest.mark.slow
-def test_shipped_models_validation_epe_is_reproduced(tmp_path):
-    """Re-render the 16 validation movies and score the shipped model: the numbers in its
+@pytest.mark.parametrize("name", MODELS)
+def test_shipped_models_validation_epe_is_reproduced(tmp_path_factory, name):
+    """Re-render the 16 validation movies and score a shipped model: the numbers in its
     metrics.json come out again."""
     from flygnn.task import evaluate
     from flygnn.train import build_datasets
 
-    model = flygnn.load_pretrained("flow_cpu")
-    config = model.config.with_overrides([f"data.cache={tmp_path}"])
+    model = flygnn.load_pretrained(name)
+    cache = tmp_path_factory.getbasetemp() / "validation_movies"  # shared by both models
+    config = model.config.with_overrides([f"data.cache={cache}"])
     _, val = build_datasets(config)
     scores = evaluate(model.network, model.decoder, val, config.data.dt, config.optim.val_t_pre)
     assert scores["epe"] == pytest.approx(model.metrics["val_epe"], rel=1e-4)
     assert scores["l2norm"] == pytest.approx(model.metrics["val_l2norm"], rel=1e-4)
 
 
-def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained():
-    """Moving ON/OFF edges at extent 5 (``training/dsi.py``): the DSI of the change from rest
-    of T4 (ON) rises by half or more with training, and flyvis's DSI of the rectified
-    response (~1e-4 untrained) reaches 0.4 on average and 0.3 in every T4 type, and 0.1 for
-    T5 on average (T5 is selective mainly in T5a); every T4 type prefers the flies'
-    direction to within 40 degrees."""
-    import numpy as np
-    from flygnn.analysis import angular_distance_to_known
+T4, T5 = ["T4a", "T4b", "T4c", "T4d"], ["T5a", "T5b", "T5c", "T5d"]
+
+
+@pytest.fixture(scope="module")
+def edge_tuning():
+    """Moving ON/OFF edges at extent 5 (``training/dsi.py``), central cells: flyvis's DSI of
+    the rectified response, the DSI of the change from rest, and the preferred direction,
+    for each shipped model and the untrained network."""
     from flygnn.analysis.runners import moving_edge_responses
     from flygnn.analysis.tuning import direction_selectivity_index, preferred_direction
 
     data = flygnn.FlyVisConnectome(extent=5)[0]
-    t4, t5 = ["T4a", "T4b", "T4c", "T4d"], ["T5a", "T5b", "T5c", "T5d"]
-    dsi, change, pref = {}, {}, {}
-    for name, net in (("trained", flygnn.load_pretrained("flow_cpu", data=data).network),
-                      ("untrained", flygnn.Network(data))):
+    nets = {name: flygnn.load_pretrained(name, data=data).network for name in MODELS}
+    nets["untrained"] = flygnn.Network(data)
+    out = {}
+    for name, net in nets.items():
         resp = moving_edge_responses(net, dt=1 / 100, speeds=(13, 25), offsets=(-5, 6),
                                      n_ommatidia=91)
-        dsi[name], pref[name] = direction_selectivity_index(resp), preferred_direction(resp)
-        change[name] = direction_selectivity_index(resp.change_from_rest())
-    trained, untrained = change["trained"].loc[t4, 1], change["untrained"].loc[t4, 1]
-    assert trained.mean() > 1.5 * untrained.mean()
-    for types, on, least in ((t4, 1, 0.4), (t5, 0, 0.1)):
-        trained, untrained = dsi["trained"].loc[types, on], dsi["untrained"].loc[types, on]
-        assert untrained.mean() < 0.01 < least < trained.mean()
-    assert (dsi["trained"].loc[t4, 1] > 0.3).all()
-    distance = np.degrees(angular_distance_to_known(pref["trained"]))
-    assert (distance.loc[t4] < 40).all()
+        out[name] = (direction_selectivity_index(resp),
+                     direction_selectivity_index(resp.change_from_rest()),
+                     preferred_direction(resp))
+    return out
+
+
+def _distance_deg(preferred):
+    import numpy as np
+    from flygnn.analysis import angular_distance_to_known
+
+    return np.degrees(angular_distance_to_known(preferred))
+
+
+def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained(edge_tuning):
+    """``flow_cpu``: the DSI of the change from rest of T4 (ON) rises by half or more with
+    training, and flyvis's DSI of the rectified response (~1e-4 untrained) reaches 0.4 on
+    average and 0.3 in every T4 type, and 0.1 for T5 on average (T5 is selective mainly in
+    T5a, at the wrong angle); every T4 type prefers the flies' direction to within 40
+    degrees."""
+    dsi, change, pref = edge_tuning["flow_cpu"]
+    dsi0, change0, _ = edge_tuning["untrained"]
+    assert change.loc[T4, 1].mean() > 1.5 * change0.loc[T4, 1].mean()
+    for types, on, least in ((T4, 1, 0.4), (T5, 0, 0.1)):
+        assert dsi0.loc[types, on].mean() < 0.01 < least < dsi.loc[types, on].mean()
+    assert (dsi.loc[T4, 1] > 0.3).all()
+    assert (_distance_deg(pref).loc[T4] < 40).all()
+
+
+def test_protected_models_t4_and_t5_prefer_the_flies_directions(edge_tuning):
+    """``flow_cpu_protected`` (no pathway pruned): every T4 type (ON edges) and every T5 type
+    (OFF edges) prefers the flies' direction to within 30 degrees; flyvis's DSI (~1e-4
+    untrained) reaches 0.3 for T4 on average and 0.05 in every T5 type, and the DSI of T5's
+    change from rest is more than twice the untrained network's."""
+    dsi, change, pref = edge_tuning["flow_cpu_protected"]
+    dsi0, change0, _ = edge_tuning["untrained"]
+    distance = _distance_deg(pref)
+    assert (distance.loc[T4 + T5] < 30).all()
+    assert dsi0.loc[T4 + T5].max().max() < 0.01
+    assert dsi.loc[T4, 1].mean() > 0.3 and (dsi.loc[T5, 0] > 0.05).all()
+    assert change.loc[T5, 0].mean() > 2 * change0.loc[T5, 0].mean()

@@ -367,25 +367,33 @@ def test_shipped_cpu_configs_chain_into_the_shipped_model():
 
 def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
     """``flow_cpu_protected`` retrains the strengths from stage 4 (before any were trained)
-    with stage 17's recipe plus a strength floor; its extent-15 stage reads it like stage 18."""
+    with stage 17's recipe plus a strength floor, validating once, at its end (it passes on
+    its last weights); ``flow_cpu_protected_fast`` continues it with the strengths at 10x the
+    rate; the extent-15 stage reads that network like stage 18."""
     import dataclasses
     from pathlib import Path
 
     root = Path(__file__).parent.parent / "configs"
     load = lambda name: TrainConfig.from_json(root / f"{name}.json")  # noqa: E731
-    protected, stage17 = load("flow_cpu_protected"), load("flow_cpu_type_dropout")
-    assert protected.network.init == "runs/flow_cpu_extent15/network.pt"
-    assert protected.decoder.init == "runs/flow_cpu_extent15/decoder.pt"
-    assert 0 < protected.optim.strength_floor < 1 and stage17.optim.strength_floor == 0
-    decoder = dataclasses.replace(protected.decoder, init=stage17.decoder.init)
-    optim = dataclasses.replace(protected.optim, strength_floor=0.0, n_iters=stage17.optim.n_iters)
-    same = dataclasses.replace(protected, network=stage17.network, decoder=decoder, optim=optim)
-    assert same == stage17
-    extent15, stage18 = load("flow_cpu_protected_extent15"), load("flow_cpu_type_dropout_extent15")
-    assert extent15.network.init == "runs/flow_cpu_protected/network.pt"
-    assert extent15.decoder.init == "runs/flow_cpu_protected/decoder.pt"
-    decoder = dataclasses.replace(extent15.decoder, init=stage18.decoder.init)
-    assert dataclasses.replace(extent15, network=stage18.network, decoder=decoder) == stage18
+    protected, fast = load("flow_cpu_protected"), load("flow_cpu_protected_fast")
+    stage17, stage18 = load("flow_cpu_type_dropout"), load("flow_cpu_type_dropout_extent15")
+    extent15 = load("flow_cpu_protected_extent15")
+    chain = [("flow_cpu_extent15", protected), ("flow_cpu_protected", fast),
+             ("flow_cpu_protected_fast", extent15)]
+    for previous, cfg in chain:
+        assert cfg.network.init == f"runs/{previous}/network.pt"
+        assert cfg.decoder.init == f"runs/{previous}/decoder.pt"
+    assert protected.optim.val_every == protected.optim.n_iters
+    assert 0 < protected.optim.strength_floor == fast.optim.strength_floor < 1
+    assert stage17.optim.strength_floor == 0
+    assert (protected.optim.net_rate_scale.syn_strength, fast.optim.net_rate_scale.syn_strength) \
+        == (stage17.optim.net_rate_scale.syn_strength, 10.0)
+    for cfg, like in ((protected, stage17), (fast, stage17), (extent15, stage18)):
+        o = like.optim
+        optim = dataclasses.replace(cfg.optim, strength_floor=o.strength_floor, n_iters=o.n_iters,
+                                    val_every=o.val_every, net_rate_scale=o.net_rate_scale)
+        decoder = dataclasses.replace(cfg.decoder, init=like.decoder.init)
+        assert dataclasses.replace(cfg, network=like.network, decoder=decoder, optim=optim) == like
 
 
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
