@@ -21,7 +21,8 @@ per-edge weight is ``w_e = (sign_p * exp(raw_o)) * strength_p`` in that order
 
 * ``syn_strength >= 0``: projected in place (:func:`project_`) before every forward pass,
   as flyvis does, so gradients pass unchanged and a strength driven below zero by an
-  optimiser restarts from 0. The table setter refuses negative values.
+  optimiser restarts from 0. The table setter refuses negative values. Training may raise
+  the floor to a fraction of the initial strengths (``optim.strength_floor``; not in flyvis).
 * ``time_const`` is floored at the step: :math:`\tau_{eff} = \max(\tau, dt)`
   (:func:`effective_time_const`), so a neuron with :math:`\tau \le dt` jumps to its
   target in one step instead of overshooting. No clamp is applied to the stored value.
