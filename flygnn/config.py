@@ -364,26 +364,18 @@ def _convert(tp, value, name: str):
         if not isinstance(value, (list, tuple)):
             _fail(name, f"expected a list, got {value!r}")
         inner = args[0]
-        if len(args) == 2 and args[1] is not Ellipsis:
-            if len(value) != 2:
-                _fail(name, f"expected 2 entries, got {list(value)}")
+        if len(args) == 2 and args[1] is not Ellipsis and len(value) != 2:
+            _fail(name, f"expected 2 entries, got {list(value)}")
         return tuple(_convert(inner, v, name) for v in value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            _fail(name, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(name, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(name, f"expected a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            _fail(name, f"expected a string, got {value!r}")
-        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    scalars = {bool: (isinstance(value, bool), "true or false"),
+               int: (number and isinstance(value, int), "an integer"),
+               float: (number and math.isfinite(value), "a finite number"),
+               str: (isinstance(value, str), "a string")}
+    if tp in scalars:
+        if not scalars[tp][0]:
+            _fail(name, f"expected {scalars[tp][1]}, got {value!r}")
+        return float(value) if tp is float else value
     raise TypeError(f"unsupported config type {tp!r} for {name}")  # pragma: no cover
 
 
