@@ -18,8 +18,8 @@ def test_shipped_model_loads_and_beats_zero_flow(name):
     model = flygnn.load_pretrained(name, data=data)
     untrained = flygnn.Network(data)
     assert model.config.network.extent == 15 and model.decoder is not None
-    for name in ("time_const", "syn_strength"):  # the tables its training changed
-        assert not model.network.param_table(name).equals(untrained.param_table(name)), name
+    for table in ("time_const", "syn_strength"):  # the tables its training changed
+        assert not model.network.param_table(table).equals(untrained.param_table(table)), table
     assert model.network.param_table("bias").equals(untrained.param_table("bias"))
     trained = model.network.param_table("time_const")
     assert (trained > 0).all() and (model.network.param_table("syn_strength") >= 0).all()
@@ -95,16 +95,16 @@ def test_shipped_model_transfers_to_a_smaller_lattice():
 def test_protected_models_strengths_stay_above_their_floor():
     """``flow_cpu_protected`` trained with ``optim.strength_floor`` (at extent 5): no pair fell
     below that fraction of its initial strength, while ``flow_cpu`` pruned many."""
+    from pathlib import Path
+
+    from flygnn.config import TrainConfig
+
     data = flygnn.FlyVisConnectome(extent=5)[0]
     init = flygnn.Network(data).syn_strength.detach()
     ratios = {}
     for name in MODELS:
         model = flygnn.load_pretrained(name, data=data)
         ratios[name] = model.network.syn_strength.detach() / init
-    from pathlib import Path
-
-    from flygnn.config import TrainConfig
-
     stages = Path(__file__).parent.parent / "data" / "models" / "flow_cpu_protected" / "stages"
     floor = TrainConfig.from_json(stages / "6_protected_fast.config.json").optim.strength_floor
     assert floor > 0 and (ratios["flow_cpu_protected"] >= floor * (1 - 1e-6)).all()
