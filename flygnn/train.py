@@ -154,9 +154,11 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             net_groups + [{"params": list(self.decoder.parameters()), "lr": 0.0, "scale": 1.0}])
         self.central = self.network.graph.central_index.to(self.device)
-        self.floor = None if not o.strength_floor else (o.strength_floor * params.init_syn_strength(
-            self.network.graph.pair_mean_n_syn)).to(self.device)
-        params.project_(self.network.syn_strength.data, self.floor)
+        self.floor = None  # optim.strength_floor x the initial strengths (None: >= 0 only)
+        if o.strength_floor:
+            init = params.init_syn_strength(self.network.graph.pair_mean_n_syn)
+            self.floor = (o.strength_floor * init).to(self.device)
+            params.project_(self.network.syn_strength.data, self.floor)
         self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
         self.order: torch.Tensor | None = None
         self.epoch_state = None
