@@ -113,7 +113,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class DecoderConfig:
     """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``,
-    ``input_norm`` and ``type_dropout`` are flygnn's, off by default) and optional starting
+    ``input_norm``, ``type_dropout`` and ``pathway_dropout`` are flygnn's, off by default) and optional starting
     weights ``init`` (a ``decoder.pt`` or a training checkpoint, from any extent)."""
 
     hidden: int = 8
@@ -124,6 +124,7 @@ class DecoderConfig:
     input_norm: str = "none"
     norm_momentum: float = 0.01
     type_dropout: float = 0.0
+    pathway_dropout: float = 0.0
     init: str | None = None
 
     def check(self, prefix: str) -> None:
@@ -131,7 +132,7 @@ class DecoderConfig:
             _fail(f"{prefix}.hidden", f"must be >= 1, got {self.hidden}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             _fail(f"{prefix}.kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
-        for name in ("p_dropout", "type_dropout"):
+        for name in ("p_dropout", "type_dropout", "pathway_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         if self.baseline not in ("none", "rest", "rest_positive"):

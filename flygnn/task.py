@@ -26,7 +26,7 @@ from flygnn.stimuli.loaders import collate
 if TYPE_CHECKING:
     from flygnn.network import Network
 
-__all__ = ["hex_mask", "HexConv2d", "Dropout", "RunningRMS", "FlowDecoder", "l2norm", "epe", "batch_of",
+__all__ = ["hex_mask", "HexConv2d", "Dropout", "GroupDropout", "RunningRMS", "FlowDecoder", "l2norm", "epe", "batch_of",
            "evaluate", "zero_flow_baseline"]
 
 
@@ -100,6 +100,40 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}" + (", whole_channels=True" if self.whole_channels else "")
+
+
+class GroupDropout(Dropout):
+    """Drop groups of channels together: one draw per (sample, group) with probability
+    ``p`` zeroes every channel of the group (the kept ones scaled by ``1 / (1 - p)``);
+    channels in no group pass unchanged. Identity in eval mode.
+
+    Args:
+        groups: channel indices of each group.
+        n_channels: number of channels of the input.
+
+    **Shapes:** ``(B, C, ...)`` -> same.
+    """
+
+    def __init__(self, p: float, groups: list[list[int]], n_channels: int,
+                 name: str = "pathway_dropout") -> None:
+        super().__init__(p, whole_channels=True, name=name)
+        group_of = torch.full((n_channels,), len(groups), dtype=torch.long)
+        for g, channels in enumerate(groups):
+            group_of[torch.as_tensor(channels, dtype=torch.long)] = g
+        self.register_buffer("group_of", group_of, persistent=False)
+        self.n_groups = len(groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or self.n_groups == 0:
+            return x
+        device = self.generator.device if self.generator is not None else x.device
+        draw = torch.rand((x.shape[0], self.n_groups), generator=self.generator, device=device)
+        keep = (draw >= self.p).to(device=x.device, dtype=x.dtype) / (1.0 - self.p)
+        keep = torch.cat([keep, keep.new_ones(x.shape[0], 1)], dim=1)[:, self.group_of]
+        return x * keep.reshape(*keep.shape, *(1,) * (x.dim() - 2))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, groups={self.n_groups}"
 
 
 class RunningRMS(nn.Module):
@@ -187,6 +221,11 @@ class FlowDecoder(nn.Module):
     (e.g. T4) can carry the motion alone, which pushes the network to code it redundantly
     (e.g. in T5 as well). Identity in eval mode; 0 is flyvis.
 
+    *Pathway dropout* (not in flyvis). With ``pathway_dropout = p > 0`` the four T4 types
+    (the ON motion pathway) are dropped together with probability ``p`` per frame, and
+    independently the four T5 types (OFF): the flow must then be readable without either
+    motion pathway, so each must code motion on its own (:class:`GroupDropout`).
+
     Args:
         graph: the network's flat graph (output types and lattice extent).
         hidden: channels of the hidden layer (8).
@@ -198,6 +237,7 @@ class FlowDecoder(nn.Module):
         input_norm: ``"none"`` (flyvis) or ``"rms"`` (divide by the running RMS per type).
         norm_momentum: momentum of the running RMS (0.01).
         type_dropout: probability of dropping a type's whole input map in training (0).
+        pathway_dropout: probability of dropping all T4 (or all T5) input maps together (0).
 
     **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
     """
@@ -208,7 +248,8 @@ class FlowDecoder(nn.Module):
     def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
                  const_weight: float | None = 0.001, p_dropout: float = 0.5,
                  baseline: str = "none", input_norm: str = "none",
-                 norm_momentum: float = 0.01, type_dropout: float = 0.0) -> None:
+                 norm_momentum: float = 0.01, type_dropout: float = 0.0,
+                 pathway_dropout: float = 0.0) -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
@@ -234,13 +275,18 @@ class FlowDecoder(nn.Module):
         self.input_norm = (RunningRMS(self.n_types, norm_momentum) if input_norm == "rms"
                            else None)
         self.input_dropout = Dropout(type_dropout, whole_channels=True, name="type_dropout")
+        types = list(graph.output_types)
+        groups = [[types.index(f"{t}{s}") for s in "abcd" if f"{t}{s}" in types]
+                  for t in ("T4", "T5")]
+        self.pathway_dropout = GroupDropout(pathway_dropout, [g for g in groups if g],
+                                            self.n_types)
 
     @classmethod
     def from_config(cls, graph: FlatGraph, config) -> FlowDecoder:
         """The decoder a :class:`~flygnn.config.DecoderConfig` describes."""
         c = config
         return cls(graph, c.hidden, c.kernel_size, c.const_weight, c.p_dropout, c.baseline,
-                   c.input_norm, c.norm_momentum, c.type_dropout)
+                   c.input_norm, c.norm_momentum, c.type_dropout, c.pathway_dropout)
 
     @property
     def dropout(self) -> Dropout:
@@ -286,7 +332,8 @@ class FlowDecoder(nn.Module):
         x = x.reshape(B * T, self.n_types, n)
         if self.input_norm is not None:
             x = self.input_norm(x)
-        out = self.decoder(self.base(self.input_dropout(self.to_map(x))))
+        x = self.pathway_dropout(self.input_dropout(self.to_map(x)))
+        out = self.decoder(self.base(x))
         y = out[:, :2] / (F.softplus(out[:, 2:3]) + 1.0)
         return self.from_map(y).reshape(B, T, 2, n)
 

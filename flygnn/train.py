@@ -44,7 +44,7 @@ from flygnn.config import TrainConfig
 from flygnn.dynamics import make_dynamics
 from flygnn.network import Network
 from flygnn.simulate import relax_rest, simulate, steady_state
-from flygnn.task import batch_of, evaluate, l2norm, zero_flow_baseline
+from flygnn.task import Dropout, batch_of, evaluate, l2norm, zero_flow_baseline
 
 __all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]
 
@@ -136,8 +136,9 @@ class Trainer:
                 decoder=dataclasses.replace(d, init=None))
         self.network = build_network(start, data).to(self.device)
         self.decoder = build_decoder(start, self.network).to(self.device)
-        self.decoder.dropout.generator = self.generators["dropout"]
-        self.decoder.input_dropout.generator = self.generators["dropout"]
+        for module in self.decoder.modules():
+            if isinstance(module, Dropout):  # reproducible masks, restored on resume
+                module.generator = self.generators["dropout"]
         o = config.optim
         frozen = {"bias", "time_const", "syn_strength"} - set(o.train_params)
         for name, parameter in self.network.named_parameters():

@@ -250,6 +250,35 @@ def test_type_dropout_drops_whole_types_in_training_only(graph2):
         FlowDecoder(graph2, type_dropout=1.0)
 
 
+def test_pathway_dropout_drops_all_t4_or_all_t5_together(graph2):
+    """pathway_dropout=p: per frame the four T4 maps are all kept (x 1/(1-p)) or all zero,
+    likewise the four T5 maps, independently of each other; other types pass unchanged;
+    eval mode ignores it."""
+    dec = FlowDecoder(graph2, const_weight=None, p_dropout=0.0, pathway_dropout=0.5)
+    types = list(graph2.output_types)
+    t4, t5 = ([types.index(f"{t}{s}") for s in "abcd"] for t in ("T4", "T5"))
+    others = [i for i in range(len(types)) if i not in t4 + t5]
+    responses = torch.rand(4, 8, graph2.num_nodes, generator=torch.Generator().manual_seed(1)) + 0.1
+    seen = []
+    dec.pathway_dropout.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    dec.pathway_dropout.generator = torch.Generator().manual_seed(0)
+    dec(responses)
+    x, y = seen[0]
+    ratio = (y / x.clamp(min=1e-12)).amax(dim=(2, 3))  # (frame, type)
+    torch.testing.assert_close(ratio[:, others], torch.ones_like(ratio[:, others]))
+    for group in (t4, t5):
+        r = ratio[:, group]
+        assert ((r == 0) | (r == 2)).all() and (r == r[:, :1]).all()  # whole group together
+        assert 0.2 < (r[:, 0] == 2).float().mean() < 0.8
+    assert not torch.equal(ratio[:, t4[0]], ratio[:, t5[0]])  # independent draws
+    dec.eval()
+    seen.clear()
+    dec(responses)
+    assert torch.equal(seen[0][0], seen[0][1])
+    with pytest.raises(ValueError, match="pathway_dropout must be in"):
+        FlowDecoder(graph2, pathway_dropout=-0.5)
+
+
 def test_decoder_rejects_wrong_response_shape(graph2):
     with pytest.raises(ValueError, match="responses must have shape"):
         FlowDecoder(graph2)(torch.zeros(2, 3, 10))

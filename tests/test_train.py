@@ -246,6 +246,7 @@ BAD = [
     ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
     ({"decoder": {"type_dropout": -0.1}}, "decoder.type_dropout"),
+    ({"decoder": {"pathway_dropout": 1.0}}, "decoder.pathway_dropout"),
     ({"decoder": {"baseline": "mean"}}, "decoder.baseline"),
     ({"decoder": {"input_norm": "batch"}}, "decoder.input_norm"),
     ({"decoder": {"norm_momentum": 0.0}}, "decoder.norm_momentum"),
