@@ -370,7 +370,9 @@ def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
     """``flow_cpu_protected`` retrains the strengths from stage 4 (before any were trained)
     with stage 17's recipe plus a strength floor, validating once, at its end (it passes on
     its last weights); ``flow_cpu_protected_fast`` continues it with the strengths at 10x the
-    rate; the extent-15 stage reads that network like stage 18."""
+    rate; the extent-15 stage reads that network like stage 18. Stage 8 trains that network
+    at extent 15 (stage 6's recipe on stage 7's extent-15 movies), stage 9 reads it there
+    like stage 7."""
     import dataclasses
     from pathlib import Path
 
@@ -379,8 +381,10 @@ def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
     protected, fast = load("flow_cpu_protected"), load("flow_cpu_protected_fast")
     stage17, stage18 = load("flow_cpu_type_dropout"), load("flow_cpu_type_dropout_extent15")
     extent15 = load("flow_cpu_protected_extent15")
+    net15, net15_decoder = load("flow_cpu_protected_net15"), load("flow_cpu_protected_net15_extent15")
     chain = [("flow_cpu_extent15", protected), ("flow_cpu_protected", fast),
-             ("flow_cpu_protected_fast", extent15)]
+             ("flow_cpu_protected_fast", extent15), ("flow_cpu_protected_extent15", net15),
+             ("flow_cpu_protected_net15", net15_decoder)]
     for previous, cfg in chain:
         assert cfg.network.init == f"runs/{previous}/network.pt"
         assert cfg.decoder.init == f"runs/{previous}/decoder.pt"
@@ -395,6 +399,18 @@ def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
                                     val_every=o.val_every, net_rate_scale=o.net_rate_scale)
         decoder = dataclasses.replace(cfg.decoder, init=like.decoder.init)
         assert dataclasses.replace(cfg, network=like.network, decoder=decoder, optim=optim) == like
+    assert (net15.network.extent, net15.data, net15.optim.train_network) == (15, extent15.data, True)
+    assert dataclasses.replace(net15, network=dataclasses.replace(net15.network, extent=5,
+                                                                  init=fast.network.init),
+                               decoder=dataclasses.replace(net15.decoder, init=fast.decoder.init),
+                               data=fast.data,
+                               optim=dataclasses.replace(net15.optim, n_iters=fast.optim.n_iters,
+                                                         val_every=fast.optim.val_every,
+                                                         checkpoint_every=fast.optim.checkpoint_every)) \
+        == fast
+    assert dataclasses.replace(net15_decoder, network=extent15.network,
+                               decoder=dataclasses.replace(net15_decoder.decoder,
+                                                           init=extent15.decoder.init)) == extent15
 
 
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
