@@ -21,7 +21,7 @@
 # 100 x 100 pixel movies) — enough to watch the loss fall and to show checkpointing, not to
 # learn motion detection. The recipes behind the shipped models are in `configs/README.md`:
 # `flow_cpu` (eighteen stages on one CPU thread, about 11.5 hours) and `flow_cpu_protected`
-# (seven stages, about 3 hours, strengths kept above a quarter of their initial value with
+# (nine stages, about 4 hours, strengths kept above a quarter of their initial value with
 # `optim.strength_floor`, so that T5 keeps its slow OFF input and prefers the flies' directions).
 
 # %%
