@@ -113,8 +113,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class DecoderConfig:
     """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``,
-    ``input_norm``, ``type_dropout`` and ``pathway_dropout`` are flygnn's, off by default) and optional starting
-    weights ``init`` (a ``decoder.pt`` or a training checkpoint, from any extent)."""
+    ``input_norm``, ``type_dropout`` and ``pathway_dropout`` are flygnn's, off by default) and
+    optional starting weights ``init`` (a ``decoder.pt`` or a training checkpoint, any extent)."""
 
     hidden: int = 8
     kernel_size: int = 5

@@ -26,8 +26,8 @@ from flygnn.stimuli.loaders import collate
 if TYPE_CHECKING:
     from flygnn.network import Network
 
-__all__ = ["hex_mask", "HexConv2d", "Dropout", "GroupDropout", "RunningRMS", "FlowDecoder", "l2norm", "epe", "batch_of",
-           "evaluate", "zero_flow_baseline"]
+__all__ = ["hex_mask", "HexConv2d", "Dropout", "GroupDropout", "RunningRMS", "FlowDecoder",
+           "l2norm", "epe", "batch_of", "evaluate", "zero_flow_baseline"]
 
 
 def hex_mask(kernel_size: int) -> torch.Tensor:

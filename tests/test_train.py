@@ -381,7 +381,8 @@ def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
     protected, fast = load("flow_cpu_protected"), load("flow_cpu_protected_fast")
     stage17, stage18 = load("flow_cpu_type_dropout"), load("flow_cpu_type_dropout_extent15")
     extent15 = load("flow_cpu_protected_extent15")
-    net15, net15_decoder = load("flow_cpu_protected_net15"), load("flow_cpu_protected_net15_extent15")
+    net15 = load("flow_cpu_protected_net15")
+    net15_decoder = load("flow_cpu_protected_net15_extent15")
     chain = [("flow_cpu_extent15", protected), ("flow_cpu_protected", fast),
              ("flow_cpu_protected_fast", extent15), ("flow_cpu_protected_extent15", net15),
              ("flow_cpu_protected_net15", net15_decoder)]
@@ -399,15 +400,16 @@ def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
                                     val_every=o.val_every, net_rate_scale=o.net_rate_scale)
         decoder = dataclasses.replace(cfg.decoder, init=like.decoder.init)
         assert dataclasses.replace(cfg, network=like.network, decoder=decoder, optim=optim) == like
-    assert (net15.network.extent, net15.data, net15.optim.train_network) == (15, extent15.data, True)
+    assert (net15.network.extent, net15.data, net15.optim.train_network) \
+        == (15, extent15.data, True)
     assert dataclasses.replace(net15, network=dataclasses.replace(net15.network, extent=5,
                                                                   init=fast.network.init),
                                decoder=dataclasses.replace(net15.decoder, init=fast.decoder.init),
                                data=fast.data,
-                               optim=dataclasses.replace(net15.optim, n_iters=fast.optim.n_iters,
-                                                         val_every=fast.optim.val_every,
-                                                         checkpoint_every=fast.optim.checkpoint_every)) \
-        == fast
+                               optim=dataclasses.replace(
+                                   net15.optim, n_iters=fast.optim.n_iters,
+                                   val_every=fast.optim.val_every,
+                                   checkpoint_every=fast.optim.checkpoint_every)) == fast
     assert dataclasses.replace(net15_decoder, network=extent15.network,
                                decoder=dataclasses.replace(net15_decoder.decoder,
                                                            init=extent15.decoder.init)) == extent15
