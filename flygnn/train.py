@@ -44,7 +44,8 @@ from flygnn.config import TrainConfig
 from flygnn.dynamics import make_dynamics
 from flygnn.network import Network
 from flygnn.simulate import relax_rest, simulate, steady_state
-from flygnn.task import Dropout, batch_of, evaluate, l2norm, zero_flow_baseline
+from flygnn.layers import Dropout
+from flygnn.task import batch_of, evaluate, l2norm, zero_flow_baseline
 
 __all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from flygnn.datasets import FlyVisConnectome
 from flygnn.flat import flatten
-from flygnn.task import FlowDecoder, HexConv2d, RunningRMS, epe, hex_mask, l2norm
+from flygnn.layers import HexConv2d, RunningRMS, hex_mask
+from flygnn.task import FlowDecoder, epe, l2norm
 
 FLYVIS_KEYS = {  # flyvis checkpoint decoder["flow"] entries and shapes at extent 15 (reference 12.2)
     "base.0.weight": (8, 34, 5, 5), "base.0.bias": (8,), "base.1.weight": (8,),
