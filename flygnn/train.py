@@ -42,9 +42,9 @@ from flygnn.build import build_datasets, build_decoder, build_network
 from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load_checkpoint
 from flygnn.config import TrainConfig
 from flygnn.dynamics import make_dynamics
+from flygnn.layers import Dropout
 from flygnn.network import Network
 from flygnn.simulate import relax_rest, simulate, steady_state
-from flygnn.layers import Dropout
 from flygnn.task import batch_of, evaluate, l2norm, zero_flow_baseline
 
 __all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]

@@ -6,11 +6,11 @@ cells recorded. Two indices per cell type (``flygnn.analysis.direction_selectivi
 
 * ``flyvis``: flyvis's DSI of the rectified peak response, resting activity included;
 * ``change``: the same on the change from the grey rest (each response minus its first
-  frame), which a network with small responses around a large rest needs to show anything.
+  frame), which a network with small responses around a large rest needs to show anything;
 
-and the correlation of each type's tuning curve (peak responses over the 12 directions)
-with the flies' (Maisak et al. 2013; ``correlation_to_known_tuning_curves``, best speed):
-offset- and scale-free, so comparable with flyvis's models (model 000 at extent 15, speed 19:
+and, offset- and scale-free, the correlation of each type's tuning curve (peak responses
+over the 12 directions) with the flies' (Maisak et al. 2013;
+``correlation_to_known_tuning_curves``, best speed), comparable with flyvis's models (model 000 at extent 15, speed 19:
 T4a-d 0.94/0.72/0.54/0.86, T5a-d 0.84/0.90/0.95/0.90; reference 14.3).
 
 Usage::
