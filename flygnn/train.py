@@ -222,9 +222,9 @@ class Trainer:
         for group in net_groups:
             group["lr"] = lr_net * group.get("scale", 1.0)
         decoder_group["lr"] = lr_dec
-        with torch.no_grad():
+        with torch.no_grad():  # batch 1: grey is the same for every sample, and so is its rest
             self.epoch_state = steady_state(self.network, self.config.optim.t_pre,
-                                            self.config.data.dt, self.config.optim.batch_size)
+                                            self.config.data.dt)
 
     def step(self, lum: torch.Tensor, flow: torch.Tensor) -> float:
         """One optimisation step on a batch; returns the loss. Shapes: ``(B, T, n)``, ``(B, T, 2, n)``."""
@@ -235,7 +235,7 @@ class Trainer:
         learn_net = o.train_network and self._lrs()[0] > 0
         if learn_net and o.fresh_state and self.position > o.batch_size:
             with torch.no_grad():  # the network changed since the epoch's state was computed
-                self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt, o.batch_size)
+                self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
         start = self.epoch_state
         if learn_net and o.rest_grad_steps:
             start = relax_rest(net, start, o.rest_grad_steps)  # max adjoint iterations

@@ -521,7 +521,7 @@ def test_fresh_state_restarts_movies_from_the_current_networks_rest(tmp_path, da
     trainer.train(until=1)  # first batch of the epoch: the epoch's state
     stale = trainer.epoch_state.clone()
     with torch.no_grad():
-        current = steady_state(trainer.network, cfg.optim.t_pre, cfg.data.dt, cfg.optim.batch_size)
+        current = steady_state(trainer.network, cfg.optim.t_pre, cfg.data.dt)  # batch 1, broadcast
     assert not torch.allclose(current, stale)  # the first step changed the network
     trainer.train(until=2)  # second batch: fresh_state recomputes it before the step
     torch.testing.assert_close(trainer.epoch_state, current if fresh else stale)
