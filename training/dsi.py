@@ -16,6 +16,8 @@ T4a-d 0.94/0.72/0.54/0.86, T5a-d 0.84/0.90/0.95/0.90; reference 14.3).
 Usage::
 
     python training/dsi.py untrained data/models/flow_cpu runs/my_run [--extent 5] [--json f]
+    python training/dsi.py data/models/flow_cpu_protected --extent 15 --offsets -10 11 \
+        --speeds 13 19 25 --dt 0.005      # flyvis's protocol on the full lattice
 """
 
 from __future__ import annotations
@@ -41,16 +43,20 @@ def load_network(name: str, data) -> Network:
     return Network(data) if name == "untrained" else load_model(name, data).network
 
 
-def edge_responses(net, speeds=(13, 25), extent: int = 5, record="central"):
+def edge_responses(net, speeds=(13, 25), extent: int = 5, record="central", offsets=None,
+                   dt: float = 1 / 100):
     """Responses to ON/OFF edges in 12 directions crossing a lattice of ``extent`` (central
-    cells by default, every cell with ``record=None``)."""
+    cells by default, every cell with ``record=None``); the edges travel ``offsets`` (LED
+    positions from the centre, default ``(-extent, extent + 1)``; flyvis's protocol at extent
+    15: ``(-10, 11)`` with ``dt = 1/200``)."""
     n_hexals = 3 * extent * (extent + 1) + 1
-    return moving_edge_responses(net, dt=1 / 100, speeds=speeds, offsets=(-extent, extent + 1),
+    offsets = (-extent, extent + 1) if offsets is None else tuple(offsets)
+    return moving_edge_responses(net, dt=dt, speeds=speeds, offsets=offsets,
                                  n_ommatidia=n_hexals, record=record)
 
 
-def measure(net, extent: int) -> dict:
-    resp = edge_responses(net, extent=extent)
+def measure(net, extent: int, **edges) -> dict:
+    resp = edge_responses(net, extent=extent, **edges)
     change = resp.change_from_rest()
     known = preferred_directions()
     out = {}
@@ -71,12 +77,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="model/run folders, or 'untrained'")
     parser.add_argument("--extent", type=int, default=5)
+    parser.add_argument("--offsets", type=int, nargs=2, metavar=("START", "END"),
+                        help="edge travel in LED positions (default: -extent extent+1)")
+    parser.add_argument("--speeds", type=float, nargs="+", default=[13, 25])
+    parser.add_argument("--dt", type=float, default=1 / 100)
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
+    edges = dict(offsets=args.offsets, speeds=tuple(args.speeds), dt=args.dt)
     data = FlyVisConnectome(extent=args.extent)[0]
     results = {}
     for name in args.models:
-        r = results[name] = measure(load_network(name, data), args.extent)
+        r = results[name] = measure(load_network(name, data), args.extent, **edges)
         print(name)
         for kind in ("flyvis", "change"):
             print(f"  {kind:6s} DSI: T4 (ON) {r[f'{kind}_T4_mean']:.3f} {r[f'{kind}_T4']}  "
