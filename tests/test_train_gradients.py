@@ -79,7 +79,8 @@ def test_one_shared_rest_gives_the_gradient_of_a_rest_per_sample(net):
     weights = torch.randn(3, T, net.num_nodes, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         rest = steady_state(net, 4.0, DT)
-    per_sample = grads(net, readout(net, relax_rest(net, rest.expand(3, -1).contiguous()), lum, weights))
+    each = relax_rest(net, rest.expand(3, -1).contiguous())
+    per_sample = grads(net, readout(net, each, lum, weights))
     shared = grads(net, readout(net, relax_rest(net, rest), lum, weights))
     scale = float(per_sample["syn_strength"].abs().max())
     assert scale > 0
@@ -87,7 +88,8 @@ def test_one_shared_rest_gives_the_gradient_of_a_rest_per_sample(net):
                                atol=1e-4 * scale)
     # the bias gradient cancels to ~0 (see above): compare on the scale of its terms
     detached = grads(net, readout(net, rest.expand(3, -1), lum, weights))
-    assert float((shared["bias"] - per_sample["bias"]).norm()) < 1e-5 * float(detached["bias"].norm())
+    difference = float((shared["bias"] - per_sample["bias"]).norm())
+    assert difference < 1e-5 * float(detached["bias"].norm())
 
 
 class Movies(torch.utils.data.Dataset):
