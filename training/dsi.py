@@ -10,8 +10,9 @@ cells recorded. Two indices per cell type (``flygnn.analysis.direction_selectivi
 
 and, offset- and scale-free, the correlation of each type's tuning curve (peak responses
 over the 12 directions) with the flies' (Maisak et al. 2013;
-``correlation_to_known_tuning_curves``, best speed), comparable with flyvis's models (model 000 at extent 15, speed 19:
-T4a-d 0.94/0.72/0.54/0.86, T5a-d 0.84/0.90/0.95/0.90; reference 14.3).
+``correlation_to_known_tuning_curves``, best speed), comparable with flyvis's models (model
+000 at extent 15, speed 19: T4a-d 0.94/0.72/0.54/0.86, T5a-d 0.84/0.90/0.95/0.90; reference
+14.3).
 
 Usage::
 
