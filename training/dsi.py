@@ -8,7 +8,10 @@ cells recorded. Two indices per cell type (``flygnn.analysis.direction_selectivi
 * ``change``: the same on the change from the grey rest (each response minus its first
   frame), which a network with small responses around a large rest needs to show anything;
 
-and, offset- and scale-free, the correlation of each type's tuning curve (peak responses
+a breakdown of what keeps flyvis's DSI low (``breakdown``: the rectified rest as a share of the
+peak, the peaks at the opposite contrast against those at the cell's own -- flyvis's ON and OFF
+DSIs share the larger denominator -- and the share of peaks in the last fifth of the window,
+i.e. late responses after the edge has passed), and, offset- and scale-free, the correlation of each type's tuning curve (peak responses
 over the 12 directions) with the flies' (Maisak et al. 2013;
 ``correlation_to_known_tuning_curves``, best speed), comparable with flyvis's models (model
 000 at extent 15, speed 19: T4a-d 0.94/0.72/0.54/0.86, T5a-d 0.84/0.90/0.95/0.90; reference
@@ -31,7 +34,12 @@ import numpy as np
 from flygnn.analysis.comparison import correlation_to_known_tuning_curves
 from flygnn.analysis.known import preferred_directions
 from flygnn.analysis.runners import moving_edge_responses
-from flygnn.analysis.tuning import direction_selectivity_index, preferred_direction
+from flygnn.analysis.tuning import (
+    direction_selectivity_index,
+    peak_responses,
+    preferred_direction,
+    time_mask,
+)
 from flygnn.datasets import FlyVisConnectome
 from flygnn.network import Network
 from flygnn.pretrained import load_model
@@ -56,6 +64,29 @@ def edge_responses(net, speeds=(13, 25), extent: int = 5, record="central", offs
                                  n_ommatidia=n_hexals, record=record)
 
 
+def breakdown(resp) -> dict:
+    """Per T4 (ON) / T5 (OFF) type: ``rest`` = rectified rest / mean peak at its own contrast,
+    ``cross`` = summed peaks at the opposite contrast / at its own, ``late`` = share of its
+    own-contrast peaks that fall in the last fifth of the stimulus window."""
+    peak = peak_responses(resp)[0]  # (samples, cells)
+    mask = time_mask(resp)
+    r = np.where(mask[:, :, None], resp.responses[0], -np.inf)
+    when = r.argmax(axis=1)  # (samples, cells): frame of the peak
+    first, last = mask.argmax(axis=1), mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1)
+    late = when >= (first + 0.8 * (last - first))[:, None]
+    intensity = resp.params["intensity"].to_numpy()
+    out = {}
+    for types, own in TYPES.values():
+        for t in types:
+            k = resp.cell_types.index(t)
+            mine, other = intensity == own, intensity != own
+            rest = max(float(resp.responses[0, 0, 0, k]), 0.0)
+            out[t] = {"rest": round(float(rest / (peak[mine, k].mean() + 1e-15)), 3),
+                      "cross": round(float(peak[other, k].sum() / (peak[mine, k].sum() + 1e-15)), 3),
+                      "late": round(float(late[mine, k].mean()), 3)}
+    return out
+
+
 def measure(net, extent: int, **edges) -> dict:
     resp = edge_responses(net, extent=extent, **edges)
     change = resp.change_from_rest()
@@ -70,6 +101,7 @@ def measure(net, extent: int, **edges) -> dict:
                 t: round(float(np.degrees(angle.loc[t, intensity])), 1) for t in types}
     out["tuning_corr"] = {t: round(float(v), 4)
                           for t, v in correlation_to_known_tuning_curves(resp).items()}
+    out["breakdown"] = breakdown(resp)
     out["known_pd_deg"] = {t: float(known[t]) for types, _ in TYPES.values() for t in types}
     return out
 
@@ -94,6 +126,8 @@ def main() -> None:
             print(f"  {kind:6s} DSI: T4 (ON) {r[f'{kind}_T4_mean']:.3f} {r[f'{kind}_T4']}  "
                   f"T5 (OFF) {r[f'{kind}_T5_mean']:.3f} {r[f'{kind}_T5']}")
         print(f"  tuning-curve correlation with the flies': {r['tuning_corr']}")
+        print(f"  flyvis DSI breakdown (rest share, opposite contrast, late peaks): "
+              f"{r['breakdown']}")
         print(f"  preferred directions (change, deg): T4 {r['change_T4_pd_deg']} "
               f"T5 {r['change_T5_pd_deg']}; known {r['known_pd_deg']}")
     if args.json:
