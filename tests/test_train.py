@@ -415,6 +415,37 @@ def test_protected_configs_branch_from_stage_4_with_stage_17s_recipe():
                                                            init=extent15.decoder.init)) == extent15
 
 
+def test_no_type_dropout_configs_continue_the_protected_model_with_flyvis_penalty():
+    """``flow_cpu_protected_nodrop`` (session 12, not shipped) is stage 6's recipe from the
+    shipped ``flow_cpu_protected`` with the resting potentials trained, flyvis's activity
+    penalty on and no type dropout; its extent-15 stage reads it like stage 9."""
+    import dataclasses
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "configs"
+    load = lambda name: TrainConfig.from_json(root / f"{name}.json")  # noqa: E731
+    fast, net15_decoder = load("flow_cpu_protected_fast"), load("flow_cpu_protected_net15_extent15")
+    nodrop, nodrop15 = load("flow_cpu_protected_nodrop"), load("flow_cpu_protected_nodrop_extent15")
+    for previous, cfg in (("flow_cpu_protected_net15_extent15", nodrop),
+                          ("flow_cpu_protected_nodrop", nodrop15)):
+        assert (cfg.network.init, cfg.decoder.init) \
+            == (f"runs/{previous}/network.pt", f"runs/{previous}/decoder.pt")
+    o = nodrop.optim
+    assert (nodrop.decoder.type_dropout, fast.decoder.type_dropout) == (0.0, 0.5)
+    assert o.penalty.stop_iter > o.n_iters and o.penalty.weight > 0
+    assert fast.optim.penalty.stop_iter == 0
+    assert set(o.train_params) == {"bias", *fast.optim.train_params}
+    assert dataclasses.replace(
+        nodrop, network=fast.network, decoder=dataclasses.replace(
+            nodrop.decoder, init=fast.decoder.init, type_dropout=fast.decoder.type_dropout),
+        optim=dataclasses.replace(o, n_iters=fast.optim.n_iters, val_every=fast.optim.val_every,
+                                  checkpoint_every=fast.optim.checkpoint_every,
+                                  train_params=fast.optim.train_params,
+                                  penalty=fast.optim.penalty)) == fast
+    assert dataclasses.replace(nodrop15, network=net15_decoder.network,
+                               decoder=net15_decoder.decoder) == net15_decoder
+
+
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
     # 4 training movies, batch 2: epochs start at iterations 0, 2, 4; warm-up 3 -> the
     # network's rate is 0 in the epochs starting at 0 and 2, non-zero from iteration 4 on

@@ -11,11 +11,11 @@ cells recorded. Two indices per cell type (``flygnn.analysis.direction_selectivi
 a breakdown of what keeps flyvis's DSI low (``breakdown``: the rectified rest as a share of the
 peak, the peaks at the opposite contrast against those at the cell's own -- flyvis's ON and OFF
 DSIs share the larger denominator -- and the share of peaks in the last fifth of the window,
-i.e. late responses after the edge has passed), and, offset- and scale-free, the correlation of each type's tuning curve (peak responses
-over the 12 directions) with the flies' (Maisak et al. 2013;
-``correlation_to_known_tuning_curves``, best speed), comparable with flyvis's models (model
-000 at extent 15, speed 19: T4a-d 0.94/0.72/0.54/0.86, T5a-d 0.84/0.90/0.95/0.90; reference
-14.3).
+i.e. late responses after the edge has passed), and, offset- and scale-free, the correlation
+of each type's tuning curve (peak responses over the 12 directions) with the flies' (Maisak
+et al. 2013; ``correlation_to_known_tuning_curves``, best speed), comparable with flyvis's
+models (model 000 at extent 15, speed 19: T4a-d 0.94/0.72/0.54/0.86, T5a-d
+0.84/0.90/0.95/0.90; reference 14.3).
 
 Usage::
 
@@ -82,7 +82,8 @@ def breakdown(resp) -> dict:
             mine, other = intensity == own, intensity != own
             rest = max(float(resp.responses[0, 0, 0, k]), 0.0)
             out[t] = {"rest": round(float(rest / (peak[mine, k].mean() + 1e-15)), 3),
-                      "cross": round(float(peak[other, k].sum() / (peak[mine, k].sum() + 1e-15)), 3),
+                      "cross": round(float(peak[other, k].sum()
+                                           / (peak[mine, k].sum() + 1e-15)), 3),
                       "late": round(float(late[mine, k].mean()), 3)}
     return out
 
