@@ -169,16 +169,23 @@ class Schedule:
 
 @dataclass(frozen=True)
 class PenaltyConfig:
-    """Activity penalty on the resting potentials (reference 9.5); ``weight`` 0 disables it."""
+    """Activity penalty on the resting potentials (reference 9.5); ``weight`` 0 disables it.
+    Not in flyvis: ``rest_weight * mean_k relu(rest_k)^2`` over the central cells of
+    ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; needs the rest's gradient,
+    ``optim.rest_grad_steps`` > 0)."""
 
     baseline: float = 5.0
     weight: float = 0.1
     below: float = 1.0
     above: float = 0.1
     stop_iter: int = 150_000
+    rest_weight: float = 0.0
+    rest_types: tuple[str, ...] = ()
 
     def check(self, prefix: str) -> None:
-        for name in ("weight", "below", "above", "stop_iter"):
+        if self.rest_weight and not self.rest_types:
+            _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
+        for name in ("weight", "below", "above", "stop_iter", "rest_weight"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
 
@@ -253,6 +260,9 @@ class OptimConfig:
         for name in ("rest_grad_steps", "net_warmup"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.penalty.rest_weight and not self.rest_grad_steps:
+            _fail(f"{prefix}.penalty.rest_weight", "needs optim.rest_grad_steps > 0 (the cost "
+                                                   "acts through the rest's gradient)")
         if self.rest_grad_steps and not self.fresh_state:
             _fail(f"{prefix}.rest_grad_steps", "needs optim.fresh_state = true (the implicit "
                                                "gradient holds at the current network's rest)")

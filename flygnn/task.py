@@ -28,7 +28,8 @@ from flygnn.stimuli.loaders import collate
 if TYPE_CHECKING:
     from flygnn.network import Network
 
-__all__ = ["FlowDecoder", "l2norm", "epe", "batch_of", "evaluate", "zero_flow_baseline"]
+__all__ = ["FlowDecoder", "l2norm", "epe", "activity_penalty", "rest_cost", "batch_of", "evaluate",
+           "zero_flow_baseline"]
 
 
 class FlowDecoder(nn.Module):
@@ -207,6 +208,32 @@ def epe(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     _check_pair(prediction, target)
     return (prediction - target).pow(2).sum(2).sqrt().mean()
+
+
+def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, baseline: float = 5.0,
+                     weight: float = 0.1, below: float = 1.0, above: float = 0.1) -> torch.Tensor:
+    """flyvis's activity penalty on the central cells (reference 9.5).
+
+    ``a = mean_{t >= floor(T/4)} r[b, t, central_k]``, ``x = baseline - a``,
+    ``g = below * relu(x) - above * relu(-x)``, ``P = weight * mean_{b, k} g^2``.
+
+    **Shapes:** ``responses (B, T, N)``, ``central_index (K,)`` -> scalar.
+    """
+    T = responses.shape[1]
+    a = responses[:, T // 4:].index_select(2, central_index.to(responses.device)).mean(1)
+    x = baseline - a
+    g = below * x.relu() - above * (-x).relu()
+    return weight * g.pow(2).mean()
+
+
+def rest_cost(rest: torch.Tensor, index: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """A cost on tonic activity (not in flyvis): ``weight * mean_k relu(rest[..., index_k])^2``.
+
+    Keeps the chosen cells at or below their threshold at the grey rest, so that only
+    responses, not the rest, reach the rectified readout. **Shapes:** ``rest (..., N)``,
+    ``index (K,)`` -> scalar (mean over the leading dimensions too).
+    """
+    return weight * rest.index_select(-1, index.to(rest.device)).relu().pow(2).mean()
 
 
 def batch_of(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:

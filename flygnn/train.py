@@ -45,28 +45,12 @@ from flygnn.dynamics import make_dynamics
 from flygnn.layers import Dropout
 from flygnn.network import Network
 from flygnn.simulate import relax_rest, simulate, steady_state
-from flygnn.task import batch_of, evaluate, l2norm, zero_flow_baseline
+from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, rest_cost, zero_flow_baseline
 
 __all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["iteration", "loss", "lr", "val_l2norm", "val_epe", "time"]
-
-
-def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, baseline: float = 5.0,
-                     weight: float = 0.1, below: float = 1.0, above: float = 0.1) -> torch.Tensor:
-    """flyvis's activity penalty on the central cells (reference 9.5).
-
-    ``a = mean_{t >= floor(T/4)} r[b, t, central_k]``, ``x = baseline - a``,
-    ``g = below * relu(x) - above * relu(-x)``, ``P = weight * mean_{b, k} g^2``.
-
-    **Shapes:** ``responses (B, T, N)``, ``central_index (K,)`` -> scalar.
-    """
-    T = responses.shape[1]
-    a = responses[:, T // 4:].index_select(2, central_index.to(responses.device)).mean(1)
-    x = baseline - a
-    g = below * x.relu() - above * (-x).relu()
-    return weight * g.pow(2).mean()
 
 
 def _seeds(seed: int, n: int) -> list[int]:
@@ -156,6 +140,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             net_groups + [{"params": list(self.decoder.parameters()), "lr": 0.0, "scale": 1.0}])
         self.central = self.network.graph.central_index.to(self.device)
+        self.rest_cost_index = None  # central cells of optim.penalty.rest_types
+        if o.penalty.rest_weight:
+            self.rest_cost_index = self.central[self._type_positions(o.penalty.rest_types)]
         self.floor = None  # optim.strength_floor x the initial strengths (None: >= 0 only)
         if o.strength_floor:
             init = params.init_syn_strength(self.network.graph.pair_mean_n_syn)
@@ -175,6 +162,14 @@ class Trainer:
             self._write_log_header()
 
     # ------------------------------------------------------------------ state
+    def _type_positions(self, names) -> list[int]:
+        known = list(self.network.graph.cell_types)
+        unknown = [t for t in names if t not in known]
+        if unknown:
+            raise ValueError(f"config field 'optim.penalty.rest_types': unknown cell types "
+                             f"{unknown}; known: {known}")
+        return [known.index(t) for t in names]
+
     def _lrs(self) -> tuple[float, float, float]:
         """(network, decoder, penalty) rates of the current epoch (set at its first iteration)."""
         o, it = self.config.optim, self.epoch_start
@@ -242,6 +237,8 @@ class Trainer:
         responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
         rest = net.dynamics.activity(start)
         loss = l2norm(self.decoder(responses, rest), flow)
+        if self.rest_cost_index is not None and learn_net:
+            loss = loss + rest_cost(rest, self.rest_cost_index, o.penalty.rest_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
         penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net

@@ -1,5 +1,7 @@
 """The network's training gradient: through the grey rest (relax_rest) and log-space steps."""
 
+import json
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from flygnn.config import TrainConfig
 from flygnn.datasets import FlyVisConnectome
 from flygnn.network import Network
 from flygnn.simulate import IntegrationWarning, relax_rest, simulate, steady_state
-from flygnn.task import FlowDecoder, l2norm
+from flygnn.task import FlowDecoder, l2norm, rest_cost
 from flygnn.train import Trainer
 
 EXTENT, N_HEX, T, DT = 2, 19, 6, 0.02
@@ -193,3 +195,55 @@ def test_gmres_solves_a_nonsymmetric_system(restart):
         x, converged, used = gmres(lambda v: a @ v, b, tol=1e-10, max_iter=cap, restart=restart)
         assert not converged and used <= cap
     assert gmres(lambda v: a @ v, torch.zeros(n, dtype=torch.float64))[1:] == (True, 0)
+
+
+def test_rest_cost_hand_computed():
+    rest = torch.tensor([[0.5, -1.0, 2.0, 3.0]])
+    value = rest_cost(rest, torch.tensor([0, 1, 2]), weight=4.0)
+    assert float(value) == pytest.approx(4.0 * (0.25 + 0.0 + 4.0) / 3)
+
+
+def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
+    with torch.no_grad():
+        rest = net.dynamics.activity(steady_state(net, 4.0, DT))[0, net.graph.central_index]
+    types = [t for t, r in zip(net.graph.cell_types, rest.tolist()) if r > 0.05 and t[0] == "T"][:5]
+    assert len(types) == 5  # cells above threshold at grey: the cost acts on them
+    cfg = config("optim.rest_grad_steps=100", "optim.penalty.rest_weight=30.0",
+                 f"optim.penalty.rest_types={json.dumps(types)}")
+    trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
+    trainer.network.load_state_dict(net.state_dict())
+    trainer.train(until=2)  # the network changed: the next step recomputes its rest
+    ref_net = Network(data)
+    ref_net.load_state_dict(trainer.network.state_dict())
+    ref_dec = FlowDecoder.from_config(ref_net.graph, cfg.decoder)
+    ref_dec.load_state_dict(trainer.decoder.state_dict())
+    lum, flow = movie(2, 5), torch.rand(2, T, 2, N_HEX, generator=torch.Generator().manual_seed(6))
+    trainer.step(lum, flow)
+    start = steady_state(ref_net, 4.0, DT, 2, grad=True)
+    rest = ref_net.dynamics.activity(start)
+    index = ref_net.graph.central_index[[ref_net.graph.cell_types.index(t) for t in types]]
+    ref_dec.train()
+    task = l2norm(ref_dec(simulate(ref_net, lum, DT, initial_state=start), rest), flow)
+    cost = 30.0 * rest[:, index].relu().pow(2).mean()
+    (task + cost).backward()
+    for name in ("bias", "syn_strength"):
+        expected = getattr(ref_net, name).grad
+        torch.testing.assert_close(getattr(trainer.network, name).grad, expected, rtol=5e-3,
+                                   atol=5e-3 * float(expected.abs().max()))
+    # the cost's share of the bias gradient is not negligible: the test would see it missing
+    start = steady_state(ref_net, 4.0, DT, 2, grad=True)
+    rest = ref_net.dynamics.activity(start)
+    task_only = l2norm(ref_dec(simulate(ref_net, lum, DT, initial_state=start), rest), flow)
+    assert float((trainer.network.bias.grad - torch.autograd.grad(task_only, ref_net.bias)[0])
+                 .abs().max()) > 0.05 * float(expected.abs().max())
+
+
+def test_rest_cost_config_is_checked(tmp_path, data):
+    with pytest.raises(ValueError, match="optim.penalty.rest_types"):
+        config("optim.rest_grad_steps=10", "optim.penalty.rest_weight=1.0")
+    with pytest.raises(ValueError, match="needs optim.rest_grad_steps"):
+        config("optim.penalty.rest_weight=1.0", 'optim.penalty.rest_types=["T5a"]')
+    cfg = config("optim.rest_grad_steps=10", "optim.penalty.rest_weight=1.0",
+                 'optim.penalty.rest_types=["T5a", "T5z"]')
+    with pytest.raises(ValueError, match=r"rest_types.*unknown cell types \['T5z'\]"):
+        Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
