@@ -170,8 +170,8 @@ class Schedule:
 @dataclass(frozen=True)
 class PenaltyConfig:
     """Activity penalty on the resting potentials (reference 9.5); ``weight`` 0 disables it.
-    Not in flyvis: ``rest_weight * mean_k relu(rest_k)^2`` over the central cells of
-    ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; needs the rest's gradient,
+    Not in flyvis: ``rest_weight * mean_k relu(rest_k - rest_target)^2`` over the central
+    cells of ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; needs the rest's gradient,
     ``optim.rest_grad_steps`` > 0)."""
 
     baseline: float = 5.0
@@ -181,6 +181,7 @@ class PenaltyConfig:
     stop_iter: int = 150_000
     rest_weight: float = 0.0
     rest_types: tuple[str, ...] = ()
+    rest_target: float = 0.0
 
     def check(self, prefix: str) -> None:
         if self.rest_weight and not self.rest_types:

@@ -226,14 +226,18 @@ def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, basel
     return weight * g.pow(2).mean()
 
 
-def rest_cost(rest: torch.Tensor, index: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
-    """A cost on tonic activity (not in flyvis): ``weight * mean_k relu(rest[..., index_k])^2``.
+def rest_cost(rest: torch.Tensor, index: torch.Tensor, weight: float = 1.0,
+              target: float = 0.0) -> torch.Tensor:
+    """A cost on tonic activity (not in flyvis): ``weight * mean_k relu(rest_k - target)^2``
+    over the cells ``index`` (``rest_k = rest[..., index_k]``).
 
-    Keeps the chosen cells at or below their threshold at the grey rest, so that only
-    responses, not the rest, reach the rectified readout. **Shapes:** ``rest (..., N)``,
-    ``index (K,)`` -> scalar (mean over the leading dimensions too).
+    Keeps the chosen cells at or below ``target`` at the grey rest -- below the threshold 0
+    of the rectified readout and synapses when negative, so that only responses larger than
+    ``-target`` reach them. **Shapes:** ``rest (..., N)``, ``index (K,)`` -> scalar (mean over
+    the leading dimensions too).
     """
-    return weight * rest.index_select(-1, index.to(rest.device)).relu().pow(2).mean()
+    x = rest.index_select(-1, index.to(rest.device)) - target
+    return weight * x.relu().pow(2).mean()
 
 
 def batch_of(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:

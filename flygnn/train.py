@@ -238,7 +238,8 @@ class Trainer:
         rest = net.dynamics.activity(start)
         loss = l2norm(self.decoder(responses, rest), flow)
         if self.rest_cost_index is not None and learn_net:
-            loss = loss + rest_cost(rest, self.rest_cost_index, o.penalty.rest_weight)
+            loss = loss + rest_cost(rest, self.rest_cost_index, o.penalty.rest_weight,
+                                   o.penalty.rest_target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
         penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net

@@ -201,6 +201,8 @@ def test_rest_cost_hand_computed():
     rest = torch.tensor([[0.5, -1.0, 2.0, 3.0]])
     value = rest_cost(rest, torch.tensor([0, 1, 2]), weight=4.0)
     assert float(value) == pytest.approx(4.0 * (0.25 + 0.0 + 4.0) / 3)
+    below = rest_cost(rest, torch.tensor([0, 1, 2]), weight=4.0, target=-0.5)
+    assert float(below) == pytest.approx(4.0 * (1.0 + 0.0 + 6.25) / 3)
 
 
 def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
@@ -209,7 +211,7 @@ def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
     types = [t for t, r in zip(net.graph.cell_types, rest.tolist()) if r > 0.05 and t[0] == "T"][:5]
     assert len(types) == 5  # cells above threshold at grey: the cost acts on them
     cfg = config("optim.rest_grad_steps=100", "optim.penalty.rest_weight=30.0",
-                 f"optim.penalty.rest_types={json.dumps(types)}")
+                 "optim.penalty.rest_target=-0.05", f"optim.penalty.rest_types={json.dumps(types)}")
     trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
     trainer.network.load_state_dict(net.state_dict())
     trainer.train(until=2)  # the network changed: the next step recomputes its rest
@@ -224,7 +226,7 @@ def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
     index = ref_net.graph.central_index[[ref_net.graph.cell_types.index(t) for t in types]]
     ref_dec.train()
     task = l2norm(ref_dec(simulate(ref_net, lum, DT, initial_state=start), rest), flow)
-    cost = 30.0 * rest[:, index].relu().pow(2).mean()
+    cost = 30.0 * (rest[:, index] + 0.05).relu().pow(2).mean()
     (task + cost).backward()
     for name in ("bias", "syn_strength"):
         expected = getattr(ref_net, name).grad
