@@ -225,7 +225,9 @@ class OptimConfig:
     with up to that many adjoint iterations (:func:`~flygnn.simulate.relax_rest`; 0 treats
     the start state as a constant, as flyvis does); ``log_steps``, tables that Adam moves in
     log space (``x * exp(step)``: a relative rate, entries stay positive); ``strength_floor``,
-    strengths stay >= that fraction of their initial value ``0.01 / <n_syn>`` (0: >= 0 only)."""
+    strengths stay >= that fraction of their initial value ``0.01 / <n_syn>`` (0: >= 0 only);
+    ``fixed_strengths``, type pairs ``"source->target"`` whose strengths are set to that
+    initial value and kept there."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -246,6 +248,7 @@ class OptimConfig:
     rest_grad_steps: int = 0
     log_steps: tuple[str, ...] = ()
     strength_floor: float = 0.0
+    fixed_strengths: tuple[str, ...] = ()
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -270,6 +273,9 @@ class OptimConfig:
         for name in ("t_pre", "val_t_pre"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0 seconds, got {getattr(self, name)}")
+        if any(len(p.split("->")) != 2 for p in self.fixed_strengths):
+            _fail(f"{prefix}.fixed_strengths", f"entries must look like 'Tm9->T5a', got "
+                                               f"{list(self.fixed_strengths)}")
         if not 0 <= self.strength_floor <= 1:
             _fail(f"{prefix}.strength_floor", f"must be in [0, 1], got {self.strength_floor}")
 

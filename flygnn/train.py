@@ -148,6 +148,7 @@ class Trainer:
             init = params.init_syn_strength(self.network.graph.pair_mean_n_syn)
             self.floor = (o.strength_floor * init).to(self.device)
             params.project_(self.network.syn_strength.data, self.floor)
+        self.fixed = self._fixed_strengths(o.fixed_strengths)  # (positions, values) or None
         self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
         self.order: torch.Tensor | None = None
         self.epoch_state = None
@@ -162,6 +163,25 @@ class Trainer:
             self._write_log_header()
 
     # ------------------------------------------------------------------ state
+    def _fixed_strengths(self, pairs):
+        """Positions and initial values of ``optim.fixed_strengths``; sets them now."""
+        if not pairs:
+            return None
+        index = params.table_index("syn_strength", self.network.graph)
+        known = {f"{a}->{b}": i for i, (a, b) in enumerate(index)}
+        unknown = [p for p in pairs if p not in known]
+        if unknown:
+            raise ValueError(f"config field 'optim.fixed_strengths': no synapses for {unknown}")
+        positions = torch.tensor([known[p] for p in pairs], device=self.device)
+        values = params.init_syn_strength(self.network.graph.pair_mean_n_syn).to(self.device)
+        fixed = positions, values[positions]
+        self._hold(fixed)
+        return fixed
+
+    def _hold(self, fixed) -> None:
+        with torch.no_grad():
+            self.network.syn_strength.index_put_((fixed[0],), fixed[1])
+
     def _type_positions(self, names) -> list[int]:
         known = list(self.network.graph.cell_types)
         unknown = [t for t in names if t not in known]
@@ -259,6 +279,8 @@ class Trainer:
             if penalize:
                 net.bias.sub_(self._lrs()[2] * grad_bias)
             params.project_(net.syn_strength, self.floor)
+        if self.fixed is not None:
+            self._hold(self.fixed)
         return float(loss.detach())
 
     def validate(self) -> dict[str, float]:

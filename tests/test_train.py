@@ -609,6 +609,33 @@ def test_strength_floor_keeps_strengths_above_a_fraction_of_their_init(tmp_path,
     assert torch.isclose(ends[0.9], 0.9 * init).any()  # and with it, they stop at the floor
 
 
+def test_fixed_strengths_stay_at_their_initial_value(tmp_path, data):
+    net = Network(data)
+    init = net.syn_strength.detach().clone()
+    pairs = ["T4a->T5a", "Tm9->T5c"]
+    index = net.param_table("syn_strength").index
+    fixed = [index.get_loc(tuple(p.split("->"))) for p in pairs]
+    start = tmp_path / "start.pt"
+    with torch.no_grad():
+        net.syn_strength.mul_(2.0)  # a trained network: the fixed pairs go back to the init
+    net.save(start)
+    cfg = config(n_iters=3, penalty={"weight": 0.0}).with_overrides(
+        ['optim.train_params=["syn_strength"]', f"network.init={start}",
+         f"optim.fixed_strengths={json.dumps(pairs)}"])
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    trainer.train()
+    end = trainer.network.syn_strength.detach()
+    torch.testing.assert_close(end[fixed], init[fixed], rtol=0, atol=0)
+    others = torch.ones_like(end, dtype=torch.bool)
+    others[fixed] = False
+    assert (end[others] != 2.0 * init[others]).mean(dtype=torch.float) > 0.9  # the rest learn
+    with pytest.raises(ValueError, match=r"optim.fixed_strengths.*\['T4a->T5b'\]"):
+        Trainer(cfg.with_overrides(['optim.fixed_strengths=["T4a->T5b"]']), tmp_path / "bad",
+                datasets=datasets(), data=data)
+    with pytest.raises(ValueError, match="optim.fixed_strengths"):
+        cfg.with_overrides(['optim.fixed_strengths=["T4a-T5a"]'])
+
+
 def test_resume_does_not_need_the_init_files(tmp_path, data):
     first = config(n_iters=2)
     Trainer(first, tmp_path / "a", datasets=datasets(), data=data).train()
