@@ -8,7 +8,10 @@ import flygnn
 from flygnn.demo import fresh_folder, run_demo
 
 
-MODELS = ("flow_cpu", "flow_cpu_protected")
+MODELS = ("flow_cpu", "flow_cpu_protected", "flow_cpu_threshold")
+TRAINED = {"flow_cpu": ("time_const", "syn_strength"),  # the tables each model's training changed
+           "flow_cpu_protected": ("time_const", "syn_strength"),
+           "flow_cpu_threshold": ("bias", "time_const", "syn_strength")}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -18,9 +21,9 @@ def test_shipped_model_loads_and_beats_zero_flow(name):
     model = flygnn.load_pretrained(name, data=data)
     untrained = flygnn.Network(data)
     assert model.config.network.extent == 15 and model.decoder is not None
-    for table in ("time_const", "syn_strength"):  # the tables its training changed
-        assert not model.network.param_table(table).equals(untrained.param_table(table)), table
-    assert model.network.param_table("bias").equals(untrained.param_table("bias"))
+    for table in ("bias", "time_const", "syn_strength"):
+        changed = not model.network.param_table(table).equals(untrained.param_table(table))
+        assert changed == (table in TRAINED[name]), table
     trained = model.network.param_table("time_const")
     assert (trained > 0).all() and (model.network.param_table("syn_strength") >= 0).all()
     metrics = model.metrics
@@ -191,3 +194,24 @@ def test_protected_models_t4_and_t5_prefer_the_flies_directions(edge_tuning):
     assert dsi0.loc[T4 + T5].max().max() < 0.01
     assert dsi.loc[T4, 1].mean() > 0.3 and (dsi.loc[T5, 0] > 0.05).all()
     assert change.loc[T5, 0].mean() > 2 * change0.loc[T5, 0].mean()
+
+
+def test_threshold_model_t4_and_t5_are_selective_from_a_rest_at_threshold(edge_tuning):
+    """``flow_cpu_threshold`` (the rest cost on T4/T5): T4/T5 rest at their threshold (the
+    rectified rest is no part of their peaks); every T4 type reaches flyvis's DSI 0.6 and
+    prefers the flies' direction within 25 degrees; T5b and T5d reach 0.2 and T5 0.2 on
+    average, and T5a, T5b and T5d prefer the flies' direction within 35 degrees (T5c does not:
+    configs/README.md, Session 13)."""
+    from flygnn.simulate import steady_state
+
+    dsi, _, pref = edge_tuning["flow_cpu_threshold"]
+    distance = _distance_deg(pref)
+    assert (dsi.loc[T4, 1] > 0.6).all() and (distance.loc[T4] < 25).all()
+    assert dsi.loc[T5, 0].mean() > 0.2 and (dsi.loc[["T5b", "T5d"], 0] > 0.2).all()
+    assert (distance.loc[["T5a", "T5b", "T5d"]] < 35).all()
+    net = flygnn.load_pretrained("flow_cpu_threshold", data=flygnn.FlyVisConnectome(extent=5)[0])
+    graph = net.network.graph
+    with torch.no_grad():
+        rest = net.network.dynamics.activity(steady_state(net.network, 4.0, 0.02))[0]
+    central = graph.central_index[[graph.cell_types.index(t) for t in T4 + T5]]
+    assert (rest[central] < 0.05).all()

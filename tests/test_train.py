@@ -446,6 +446,46 @@ def test_no_type_dropout_configs_continue_the_protected_model_with_flyvis_penalt
                                decoder=net15_decoder.decoder) == net15_decoder
 
 
+def test_threshold_configs_add_the_rest_cost_to_the_two_phase_run():
+    """``flow_cpu_threshold`` (session 13): the no-type-dropout run, then type dropout 0.5
+    again, then the rest cost on T4/T5 with the resting potentials at 10x the rate, then the
+    decoder at extent 15 as in ``flow_cpu_protected_nodrop_extent15``; the shipped folder
+    holds these configs."""
+    import dataclasses
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    load = lambda name: TrainConfig.from_json(root / "configs" / f"{name}.json")  # noqa: E731
+    nodrop, nodrop15 = load("flow_cpu_protected_nodrop"), load("flow_cpu_protected_nodrop_extent15")
+    then_drop, cost = load("flow_cpu_protected_nodrop_then_drop"), load("flow_cpu_rest_cost")
+    cost15 = load("flow_cpu_rest_cost_extent15")
+    chain = [("flow_cpu_protected_nodrop", then_drop), ("flow_cpu_protected_nodrop_then_drop", cost),
+             ("flow_cpu_rest_cost", cost15)]
+    for previous, cfg in chain:
+        assert (cfg.network.init, cfg.decoder.init) \
+            == (f"runs/{previous}/network.pt", f"runs/{previous}/decoder.pt")
+    assert (nodrop.decoder.type_dropout, then_drop.decoder.type_dropout) == (0.0, 0.5)
+    o = then_drop.optim
+    assert dataclasses.replace(then_drop, network=nodrop.network, decoder=dataclasses.replace(
+        then_drop.decoder, init=nodrop.decoder.init, type_dropout=0.0), optim=dataclasses.replace(
+        o, n_iters=nodrop.optim.n_iters, checkpoint_every=nodrop.optim.checkpoint_every)) == nodrop
+    p = cost.optim.penalty
+    assert p.rest_weight > 0 and set(p.rest_types) == {f"T{k}{d}" for k in "45" for d in "abcd"}
+    assert cost.optim.net_rate_scale.bias == 10 * o.net_rate_scale.bias
+    assert dataclasses.replace(cost, network=then_drop.network, decoder=then_drop.decoder,
+                               optim=dataclasses.replace(
+                                   cost.optim, penalty=o.penalty, net_rate_scale=o.net_rate_scale,
+                                   val_every=o.val_every, checkpoint_every=o.checkpoint_every)) \
+        == then_drop
+    assert dataclasses.replace(cost15, network=nodrop15.network, decoder=nodrop15.decoder) \
+        == nodrop15
+    shipped = root / "data" / "models" / "flow_cpu_threshold"
+    assert TrainConfig.from_json(shipped / "config.json") == cost15
+    for stage, cfg in (("9_protected_nodrop", nodrop), ("10_protected_nodrop_then_drop", then_drop),
+                       ("11_rest_cost", cost)):
+        assert TrainConfig.from_json(shipped / "stages" / f"{stage}.config.json") == cfg
+
+
 def test_network_warmup_trains_the_decoder_first(tmp_path, data):
     # 4 training movies, batch 2: epochs start at iterations 0, 2, 4; warm-up 3 -> the
     # network's rate is 0 in the epochs starting at 0 and 2, non-zero from iteration 4 on
