@@ -17,7 +17,7 @@ __all__ = ["run_demo", "fresh_folder", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "flow_cpu"
+DEFAULT_MODEL = "flow_cpu_threshold"
 T4T5 = ["T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d"]
 
 

@@ -5,7 +5,7 @@ import torch
 import pytest
 
 import flygnn
-from flygnn.demo import fresh_folder, run_demo
+from flygnn.demo import DEFAULT_MODEL, fresh_folder, run_demo
 
 
 MODELS = ("flow_cpu", "flow_cpu_protected", "flow_cpu_threshold")
@@ -53,7 +53,7 @@ def test_demo_writes_a_report_and_keeps_earlier_ones(tmp_path, capsys):
     for name in ("summary.md", "fri.png", "dsi.png", "polarity.csv", "correlations.csv"):
         assert (folder / name).is_file(), name
     summary = (folder / "summary.md").read_text()
-    assert "flow_cpu" in summary and "untrained" in summary
+    assert DEFAULT_MODEL in summary and "untrained" in summary
     table = pd.read_csv(folder / "correlations.csv")
     assert len(table) == 2 and table["fri_correlation"].between(-1, 1).all()
     printed = capsys.readouterr().out
@@ -66,12 +66,12 @@ def test_demo_writes_a_report_and_keeps_earlier_ones(tmp_path, capsys):
         return ([float(v) for v in flyvis.strip("|").split("|")[3:]],
                 [float(v) for v in change.strip("|").split("|")[1:]])
 
-    for model in ("flow_cpu", "untrained"):
+    for model in (DEFAULT_MODEL, "untrained"):
         flyvis, change = t4_t5(model)
         assert len(flyvis) == len(change) == 8 and all(0 <= v <= 1 for v in flyvis + change)
     flyvis, change = t4_t5("untrained")
     assert max(flyvis) < 0.01 < max(change)
-    assert t4_t5("flow_cpu")[0] != t4_t5("flow_cpu")[1]
+    assert t4_t5(DEFAULT_MODEL)[0] != t4_t5(DEFAULT_MODEL)[1]
 
 
 def test_demo_names_a_missing_model(tmp_path):

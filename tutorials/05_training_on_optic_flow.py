@@ -22,7 +22,9 @@
 # learn motion detection. The recipes behind the shipped models are in `configs/README.md`:
 # `flow_cpu` (eighteen stages on one CPU thread, about 11.5 hours) and `flow_cpu_protected`
 # (nine stages, about 4 hours, strengths kept above a quarter of their initial value with
-# `optim.strength_floor`, so that T5 keeps its slow OFF input and prefers the flies' directions).
+# `optim.strength_floor`, so that T5 keeps its slow OFF input and prefers the flies' directions),
+# and `flow_cpu_threshold` (four more stages, about 2 hours, with `optim.penalty.rest_weight`
+# keeping T4 and T5 resting at their threshold: the best flow and direction selectivity).
 
 # %%
 import json
