@@ -479,6 +479,11 @@ def test_threshold_configs_add_the_rest_cost_to_the_two_phase_run():
         == then_drop
     assert dataclasses.replace(cost15, network=nodrop15.network, decoder=nodrop15.decoder) \
         == nodrop15
+    fixed = load("flow_cpu_rest_cost_fixed")  # tried, not shipped: T4 -> T5 held at the init
+    assert fixed.network.init == "runs/flow_cpu_rest_cost/network.pt"
+    assert set(fixed.optim.fixed_strengths) == {f"T4{d}->T5{d}" for d in "abcd"}
+    assert dataclasses.replace(fixed, network=cost.network, decoder=cost.decoder,
+                               optim=dataclasses.replace(fixed.optim, fixed_strengths=())) == cost
     shipped = root / "data" / "models" / "flow_cpu_threshold"
     assert TrainConfig.from_json(shipped / "config.json") == cost15
     for stage, cfg in (("9_protected_nodrop", nodrop), ("10_protected_nodrop_then_drop", then_drop),
