@@ -4,8 +4,8 @@ A starting point for a run with ``optim.penalty.rest_weight`` (configs/README.md
 13): Adam moves a resting potential by about its rate per step, so a rest of 2 would take
 tens of thousands of steps to reach the threshold; this shifts ``bias`` of the given types
 at once (a damped fixed-point iteration, since the types feed back onto each other) and
-leaves every other parameter as trained. Writes ``network.pt`` (and copies ``decoder.pt``)
-into a new folder, loadable with ``flygnn.load_model``.
+leaves every other parameter as trained. Writes ``network.pt`` (and copies ``decoder.pt`` and
+``config.json``) into a new folder, loadable with ``flygnn.load_model``.
 
 Usage::
 
@@ -63,7 +63,9 @@ def main() -> None:
     after = shift_rest(net, args.types, args.target)
     out.mkdir(parents=True)
     net.save(out / "network.pt")
-    shutil.copy(Path(args.model) / "decoder.pt", out / "decoder.pt")
+    for name in ("decoder.pt", "config.json"):  # the decoder's architecture is in the config
+        if (Path(args.model) / name).exists():
+            shutil.copy(Path(args.model) / name, out / name)
     for t, b, a in zip(args.types, before.tolist(), after.tolist()):
         print(f"{t}: rest {b:.3f} -> {a:.3f}")
 
