@@ -124,6 +124,7 @@ class DecoderConfig:
     input_norm: str = "none"
     norm_momentum: float = 0.01
     type_dropout: float = 0.0
+    type_dropout_groups: str = "types"
     pathway_dropout: float = 0.0
     init: str | None = None
 
@@ -135,6 +136,9 @@ class DecoderConfig:
         for name in ("p_dropout", "type_dropout", "pathway_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        if self.type_dropout_groups not in ("types", "directions"):
+            _fail(f"{prefix}.type_dropout_groups", f"must be 'types' or 'directions', got "
+                                                   f"{self.type_dropout_groups!r}")
         if self.baseline not in ("none", "rest", "rest_positive"):
             _fail(f"{prefix}.baseline", f"must be none, rest or rest_positive: {self.baseline!r}")
         if self.input_norm not in ("none", "rms"):
@@ -184,11 +188,11 @@ class PenaltyConfig:
     rest_target: float = 0.0
 
     def check(self, prefix: str) -> None:
-        if self.rest_weight and not self.rest_types:
-            _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
         for name in ("weight", "below", "above", "stop_iter", "rest_weight"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.rest_weight and not self.rest_types:
+            _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,10 @@ class FlowDecoder(nn.Module):
     input map is dropped with probability ``p`` per frame in training (the rest scaled by
     ``1 / (1 - p)``), so the flow must be readable from any subset of the types: no type
     (e.g. T4) can carry the motion alone, which pushes the network to code it redundantly
-    (e.g. in T5 as well). Identity in eval mode; 0 is flyvis.
+    (e.g. in T5 as well). Identity in eval mode; 0 is flyvis. With
+    ``type_dropout_groups="directions"`` the T4 and T5 type of each direction (T4a with T5a,
+    ...) are dropped together, every other type alone: T5a then cannot stand in for T4a, so
+    copying T4a's ON motion signal into T5a no longer pays.
 
     *Pathway dropout* (not in flyvis). With ``pathway_dropout = p > 0`` the four T4 types
     (the ON motion pathway) are dropped together with probability ``p`` per frame, and
@@ -85,6 +88,7 @@ class FlowDecoder(nn.Module):
         input_norm: ``"none"`` (flyvis) or ``"rms"`` (divide by the running RMS per type).
         norm_momentum: momentum of the running RMS (0.01).
         type_dropout: probability of dropping a type's whole input map in training (0).
+        type_dropout_groups: ``"types"`` (each type alone) or ``"directions"`` (T4x with T5x).
         pathway_dropout: probability of dropping all T4 (or all T5) input maps together (0).
 
     **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
@@ -97,7 +101,7 @@ class FlowDecoder(nn.Module):
                  const_weight: float | None = 0.001, p_dropout: float = 0.5,
                  baseline: str = "none", input_norm: str = "none",
                  norm_momentum: float = 0.01, type_dropout: float = 0.0,
-                 pathway_dropout: float = 0.0) -> None:
+                 pathway_dropout: float = 0.0, type_dropout_groups: str = "types") -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
@@ -122,8 +126,17 @@ class FlowDecoder(nn.Module):
         self.decoder = nn.Sequential(HexConv2d(hidden, 3, kernel_size, const_weight))
         self.input_norm = (RunningRMS(self.n_types, norm_momentum) if input_norm == "rms"
                            else None)
-        self.input_dropout = Dropout(type_dropout, whole_channels=True, name="type_dropout")
         types = list(graph.output_types)
+        if type_dropout_groups == "types":
+            self.input_dropout = Dropout(type_dropout, whole_channels=True, name="type_dropout")
+        elif type_dropout_groups == "directions":
+            pairs = [[types.index(t) for t in (f"T4{d}", f"T5{d}") if t in types] for d in "abcd"]
+            paired = {k for pair in pairs for k in pair}
+            groups = [p for p in pairs if p] + [[k] for k in range(self.n_types) if k not in paired]
+            self.input_dropout = GroupDropout(type_dropout, groups, self.n_types, "type_dropout")
+        else:
+            raise ValueError(f"type_dropout_groups must be 'types' or 'directions', got "
+                             f"{type_dropout_groups!r}")
         groups = [[types.index(f"{t}{s}") for s in "abcd" if f"{t}{s}" in types]
                   for t in ("T4", "T5")]
         self.pathway_dropout = GroupDropout(pathway_dropout, [g for g in groups if g],
@@ -134,7 +147,8 @@ class FlowDecoder(nn.Module):
         """The decoder a :class:`~flygnn.config.DecoderConfig` describes."""
         c = config
         return cls(graph, c.hidden, c.kernel_size, c.const_weight, c.p_dropout, c.baseline,
-                   c.input_norm, c.norm_momentum, c.type_dropout, c.pathway_dropout)
+                   c.input_norm, c.norm_momentum, c.type_dropout, c.pathway_dropout,
+                   c.type_dropout_groups)
 
     @property
     def dropout(self) -> Dropout:

@@ -280,6 +280,31 @@ def test_pathway_dropout_drops_all_t4_or_all_t5_together(graph2):
         FlowDecoder(graph2, pathway_dropout=-0.5)
 
 
+def test_type_dropout_by_direction_drops_t4_and_t5_of_a_direction_together(graph2):
+    """type_dropout_groups="directions": T4x and T5x are kept (x 1/(1-p)) or dropped together
+    per frame, every other type on its own draw."""
+    dec = FlowDecoder(graph2, const_weight=None, p_dropout=0.0, type_dropout=0.5,
+                      type_dropout_groups="directions")
+    types = list(graph2.output_types)
+    responses = torch.rand(8, 8, graph2.num_nodes, generator=torch.Generator().manual_seed(1)) + 0.1
+    seen = []
+    dec.input_dropout.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    dec.input_dropout.generator = torch.Generator().manual_seed(0)
+    dec(responses)
+    x, y = seen[0]
+    ratio = (y / x.clamp(min=1e-12)).amax(dim=(2, 3))  # (frame, type)
+    assert ((ratio == 0) | (ratio == 2)).all()
+    for d in "abcd":
+        torch.testing.assert_close(ratio[:, types.index(f"T4{d}")], ratio[:, types.index(f"T5{d}")])
+    singles = [i for i, t in enumerate(types) if t[:2] not in ("T4", "T5")]
+    kept = (ratio[:, singles] == 2).float()
+    assert 0.35 < kept.mean() < 0.65
+    assert not (kept == kept[:, :1]).all()  # independent draws
+    assert not torch.equal(ratio[:, types.index("T4a")], ratio[:, types.index("T4b")])
+    with pytest.raises(ValueError, match="type_dropout_groups"):
+        FlowDecoder(graph2, type_dropout_groups="pairs")
+
+
 def test_decoder_rejects_wrong_response_shape(graph2):
     with pytest.raises(ValueError, match="responses must have shape"):
         FlowDecoder(graph2)(torch.zeros(2, 3, 10))

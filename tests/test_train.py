@@ -247,6 +247,8 @@ BAD = [
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
     ({"decoder": {"type_dropout": -0.1}}, "decoder.type_dropout"),
     ({"decoder": {"pathway_dropout": 1.0}}, "decoder.pathway_dropout"),
+    ({"decoder": {"type_dropout_groups": "pairs"}}, "decoder.type_dropout_groups"),
+    ({"optim": {"penalty": {"rest_weight": -1.0}}}, "optim.penalty.rest_weight"),
     ({"decoder": {"baseline": "mean"}}, "decoder.baseline"),
     ({"decoder": {"input_norm": "batch"}}, "decoder.input_norm"),
     ({"decoder": {"norm_momentum": 0.0}}, "decoder.norm_momentum"),
