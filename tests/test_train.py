@@ -486,6 +486,10 @@ def test_threshold_configs_add_the_rest_cost_to_the_two_phase_run():
     assert set(fixed.optim.fixed_strengths) == {f"T4{d}->T5{d}" for d in "abcd"}
     assert dataclasses.replace(fixed, network=cost.network, decoder=cost.decoder,
                                optim=dataclasses.replace(fixed.optim, fixed_strengths=())) == cost
+    paired = load("flow_cpu_rest_cost_paired")  # tried: T4x and T5x dropped together
+    assert paired.decoder.type_dropout_groups == "directions"
+    assert dataclasses.replace(paired, network=cost.network, decoder=dataclasses.replace(
+        paired.decoder, init=cost.decoder.init, type_dropout_groups="types")) == cost
     shipped = root / "data" / "models" / "flow_cpu_threshold"
     assert TrainConfig.from_json(shipped / "config.json") == cost15
     for stage, cfg in (("9_protected_nodrop", nodrop), ("10_protected_nodrop_then_drop", then_drop),
