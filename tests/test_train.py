@@ -486,6 +486,16 @@ def test_threshold_configs_add_the_rest_cost_to_the_two_phase_run():
     assert set(fixed.optim.fixed_strengths) == {f"T4{d}->T5{d}" for d in "abcd"}
     assert dataclasses.replace(fixed, network=cost.network, decoder=cost.decoder,
                                optim=dataclasses.replace(fixed.optim, fixed_strengths=())) == cost
+    net15 = load("flow_cpu_rest_cost_net15")  # tried: stage 12 at extent 15, then the decoder
+    net15_decoder = load("flow_cpu_rest_cost_net15_extent15")
+    assert (net15.network.extent, net15.data.n_train, net15.network.init) \
+        == (15, 64, "runs/flow_cpu_rest_cost_extent15/network.pt")
+    assert dataclasses.replace(net15, network=cost.network, decoder=cost.decoder,
+                               data=cost.data, optim=dataclasses.replace(
+                                   net15.optim, n_iters=cost.optim.n_iters,
+                                   val_every=cost.optim.val_every)) == cost
+    assert dataclasses.replace(net15_decoder, network=cost15.network,
+                               decoder=cost15.decoder) == cost15
     paired = load("flow_cpu_rest_cost_paired")  # tried: T4x and T5x dropped together
     assert paired.decoder.type_dropout_groups == "directions"
     assert dataclasses.replace(paired, network=cost.network, decoder=dataclasses.replace(
