@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["FORMAT", "atomic_write_bytes", "atomic_write_text", "atomic_torch_save",
-           "load_file", "load_checkpoint"]
+           "load_file", "load_checkpoint", "truncate_log"]
 
 FORMAT = "flygnn.TrainCheckpoint"
 REQUIRED = ("network", "decoder", "optim", "rng", "iteration", "epoch", "order", "position",
@@ -96,3 +96,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} lacks the keys {missing}")
     return blob
+
+
+def truncate_log(path: Path, iteration: int, columns: list[str]) -> None:
+    """Drop the CSV log rows written after the checkpoint being resumed (``iteration``);
+    a missing log is started with its header ``columns``."""
+    if not path.exists():
+        atomic_write_text(path, ",".join(columns) + "\n")
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",")[0]) <= iteration]
+    atomic_write_text(path, "".join(keep))

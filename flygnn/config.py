@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import types
-import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from flygnn.configio import apply_overrides, build_dataclass, validate_dataclass
+from flygnn.configio import fail as _fail
+
 __all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyConfig",
            "RateScale", "OptimConfig", "TrainConfig", "apply_overrides"]
-
-
-def _fail(name: str, message: str) -> None:
-    raise ValueError(f"config field {name!r}: {message}")
 
 
 @dataclass(frozen=True)
@@ -300,7 +297,7 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        _validate(self, "")
+        validate_dataclass(self, "")
         if self.optim.batch_size > self.data.n_train:
             _fail("optim.batch_size", f"must be <= data.n_train ({self.data.n_train}), "
                                       f"got {self.optim.batch_size}")
@@ -321,7 +318,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Build from a (partial) dict; unknown keys or bad values raise ``ValueError``."""
-        return _build(cls, d, "")
+        return build_dataclass(cls, d, "")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> TrainConfig:
@@ -335,84 +332,3 @@ class TrainConfig:
     def with_overrides(self, overrides: list[str]) -> TrainConfig:
         """Apply ``key=value`` strings (dotted keys, JSON values), see :func:`apply_overrides`."""
         return self.from_dict(apply_overrides(self.to_dict(), overrides))
-
-
-def apply_overrides(d: dict, overrides: list[str]) -> dict:
-    """Set dotted keys, e.g. ``optim.lr_net.start=1e-3``; the value is parsed as JSON and
-    kept as a string when that fails. Returns a new dict."""
-    d = json.loads(json.dumps(d))
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like key=value")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        node, parts = d, key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-    return d
-
-
-def _build(cls, d, prefix: str):
-    where = prefix or "config"
-    if not isinstance(d, dict):
-        raise ValueError(f"config field {where!r}: expected an object, got {type(d).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"config field {where!r}: unknown keys {unknown}; known: {sorted(names)}")
-    hints, kwargs = typing.get_type_hints(cls), {}
-    for name, value in d.items():
-        kwargs[name] = _convert(hints[name], value, f"{prefix}.{name}" if prefix else name)
-    return cls(**kwargs)
-
-
-def _convert(tp, value, name: str):
-    """Coerce a JSON value to the annotated type or raise naming the field."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (tp,) = [a for a in args if a is not type(None)]
-        return _convert(tp, value, name)
-    if is_dataclass(tp):
-        return _build(tp, value, name)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            _fail(name, f"expected a list, got {value!r}")
-        inner = args[0]
-        if len(args) == 2 and args[1] is not Ellipsis and len(value) != 2:
-            _fail(name, f"expected 2 entries, got {list(value)}")
-        return tuple(_convert(inner, v, name) for v in value)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    scalars = {bool: (isinstance(value, bool), "true or false"),
-               int: (number and isinstance(value, int), "an integer"),
-               float: (number and math.isfinite(value), "a finite number"),
-               str: (isinstance(value, str), "a string")}
-    if tp in scalars:
-        if not scalars[tp][0]:
-            _fail(name, f"expected {scalars[tp][1]}, got {value!r}")
-        return float(value) if tp is float else value
-    raise TypeError(f"unsupported config type {tp!r} for {name}")  # pragma: no cover
-
-
-def _validate(obj, prefix: str) -> None:
-    """Type-check every field (so direct construction is checked too) and run ``check``."""
-    hints = typing.get_type_hints(type(obj))
-    for f in fields(obj):
-        name = f"{prefix}.{f.name}" if prefix else f.name
-        value = getattr(obj, f.name)
-        if is_dataclass(value):
-            _validate(value, name)
-            continue
-        converted = _convert(hints[f.name], value, name)
-        if converted is not value:
-            object.__setattr__(obj, f.name, converted)
-    if hasattr(obj, "check"):
-        obj.check(prefix)
-

@@ -42,7 +42,7 @@ import torch
 __all__ = [
     "PARAMETERS", "TRAINABLE", "init_bias", "init_time_const", "init_syn_count",
     "init_syn_strength", "syn_count_value", "edge_coefficient", "effective_time_const",
-    "project_", "table_index", "to_series", "from_series",
+    "project_", "pair_positions", "table_index", "to_series", "from_series",
 ]
 
 #: parameter name -> grouping ("type", "pair" or "offset")
@@ -112,6 +112,16 @@ def project_(syn_strength: torch.Tensor, floor: torch.Tensor | None = None) -> N
             torch.maximum(syn_strength, floor, out=syn_strength)
     elif bool((syn_strength < 0).any()):
         syn_strength.clamp_(min=0)
+
+
+def pair_positions(graph, pairs) -> list[int]:
+    """Positions in ``syn_strength`` of type pairs written ``"source->target"``; raises
+    ``ValueError`` naming the pairs without synapses."""
+    known = {f"{a}->{b}": i for i, (a, b) in enumerate(table_index("syn_strength", graph))}
+    unknown = [p for p in pairs if p not in known]
+    if unknown:
+        raise ValueError(f"no synapses for {unknown}")
+    return [known[p] for p in pairs]
 
 
 def table_index(name: str, graph) -> pd.Index:

@@ -39,8 +39,10 @@ import torch
 
 from flygnn import params
 from flygnn.build import build_datasets, build_decoder, build_network
-from flygnn.checkpoint import FORMAT, atomic_torch_save, atomic_write_text, load_checkpoint
+from flygnn.checkpoint import (FORMAT, atomic_torch_save, atomic_write_text, load_checkpoint,
+                               truncate_log)
 from flygnn.config import TrainConfig
+from flygnn.configio import dict_diff
 from flygnn.dynamics import make_dynamics
 from flygnn.layers import Dropout
 from flygnn.network import Network
@@ -88,7 +90,7 @@ class Trainer:
         if saved.exists():
             previous = TrainConfig.from_json(saved)
             if config is not None:  # only the device may change between sessions
-                diff = _diff(dict(previous.to_dict(), device=None), dict(config.to_dict(), device=None))
+                diff = dict_diff(dict(previous.to_dict(), device=None), dict(config.to_dict(), device=None))
                 if diff:
                     raise ValueError(f"config differs from the run's {str(saved)!r} in {diff}")
             config = previous if config is None else config
@@ -167,12 +169,11 @@ class Trainer:
         """Positions and initial values of ``optim.fixed_strengths``; sets them now."""
         if not pairs:
             return None
-        index = params.table_index("syn_strength", self.network.graph)
-        known = {f"{a}->{b}": i for i, (a, b) in enumerate(index)}
-        unknown = [p for p in pairs if p not in known]
-        if unknown:
-            raise ValueError(f"config field 'optim.fixed_strengths': no synapses for {unknown}")
-        positions = torch.tensor([known[p] for p in pairs], device=self.device)
+        try:
+            positions = params.pair_positions(self.network.graph, pairs)
+        except ValueError as err:
+            raise ValueError(f"config field 'optim.fixed_strengths': {err}") from None
+        positions = torch.tensor(positions, device=self.device)
         values = params.init_syn_strength(self.network.graph.pair_mean_n_syn).to(self.device)
         fixed = positions, values[positions]
         self._hold(fixed)
@@ -221,7 +222,7 @@ class Trainer:
         state = blob["epoch_state"]
         self.epoch_state = None if state is None else state.to(self.device)
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
-        _truncate_log(self.out / "log.csv", self.iteration)
+        truncate_log(self.out / "log.csv", self.iteration, LOG_COLUMNS)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
@@ -368,27 +369,6 @@ class Trainer:
         from flygnn.plotting import loss_curve
 
         loss_curve(pd.read_csv(self.out / "log.csv"), path=self.out / "loss.png")
-
-
-def _truncate_log(path: Path, iteration: int) -> None:
-    """Drop log rows written after the checkpoint being resumed."""
-    if not path.exists():
-        atomic_write_text(path, ",".join(LOG_COLUMNS) + "\n")
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",")[0]) <= iteration]
-    atomic_write_text(path, "".join(keep))
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        name = f"{prefix}.{k}" if prefix else k
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _diff(a[k], b[k], name)
-        elif a.get(k) != b.get(k):
-            out.append(f"{name} ({a.get(k)!r} -> {b.get(k)!r})")
-    return out
 
 
 def run_training(config: str | os.PathLike | None, out: str | os.PathLike,

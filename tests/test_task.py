@@ -251,6 +251,17 @@ def test_type_dropout_drops_whole_types_in_training_only(graph2):
         FlowDecoder(graph2, type_dropout=1.0)
 
 
+def _kept(dec, dropout, responses):
+    """Run the decoder with a seeded ``dropout`` module; returns the factor each (frame, type)
+    input map was multiplied by, and the list of the module's (input, output) pairs."""
+    seen = []
+    dropout.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    dropout.generator = torch.Generator().manual_seed(0)
+    dec(responses)
+    x, y = seen[0]
+    return (y / x.clamp(min=1e-12)).amax(dim=(2, 3)), seen
+
+
 def test_pathway_dropout_drops_all_t4_or_all_t5_together(graph2):
     """pathway_dropout=p: per frame the four T4 maps are all kept (x 1/(1-p)) or all zero,
     likewise the four T5 maps, independently of each other; other types pass unchanged;
@@ -260,12 +271,7 @@ def test_pathway_dropout_drops_all_t4_or_all_t5_together(graph2):
     t4, t5 = ([types.index(f"{t}{s}") for s in "abcd"] for t in ("T4", "T5"))
     others = [i for i in range(len(types)) if i not in t4 + t5]
     responses = torch.rand(4, 8, graph2.num_nodes, generator=torch.Generator().manual_seed(1)) + 0.1
-    seen = []
-    dec.pathway_dropout.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
-    dec.pathway_dropout.generator = torch.Generator().manual_seed(0)
-    dec(responses)
-    x, y = seen[0]
-    ratio = (y / x.clamp(min=1e-12)).amax(dim=(2, 3))  # (frame, type)
+    ratio, seen = _kept(dec, dec.pathway_dropout, responses)
     torch.testing.assert_close(ratio[:, others], torch.ones_like(ratio[:, others]))
     for group in (t4, t5):
         r = ratio[:, group]
@@ -287,12 +293,7 @@ def test_type_dropout_by_direction_drops_t4_and_t5_of_a_direction_together(graph
                       type_dropout_groups="directions")
     types = list(graph2.output_types)
     responses = torch.rand(8, 8, graph2.num_nodes, generator=torch.Generator().manual_seed(1)) + 0.1
-    seen = []
-    dec.input_dropout.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
-    dec.input_dropout.generator = torch.Generator().manual_seed(0)
-    dec(responses)
-    x, y = seen[0]
-    ratio = (y / x.clamp(min=1e-12)).amax(dim=(2, 3))  # (frame, type)
+    ratio, _ = _kept(dec, dec.input_dropout, responses)
     assert ((ratio == 0) | (ratio == 2)).all()
     for d in "abcd":
         torch.testing.assert_close(ratio[:, types.index(f"T4{d}")], ratio[:, types.index(f"T5{d}")])

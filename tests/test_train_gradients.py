@@ -118,17 +118,25 @@ def config(*overrides):
     ).with_overrides(list(overrides))
 
 
-def test_trainer_differentiates_through_the_rest(tmp_path, data, net):
-    cfg = config("optim.rest_grad_steps=100")
+def trained_step(cfg, tmp_path, data, net):
+    """A trainer from ``net`` after two iterations (the next step recomputes its rest), one
+    more step on a fixed batch (its gradients stay on the network), and copies of its network
+    and decoder before that step, to recompute the gradient independently."""
     trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
     trainer.network.load_state_dict(net.state_dict())
-    trainer.train(until=2)  # the network changed: the next step recomputes its rest
+    trainer.train(until=2)
     ref_net = Network(data)
     ref_net.load_state_dict(trainer.network.state_dict())
     ref_dec = FlowDecoder.from_config(ref_net.graph, cfg.decoder)
     ref_dec.load_state_dict(trainer.decoder.state_dict())
     lum, flow = movie(2, 5), torch.rand(2, T, 2, N_HEX, generator=torch.Generator().manual_seed(6))
     trainer.step(lum, flow)
+    return trainer, ref_net, ref_dec, lum, flow
+
+
+def test_trainer_differentiates_through_the_rest(tmp_path, data, net):
+    cfg = config("optim.rest_grad_steps=100")
+    trainer, ref_net, ref_dec, lum, flow = trained_step(cfg, tmp_path, data, net)
     # the loss as a function of the parameters: the grey rest recomputed with them
     start = steady_state(ref_net, 4.0, DT, 2, grad=True)
     ref_dec.train()
@@ -212,15 +220,7 @@ def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
     assert len(types) == 5  # cells above threshold at grey: the cost acts on them
     cfg = config("optim.rest_grad_steps=100", "optim.penalty.rest_weight=30.0",
                  "optim.penalty.rest_target=-0.05", f"optim.penalty.rest_types={json.dumps(types)}")
-    trainer = Trainer(cfg, tmp_path / "run", datasets=(Movies(4), Movies(2)), data=data)
-    trainer.network.load_state_dict(net.state_dict())
-    trainer.train(until=2)  # the network changed: the next step recomputes its rest
-    ref_net = Network(data)
-    ref_net.load_state_dict(trainer.network.state_dict())
-    ref_dec = FlowDecoder.from_config(ref_net.graph, cfg.decoder)
-    ref_dec.load_state_dict(trainer.decoder.state_dict())
-    lum, flow = movie(2, 5), torch.rand(2, T, 2, N_HEX, generator=torch.Generator().manual_seed(6))
-    trainer.step(lum, flow)
+    trainer, ref_net, ref_dec, lum, flow = trained_step(cfg, tmp_path, data, net)
     start = steady_state(ref_net, 4.0, DT, 2, grad=True)
     rest = ref_net.dynamics.activity(start)
     index = ref_net.graph.central_index[[ref_net.graph.cell_types.index(t) for t in types]]
