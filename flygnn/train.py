@@ -90,7 +90,8 @@ class Trainer:
         if saved.exists():
             previous = TrainConfig.from_json(saved)
             if config is not None:  # only the device may change between sessions
-                diff = dict_diff(dict(previous.to_dict(), device=None), dict(config.to_dict(), device=None))
+                diff = dict_diff(dict(previous.to_dict(), device=None),
+                                 dict(config.to_dict(), device=None))
                 if diff:
                     raise ValueError(f"config differs from the run's {str(saved)!r} in {diff}")
             config = previous if config is None else config
