@@ -172,8 +172,8 @@ class Schedule:
 class PenaltyConfig:
     """Activity penalty on the resting potentials (reference 9.5); ``weight`` 0 disables it.
     Not in flyvis: ``rest_weight * mean_k relu(rest_k - rest_target)^2`` over the central
-    cells of ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; needs the rest's gradient,
-    ``optim.rest_grad_steps`` > 0)."""
+    cells of ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; it needs the
+    rest's gradient, ``optim.rest_grad_steps`` > 0)."""
 
     baseline: float = 5.0
     weight: float = 0.1
