@@ -6,16 +6,26 @@ import os
 from importlib import resources
 from pathlib import Path
 
+_SOURCE_DATA = Path(__file__).resolve().parent.parent / "data"
+
 
 def data_dir() -> Path:
-    """Folder of the shipped data (``data/`` in the source tree, ``flygnn/data`` when installed)."""
+    """Folder of the shipped data: the ``flygnn.data`` package (``data/`` of a source checkout,
+    ``flygnn/data`` in an installed wheel).
+
+    Raises:
+        FileNotFoundError: the data is not on the file system (e.g. flygnn imported from a zip).
+    """
+    if (_SOURCE_DATA / "__init__.py").is_file() and (_SOURCE_DATA.parent / "pyproject.toml").is_file():
+        return _SOURCE_DATA  # a source checkout: its own data, even beside another install
     try:
-        path = Path(str(resources.files("flygnn.data")))
-        if (path / "fib25-fib19_v2.2.json").exists():
-            return path
+        root = resources.files("flygnn.data")
     except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "data"
+        root = None
+    if not isinstance(root, Path) or not root.is_dir():
+        raise FileNotFoundError(f"flygnn's shipped data (package flygnn.data) is not a folder on "
+                                f"the file system: {root!r}; reinstall flygnn from a wheel")
+    return root
 
 
 def default_connectome_file() -> Path:
@@ -24,7 +34,8 @@ def default_connectome_file() -> Path:
 
 
 def cache_dir() -> Path:
-    """Per-user cache folder: ``$FLYGNN_CACHE``, else ``$XDG_CACHE_HOME/flygnn``, else ``~/.cache/flygnn``."""
+    """Per-user cache folder: ``$FLYGNN_CACHE``, else ``$XDG_CACHE_HOME/flygnn``, else
+    ``~/.cache/flygnn``."""
     if os.environ.get("FLYGNN_CACHE"):
         return Path(os.environ["FLYGNN_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")

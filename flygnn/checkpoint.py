@@ -14,6 +14,7 @@ it is used), ``epoch_state`` (the epoch's grey steady state), ``best_val_epe``,
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -71,15 +72,30 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
 
 
 def load_file(path: str | os.PathLike, what: str):
-    """``torch.load`` a file to the CPU; a missing or unreadable file raises ``ValueError``
-    naming ``what`` (e.g. ``"checkpoint"``) and the path."""
+    """``torch.load`` a file to the CPU with ``weights_only=True``: tensors and plain Python
+    values only, so no code in the file ever runs.
+
+    Args:
+        path: the file.
+        what: what the file is, for the messages (e.g. ``"checkpoint"``).
+
+    Raises:
+        ValueError: a missing or unreadable file, or one that holds other objects (a pickle
+            payload); the message names ``what`` and the path.
+    """
     if not Path(path).is_file():
         raise ValueError(f"{what} {str(path)!r} not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a broken file
-        raise ValueError(f"{what} {str(path)!r} is not readable: {type(err).__name__}: {err}") \
-            from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        raise ValueError(f"{what} {str(path)!r} holds objects other than tensors and plain "
+                         f"values; flygnn loads files with weights_only=True and runs no code "
+                         f"from them ({first[0] if first else 'UnpicklingError'})") from None
+    except Exception as err:  # noqa: BLE001 - any other failure means a broken file
+        first = str(err).strip().splitlines()
+        raise ValueError(f"{what} {str(path)!r} is not readable: {type(err).__name__}: "
+                         f"{first[0] if first else ''}") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -9,6 +9,7 @@ fewer inputs (no padding, no wrap-around). This is flyvis's ``ConnectomeFromAvgF
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -20,11 +21,13 @@ from torch_geometric.data import HeteroData, InMemoryDataset
 
 from flygnn import hexgrid
 from flygnn._paths import cache_dir, default_connectome_file
+from flygnn.checkpoint import load_file
 from flygnn.connectome import ConnectomeSpec, file_hash, fill_filter, read_connectome
 
 __all__ = ["FlyVisConnectome", "build_graph"]
 
 MAX_EXTENT = 25
+log = logging.getLogger(__name__)
 
 
 def _roles(spec: ConnectomeSpec) -> dict[str, str]:
@@ -102,6 +105,13 @@ def build_graph(spec: ConnectomeSpec, extent: int = 15, n_syn_fill: float = 1.0)
     return data
 
 
+def _read_processed(path: str) -> tuple[HeteroData, dict]:
+    out = load_file(path, "connectome cache")
+    if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], dict)):
+        raise ValueError(f"connectome cache {path!r} is not a saved graph")
+    return HeteroData.from_dict(out[0]), out[1]
+
+
 class FlyVisConnectome(InMemoryDataset):
     r"""The fly visual-system connectome on a hexagonal lattice, as one ``HeteroData``.
 
@@ -143,7 +153,24 @@ class FlyVisConnectome(InMemoryDataset):
         self.file_hash = file_hash(self.file)
         root = Path(root) if root is not None else cache_dir() / "connectome"
         super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
-        self.load(self.processed_paths[0], data_cls=HeteroData)
+        self._load_cache()
+
+    def _process(self) -> None:
+        # PyG's own version unpickles pre_transform.pt with weights_only=False: not here
+        if self.force_reload or not Path(self.processed_paths[0]).is_file():
+            Path(self.processed_dir).mkdir(parents=True, exist_ok=True)
+            self.process()
+
+    def _load_cache(self) -> None:
+        """Load the processed graph (``weights_only=True``); a truncated or foreign cache file
+        is rebuilt with a warning, so no code in it ever runs."""
+        path = self.processed_paths[0]
+        try:
+            self.data, self.slices = _read_processed(path)
+        except ValueError as err:
+            log.warning("%s; rebuilding it", err)
+            self.process()
+            self.data, self.slices = _read_processed(path)
 
     @property
     def raw_file_names(self) -> list[str]:

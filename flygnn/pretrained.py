@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flygnn.checkpoint import atomic_write_text, load_checkpoint
+from flygnn.checkpoint import atomic_write_text, load_checkpoint, load_file
 from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
@@ -106,7 +106,7 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
             network = Network.load(path / "network.pt", data)
         decoder = None
         if (path / "decoder.pt").exists():
-            state = torch.load(path / "decoder.pt", map_location="cpu", weights_only=True)
+            state = load_file(path / "decoder.pt", "decoder")
             decoder = _decoder(config, network, state)
     else:
         files = [path / name for name in ("best.pt", "checkpoint.pt") if (path / name).exists()]

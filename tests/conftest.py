@@ -8,7 +8,7 @@ from flygnn.datasets import FlyVisConnectome
 from flygnn.flat import flatten
 
 #: flyvis fixtures (see README.md there)
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "flyvis"
 SMALL_EXTENT = 3  # 2,345 neurons, 63k edges, all 604 type pairs
 
 

@@ -14,7 +14,7 @@ from flygnn.connectome import fill_filter, read_connectome
 from flygnn.datasets import FlyVisConnectome
 from flygnn.flat import central_index, edges_frame, flatten, nodes_frame
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "flyvis"
 
 
 @pytest.fixture(scope="module")

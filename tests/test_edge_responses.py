@@ -7,24 +7,15 @@ import pytest
 
 from flygnn.analysis import tuning
 from flygnn.analysis.runners import moving_edge_responses
+from flygnn.network import Network
 
-ROOT = Path(__file__).resolve().parent.parent
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-_real = pytest.mark.skipif(
-    not ((ROOT / "flygnn" / "network.py").exists() and (ROOT / "flygnn" / "simulate.py").exists()
-         and (REF / "edges_public.npz").exists()),
-    reason="flygnn.network / flygnn.simulate or the fixtures are missing",
-)
+REF = Path(__file__).resolve().parent / "fixtures" / "flyvis"
 
 
-@_real
 @pytest.mark.slow
 def test_moving_edge_responses_of_public_network_match_fixture():
     """Two of the fixture's 12 angles (rendering all of them takes ~100 s on 2 cores)."""
-    network = pytest.importorskip("flygnn.network")
-    pytest.importorskip("flygnn.stimuli.moving")
-    net = network.Network.from_flyvis_checkpoint(REF / "flyvis_chkpt_public.pt")
+    net = Network.from_flyvis_checkpoint(REF / "flyvis_chkpt_public.pt")
     resp = moving_edge_responses(net, speeds=(13, 25), angles=(0, 90))
     data = np.load(REF / "edges_public.npz")
     rows = np.flatnonzero(np.isin(data["arg_df"][:, 0], [0, 90]))

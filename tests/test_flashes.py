@@ -8,13 +8,11 @@ import torch
 
 from flygnn.stimuli import Flashes
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flashes_public.npz"
+REF = Path(__file__).resolve().parent / "fixtures" / "flyvis" / "flashes_public.npz"
 
 
 @pytest.fixture(scope="module")
 def ref():
-    if not REF.exists():
-        pytest.skip("reference fixture missing")
     return np.load(REF)
 
 

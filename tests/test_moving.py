@@ -10,7 +10,7 @@ from flygnn.stimuli import HexEye, MovingBars, MovingEdges
 from flygnn.stimuli.moving import bar_image, rotate_image
 from flygnn.stimuli.render import hexagon_offsets
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "edges_public.npz"
+REF = Path(__file__).resolve().parent / "fixtures" / "flyvis" / "edges_public.npz"
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,6 @@ def test_hexeye_orientation():
 
 
 def test_edges_match_flyvis_fixture():
-    if not REF.exists():
-        pytest.skip("reference fixture missing")
     ref = np.load(REF)
     ds = MovingEdges(speeds=[13, 25], height=80)
     assert list(ds.params.columns) == list(ref["arg_cols"])

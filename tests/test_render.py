@@ -10,14 +10,12 @@ import torch.nn.functional as F
 from flygnn import hexgrid
 from flygnn.stimuli.render import BoxEye, box_centers
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REF = Path(__file__).resolve().parent / "fixtures" / "flyvis"
 
 
 @pytest.fixture(scope="module")
 def render_ref():
     path = REF / "render_public.npz"
-    if not path.exists():
-        pytest.skip("reference fixture missing")
     return np.load(path)
 
 

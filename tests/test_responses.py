@@ -13,9 +13,9 @@ import torch
 from flygnn.analysis import known, tuning
 from flygnn.analysis.responses import Responses
 from flygnn.analysis.runners import flash_responses, stimulus_responses
+from flygnn.network import Network
 
-ROOT = Path(__file__).resolve().parent.parent
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REF = Path(__file__).resolve().parent / "fixtures" / "flyvis"
 
 
 def _resp(n_models=2, n_samples=3, n_frames=5, n_cells=4):
@@ -204,19 +204,9 @@ def test_flash_runner_feeds_flashes(monkeypatch):
 
 # --------------------------------------------------------------------------- the real network
 
-_real = pytest.mark.skipif(
-    not ((ROOT / "flygnn" / "network.py").exists() and (ROOT / "flygnn" / "simulate.py").exists()),
-    reason="flygnn.network / flygnn.simulate not written yet",
-)
 
-
-@_real
 def test_flash_responses_of_public_network_match_fixture():
-    network = pytest.importorskip("flygnn.network")
-    loader = getattr(network.Network, "from_flyvis_checkpoint", None)
-    if loader is None or not (REF / "flyvis_chkpt_public.pt").exists():
-        pytest.skip("no flyvis checkpoint loader on Network yet")
-    net = loader(REF / "flyvis_chkpt_public.pt")
+    net = Network.from_flyvis_checkpoint(REF / "flyvis_chkpt_public.pt")
     resp = flash_responses(net)
     data = np.load(REF / "flashes_public.npz")
     np.testing.assert_allclose(resp.responses[0], data["central_responses"], atol=1e-5)

@@ -9,10 +9,7 @@ import pytest
 from flygnn.analysis import comparison, known, tuning
 from flygnn.analysis.responses import Responses
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_fixtures = pytest.mark.skipif(
-    not (REF / "edges_public.npz").exists(), reason="flyvis fixtures not available"
-)
+REF = Path(__file__).resolve().parent / "fixtures" / "flyvis"
 
 
 def _fixture(name: str, **attrs) -> tuple[Responses, dict]:
@@ -36,7 +33,6 @@ def _assert_index_close(ours: np.ndarray, ref: np.ndarray, atol: float, rtol: fl
 # --------------------------------------------------------------------------- fixture parity
 
 
-@needs_fixtures
 def test_fri_matches_flyvis_fixture():
     resp, data = _fixture("flashes_public.npz", t_stim=1.0)
     for row, radius in enumerate(data["radii"]):
@@ -45,7 +41,6 @@ def test_fri_matches_flyvis_fixture():
         _assert_index_close(fri.to_numpy(), data["fri"][row], 1e-6, 1e-4, 1e-3)
 
 
-@needs_fixtures
 def test_edge_fixture_time_axis_and_masks():
     resp, data = _fixture("edges_public.npz", offsets=(-10, 11))
     # T = int((t_stim(13) + t_pre + t_post) / dt), t_stim(s) = 21 * 2.25 / (5.8 s)
@@ -61,7 +56,6 @@ def test_edge_fixture_time_axis_and_masks():
     assert not mask[1, nan_frames].any()
 
 
-@needs_fixtures
 def test_peak_dsi_and_preferred_direction_match_flyvis_fixture():
     resp, data = _fixture("edges_public.npz", offsets=(-10, 11))
     peak = tuning.peak_responses(resp)
@@ -78,7 +72,6 @@ def test_peak_dsi_and_preferred_direction_match_flyvis_fixture():
     assert np.abs(diff[selective]).max() < 1e-4
 
 
-@needs_fixtures
 def test_comparisons_on_fixture_equal_independent_recomputation():
     flashes, _ = _fixture("flashes_public.npz", t_stim=1.0)
     fri = tuning.flash_response_index(flashes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -21,12 +22,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from flygnn.checkpoint import atomic_torch_save
+from flygnn.checkpoint import atomic_torch_save, load_file
 from flygnn.stimuli.augment import interpolate
 from flygnn.stimuli.scenes import SOURCE_FPS, MotionPrior, MovieParams, render_movie, sample_params
 
 __all__ = ["OpticFlowMovies"]
 
+log = logging.getLogger(__name__)
 _CACHE_VERSION = 1  # bump when rendering changes: old disk caches are then ignored
 
 
@@ -54,6 +56,22 @@ class _Config:
     n_objects: tuple[int, int]
     ego_motion: bool
     prior: MotionPrior = field(default_factory=MotionPrior)
+
+
+def _read_cached(path: Path) -> dict[str, torch.Tensor] | None:
+    """A cached item (loaded with ``weights_only=True``), or None with a warning when the file
+    is truncated, foreign or not a dict of ``lum``/``flow`` tensors: it is then rendered again."""
+    try:
+        item = load_file(path, "optic-flow cache file")
+    except ValueError as err:
+        log.warning("%s; rendering the item again", err)
+        return None
+    if (not isinstance(item, dict) or not {"lum", "flow"} <= set(item)
+            or not all(isinstance(v, torch.Tensor) for v in item.values())):
+        log.warning("optic-flow cache file %r is not a dict of lum/flow tensors; rendering the "
+                    "item again", str(path))
+        return None
+    return item
 
 
 class OpticFlowMovies(Dataset):
@@ -143,9 +161,8 @@ class OpticFlowMovies(Dataset):
         if key in self._memory:
             return self._memory[key]
         path = self.folder / f"item_{key:06d}.pt" if self.folder is not None else None
-        if path is not None and path.exists():
-            item = torch.load(path)
-        else:
+        item = _read_cached(path) if path is not None and path.exists() else None
+        if item is None:
             c = self.config
             item = render_movie(self.movie_params(index), c.extent, c.kernel_size)
             if path is not None:  # atomic: concurrent readers never see a partial file
