@@ -16,7 +16,8 @@ def data_dir() -> Path:
     Raises:
         FileNotFoundError: the data is not on the file system (e.g. flygnn imported from a zip).
     """
-    if (_SOURCE_DATA / "__init__.py").is_file() and (_SOURCE_DATA.parent / "pyproject.toml").is_file():
+    checkout = (_SOURCE_DATA.parent / "pyproject.toml").is_file()
+    if checkout and (_SOURCE_DATA / "__init__.py").is_file():
         return _SOURCE_DATA  # a source checkout: its own data, even beside another install
     try:
         root = resources.files("flygnn.data")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -91,7 +91,8 @@ def build_graph(spec: ConnectomeSpec, extent: int = 15, n_syn_fill: float = 1.0)
         store.edge_index = torch.from_numpy(
             np.stack([np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])])
         )
-        store.n_syn = torch.from_numpy(np.repeat(np.array([p[4] for p in parts], np.float32), sizes))
+        n_syn = np.array([p[4] for p in parts], np.float32)
+        store.n_syn = torch.from_numpy(np.repeat(n_syn, sizes))
         n = sum(sizes)
         store.n_syn_certainty = torch.full((n,), filt.n_syn_certainty, dtype=torch.float32)
         store.sign = torch.full((n,), float(filt.sign), dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""``OpticFlowMovies``: a dataset of procedural movies with exact optic flow (offline Sintel stand-in).
+"""``OpticFlowMovies``: procedural movies with exact optic flow (an offline Sintel stand-in).
 
 Item ``i`` is the scene drawn from ``(seed, start + i)`` by
 :func:`~flygnn.stimuli.scenes.sample_params` and rendered by
@@ -13,9 +13,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
