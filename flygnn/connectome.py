@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CellTypeSpec", "FilterSpec", "ConnectomeSpec", "read_connectome", "fill_filter", "file_hash"]
+__all__ = ["CellTypeSpec", "FilterSpec", "ConnectomeSpec", "read_connectome", "fill_filter",
+           "file_hash"]
+
+#: largest ``|du|``, ``|dv|`` of a filter offset (the largest lattice has radius 25)
+MAX_OFFSET = 10_000
+#: most lattice points in a filter's bounding box that gap filling will visit (the shipped
+#: connectome's largest box has 80; 10,000 fill in well under a second)
+MAX_FILL_BOX = 10_000
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,15 @@ def read_connectome(path: str | Path) -> ConnectomeSpec:
     """
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: connectome file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a connectome file") from None
+    except OSError as err:
+        raise ValueError(f"{path}: connectome file not readable ({err.strerror or err})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object at the top level")
 
@@ -160,16 +172,22 @@ def read_connectome(path: str | Path) -> ConnectomeSpec:
                 _fail(path, where, field, f"expected [[du, dv], n_syn], got {entry!r}")
             du = _as_int(path, entry[0][0], where, field + ".du")
             dv = _as_int(path, entry[0][1], where, field + ".dv")
+            if max(abs(du), abs(dv)) > MAX_OFFSET:
+                _fail(path, where, field, f"offset {(du, dv)} is beyond |du|, |dv| <= "
+                      f"{MAX_OFFSET:,} (no lattice is that large)")
             count = entry[1]
-            if isinstance(count, bool) or not isinstance(count, numbers.Real) or not count > 0:
-                _fail(path, where, field + ".n_syn", f"expected a positive number, got {count!r}")
+            if (isinstance(count, bool) or not isinstance(count, numbers.Real)
+                    or not math.isfinite(count) or not count > 0):
+                _fail(path, where, field + ".n_syn",
+                      f"expected a finite positive number, got {count!r}")
             if (du, dv) in offsets:
                 _fail(path, where, field, f"duplicate offset {(du, dv)}")
             offsets.append((du, dv))
             counts.append(float(count))
         certainty = _get(path, edge, "lambda_mult", where)
-        if isinstance(certainty, bool) or not isinstance(certainty, numbers.Real):
-            _fail(path, where, "lambda_mult", f"expected a number, got {certainty!r}")
+        if (isinstance(certainty, bool) or not isinstance(certainty, numbers.Real)
+                or not math.isfinite(certainty)):
+            _fail(path, where, "lambda_mult", f"expected a finite number, got {certainty!r}")
         relation = edge.get("edge_type", "chem")
         if not isinstance(relation, str) or not relation.isidentifier():
             _fail(path, where, "edge_type", f"expected an identifier string, got {relation!r}")
@@ -186,6 +204,9 @@ def read_connectome(path: str | Path) -> ConnectomeSpec:
             if name not in seen:
                 _fail(path, f"{key}[{j}]", key, f"unknown cell type {name!r}")
         groups[key] = tuple(group)
+    if not groups["input_units"]:
+        _fail(path, "top level", "input_units", "empty; at least one cell type must receive "
+              "the stimulus")
     del names
     return ConnectomeSpec(str(path), tuple(cell_types), tuple(filters),
                           groups["input_units"], groups["output_units"])
@@ -220,6 +241,9 @@ def fill_filter(offsets, n_syn, fill: float = 1.0):
         n_syn: their counts.
         fill: count given to added points; ``fill <= 0`` or fewer than 3 offsets disables filling.
 
+    Raises:
+        ValueError: a bounding box of more than ``MAX_FILL_BOX`` lattice points.
+
     Returns:
         ``(offsets, n_syn)`` lists: the reported entries, then the added ones in
         lexicographic ``(du, dv)`` order. Added: integer points of the bounding box that lie
@@ -229,14 +253,18 @@ def fill_filter(offsets, n_syn, fill: float = 1.0):
     offsets, n_syn = list(offsets), list(n_syn)
     if fill <= 0 or len(offsets) < 3:
         return offsets, n_syn
+    dus, dvs = [p[0] for p in offsets], [p[1] for p in offsets]
+    box = (max(dus) - min(dus) + 1) * (max(dvs) - min(dvs) + 1)
+    if box > MAX_FILL_BOX:
+        raise ValueError(f"offsets span du {min(dus)}..{max(dus)}, dv {min(dvs)}..{max(dvs)}: "
+                         f"{box:,} lattice points to fill, more than {MAX_FILL_BOX:,}; use "
+                         "n_syn_fill=0 or smaller offsets")
     hull = _convex_hull(offsets)
     if len(hull) < 3:
         return offsets, n_syn
     min_dv = min(p[1] for p in offsets)
     edges = list(zip(hull, hull[1:] + hull[:1]))
     known = set(offsets)
-    dus = [p[0] for p in offsets]
-    dvs = [p[1] for p in offsets]
     for du in range(min(dus), max(dus) + 1):
         for dv in range(min(dvs), max(dvs) + 1):
             p = (du, dv)

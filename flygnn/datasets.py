@@ -74,7 +74,10 @@ def build_graph(spec: ConnectomeSpec, extent: int = 15, n_syn_fill: float = 1.0)
     for filt in spec.filters:
         su, sv = coords[filt.source]
         grid = lookup[filt.target]
-        offsets, counts = fill_filter(filt.offsets, filt.n_syn, n_syn_fill)
+        try:
+            offsets, counts = fill_filter(filt.offsets, filt.n_syn, n_syn_fill)
+        except ValueError as err:
+            raise ValueError(f"{spec.path}: edges ({filt.source}->{filt.target}): {err}") from None
         parts = []
         for (du, dv), count in zip(offsets, counts):
             tu, tv = su + du, sv + dv
@@ -186,7 +189,7 @@ class FlyVisConnectome(InMemoryDataset):
         shutil.copyfile(self.file, self.raw_paths[0])
 
     def process(self) -> None:
-        spec = read_connectome(self.raw_paths[0])
+        spec = read_connectome(self.file)  # the caller's file, named in errors (same bytes)
         data = build_graph(spec, self.extent, self.n_syn_fill)
         if self.pre_transform is not None:
             data = self.pre_transform(data)

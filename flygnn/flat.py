@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
+from flygnn._checks import check_graph
+
 __all__ = ["FlatGraph", "flatten", "nodes_frame", "edges_frame", "central_index"]
 
 
@@ -84,6 +86,7 @@ def _check(data) -> None:
             "expected the HeteroData of a FlyVisConnectome (dataset[0]) with a 'cell_types' "
             f"attribute, got {type(data).__name__}"
         )
+    check_graph(data)
 
 
 def _first_appearance(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

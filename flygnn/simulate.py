@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import torch
 
+from flygnn._checks import check_finite, check_record, check_state, check_time
 from flygnn.dynamics import broadcast_state
 from flygnn.linsolve import gmres
 
@@ -63,9 +64,7 @@ def check_frames(frames, n_hexals: int, name: str, dim: int, like: torch.Tensor)
                          f"got {tuple(frames.shape)}")
     if not frames.is_floating_point() and frames.dtype != torch.bool:
         frames = frames.to(torch.float64)
-    if not torch.isfinite(frames).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return frames.to(dtype=like.dtype, device=like.device)
+    return check_finite(frames.to(dtype=like.dtype, device=like.device), name)
 
 
 def _grad_mode(grad: bool | None):
@@ -82,6 +81,7 @@ def record_index(net, record) -> torch.Tensor | None:
     """
     if record is None:
         return None
+    check_record(record)
     g = net.graph
     if isinstance(record, str):
         if record == "central":
@@ -138,7 +138,7 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     Raises:
         ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
     """
-    dt = check_dt(dt)
+    dt, t_pre = check_dt(dt), check_time(t_pre, "t_pre")
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
     batch, steps = movie.shape[:2]
     index = record_index(net, record)
@@ -149,7 +149,7 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         if initial_state is None:
             state = steady_state(net, t_pre, dt, batch_size=batch, ctx=ctx)
         else:
-                state = broadcast_state(initial_state, batch)
+            state = broadcast_state(check_state(initial_state, net.num_nodes), batch)
         size = net.num_nodes if index is None else len(index)
         if torch.is_grad_enabled():
             state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [])
@@ -171,13 +171,13 @@ def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value
     Shapes:
         returns a state of batch size ``batch_size`` (``(B, N)`` for graded dynamics).
     """
-    dt = check_dt(dt)
+    dt, t_pre = check_dt(dt), check_time(t_pre, "t_pre")
     with torch.set_grad_enabled(grad):
         ctx = ctx if ctx is not None else net.prepare()
         if state is None:
             state = net.dynamics.initial_state(ctx, batch_size)
         else:
-            state = broadcast_state(state, batch_size)
+            state = broadcast_state(check_state(state, net.num_nodes, "state"), batch_size)
         steps = int(t_pre / dt) if t_pre is not None and t_pre > 0 else 0
         frame = net.bias.new_full((batch_size, net.n_hexals), value)
         state, _ = _integrate(net, [frame] * steps, dt, state, ctx, None, None)
