@@ -114,7 +114,7 @@ def flash_response_index(
     Args:
         responses: flash :class:`Responses` (params ``intensity``, ``radius``), or a network / list
             of networks simulated with :func:`~flygnn.analysis.runners.flash_responses`
-            (``stimulus_kwargs`` go there).
+            (``stimulus_kwargs`` go there; by default only the flash of ``radius`` is simulated).
         radius: flash radius in hexals (-1 = full field).
         shift_nonnegative: apply the non-negativity shift.
         t_stim: flash duration in seconds; default ``responses.attrs["t_stim"]``.
@@ -124,6 +124,8 @@ def flash_response_index(
 
     **Shapes:** responses ``(n_models, n_samples, n_frames, n_cells)`` -> ``(n_models, n_cells)``.
     """
+    if not isinstance(responses, Responses):  # a network: simulate the flash asked for
+        stimulus_kwargs.setdefault("radius", (radius,))
     resp = _as_responses(responses, flash_responses, stimulus_kwargs)
     _require_columns(resp, ("intensity", "radius"))
     if resp.attrs.get("alternations", (0, 1, 0)) != (0, 1, 0):
@@ -139,7 +141,8 @@ def flash_response_index(
         hit = np.flatnonzero((params.radius == radius) & (params.intensity == intensity))
         if len(hit) != 1:
             raise ValueError(
-                f"need one flash with radius={radius}, intensity={intensity}; found {len(hit)}"
+                f"need one flash with radius={radius}, intensity={intensity}; found {len(hit)} "
+                f"(the responses have radii {sorted(set(params.radius.tolist()))})"
             )
         rows.append(hit[0])
     r = resp.responses[:, rows][:, :, window]  # (n_models, 2, n_window, n_cells)

@@ -33,6 +33,16 @@ def check_range(name: str, values, low: float = 0.0, high: float = 1.0) -> None:
         )
 
 
+def check_finite(name: str, values) -> None:
+    """Raise ``ValueError`` naming ``name`` if any value is not a finite number."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers, got {values!r}") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite numbers, got {values!r}")
+
+
 def check_choice(name: str, value, choices) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
     if value not in choices:

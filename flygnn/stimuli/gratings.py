@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from flygnn import hexgrid
-from flygnn.stimuli.base import StimulusDataset, check_choice, check_positive, check_range
+from flygnn.stimuli.base import (StimulusDataset, check_choice, check_finite, check_positive,
+                                  check_range)
 from flygnn.stimuli.temporal import n_frames
 
 __all__ = ["Gratings", "hexal_degrees"]
@@ -77,6 +78,7 @@ class Gratings(StimulusDataset):
             check_choice("waveforms", w, ("square", "sine"))
         for p in periods:
             check_positive("periods", p)
+        check_finite("angles", angles)
         lo, hi = bg - bg * max(contrasts), bg + bg * max(contrasts)
         check_range("grating luminance bg (1 +- contrast)", [lo, hi])
         self.bg = float(bg)

@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from flygnn.stimuli.base import StimulusDataset, check_choice, check_positive, check_range
+from flygnn.stimuli.base import (StimulusDataset, check_choice, check_finite, check_positive,
+                                  check_range)
 from flygnn.stimuli.render import HexEye
 from flygnn.stimuli.temporal import pad, resample_indices
 
@@ -140,6 +141,10 @@ class MovingBars(StimulusDataset):
         for w in widths:
             check_positive("widths", w)
         check_positive("height", height)
+        for name, vals in (("angles", angles), ("offsets", offsets),
+                           ("bar_loc_horizontal", bar_loc_horizontal),
+                           ("bar_loc_vertical", bar_loc_vertical)):
+            check_finite(name, vals)
         self.widths, self.intensities = list(widths), list(intensities)
         self.speeds, self.angles = list(speeds), list(angles)
         self.height, self.bg, self.post_pad_mode = height, float(bg), post_pad_mode
