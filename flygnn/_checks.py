@@ -11,7 +11,8 @@ import numbers
 
 import torch
 
-__all__ = ["check_finite", "check_graph", "check_record", "check_state", "check_time"]
+__all__ = ["check_extent", "check_finite", "check_graph", "check_record", "check_state",
+           "check_time", "read_json"]
 
 #: per-node attributes every cell type's node store needs
 NODE_FIELDS = ("u", "v", "role")
@@ -125,3 +126,40 @@ def check_graph(data) -> None:
         n_edges += n
     if n_edges == 0:
         _fail_graph("no edges: at least one type pair must be connected")
+
+
+def read_json(path, what: str):
+    """The JSON value in the file ``path``; ``what`` names it in errors (e.g. ``"config file"``).
+
+    Raises:
+        FileNotFoundError: no such file (message naming ``what`` and the path).
+        ValueError: a folder, an unreadable file, not UTF-8, not JSON or nested too deeply.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {str(path)!r} not found") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text: {err}") from None
+    except OSError as err:
+        raise ValueError(f"{what} {str(path)!r} is not readable: {err.strerror or err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {str(path)!r}: JSON nested too deeply") from None
+
+
+def check_extent(value, name: str, max_extent: int = 25) -> int:
+    """``value`` as an int; ``ValueError`` naming ``name`` unless it is an integer lattice
+    radius in ``[1, max_extent]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 1 <= value <= max_extent:
+        raise ValueError(f"{name}: expected an integer lattice extent in [1, {max_extent}], "
+                         f"got {value!r}")
+    return int(value)

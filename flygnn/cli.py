@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -38,11 +43,22 @@ def _add_connectome(sub) -> None:
 def _demo(args) -> int:
     from flygnn.demo import run_demo
 
-    speeds = tuple(float(s) for s in args.speeds.split(",")) if args.speeds else None
+    speeds = _parse_speeds(args.speeds) if args.speeds else None
     kwargs = {"speeds": speeds} if speeds else {}
     run_demo(out=args.out, extent=args.extent, model=args.model, root=args.root,
              progress=not args.no_progress, **kwargs)
     return 0
+
+
+def _parse_speeds(text: str) -> tuple[float, ...]:
+    try:
+        speeds = tuple(float(s) for s in text.split(","))
+    except ValueError:
+        speeds = ()
+    if not speeds or not all(math.isfinite(s) and s > 0 for s in speeds):
+        raise ValueError(f"--speeds: expected comma-separated positive numbers (e.g. 13,25), "
+                         f"got {text!r}")
+    return speeds
 
 
 def _add_demo(sub) -> None:
@@ -201,23 +217,85 @@ def _add_evaluate_ensemble(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flygnn", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (default: one line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_demo, _add_connectome, _add_train, _add_simulate, _add_validate,
                 _add_train_ensemble, _add_evaluate_ensemble):
         add(sub)
+    for p in sub.choices.values():  # --debug also after the command
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
     return parser
 
 
+#: output paths checked before a command runs: command -> (attribute, option, "file"/"folder")
+OUTPUTS = {"simulate": ("out", "--out", "file"), "validate": ("out", "--out", "file"),
+           "demo": ("out", "--out", "folder"), "train": ("out", "--out", "folder"),
+           "train-ensemble": ("out", "--out", "folder")}
+
+
+def check_output(path: str | os.PathLike, option: str, kind: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Raises:
+        ValueError: ``path`` is a folder where a file is expected (or the reverse), lies under
+            a file, or its nearest existing folder is not writable; naming ``option``.
+    """
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a folder; expected a file name")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a file; expected a folder")
+    parent = path if kind == "folder" else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{option} {str(path)!r} lies under {str(parent)!r}, which is a file")
+    folder = path if path.is_dir() else parent
+    try:  # a real probe: permissions, read-only file systems, /proc, ...
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option} {str(path)!r}: cannot write in {str(folder)!r} "
+                         f"({err.strerror or err})") from None
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its message (OSErrors: reason and file), never a traceback."""
+    if isinstance(err, OSError) and err.strerror:
+        names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+        text = f"{err.strerror}: {' -> '.join(repr(n) for n in names)}" if names else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    text = " ".join(line.strip() for line in text.strip().splitlines())
+    known = (ValueError, OSError, ImportError, KeyError)
+    return text if isinstance(err, known) else f"{type(err).__name__}: {text}"
+
+
 def main(argv=None) -> int:
+    """Run the command line; errors print one line (``--debug``: the traceback) and return 2
+    (1 for an unexpected error, 130 when interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in OUTPUTS:
+            attr, option, kind = OUTPUTS[args.command]
+            if getattr(args, attr, None) is not None:
+                check_output(getattr(args, attr), option, kind)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"flygnn {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"flygnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every error becomes one line (see --debug)
+        if args.debug:
+            traceback.print_exc()
+        expected = isinstance(err, (ValueError, OSError, ImportError))
+        hint = "" if expected or args.debug else " (an unexpected error: rerun with --debug)"
+        print(f"flygnn {args.command}: error: {_one_line(err)}{hint}", file=sys.stderr)
+        return 2 if expected else 1
 
 
 if __name__ == "__main__":

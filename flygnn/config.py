@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from flygnn._checks import read_json
 from flygnn.configio import apply_overrides, build_dataclass, validate_dataclass
 from flygnn.configio import fail as _fail
 
@@ -322,12 +323,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> TrainConfig:
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_json(path, "config file"))
 
     def with_overrides(self, overrides: list[str]) -> TrainConfig:
         """Apply ``key=value`` strings (dotted keys, JSON values), see :func:`apply_overrides`."""

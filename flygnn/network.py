@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from flygnn import params
+from flygnn._checks import check_extent
 from flygnn.dynamics import Context, Dynamics, GradedDynamics, make_dynamics
 from flygnn.flat import FlatGraph, flatten
 from flygnn.simulate import check_dt, check_frames, simulate
@@ -209,6 +210,7 @@ class Network(nn.Module):
         if not isinstance(config, dict) or not {"extent", "dynamics"} <= set(config) \
                 or not isinstance(blob.get("state_dict"), dict):
             raise ValueError(f"{path}: flygnn checkpoint without a valid 'config' / 'state_dict'")
+        check_extent(config["extent"], f"{path}: config field 'extent'")
         data = _default_data(config["extent"]) if data is None else data
         if dynamics is None:
             dynamics = make_dynamics(config["dynamics"], config.get("dynamics_kwargs"))

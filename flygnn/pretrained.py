@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flygnn._checks import read_json
 from flygnn.checkpoint import atomic_write_text, load_checkpoint, load_file
 from flygnn.config import TrainConfig
 from flygnn.network import Network
@@ -98,7 +99,7 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     if not path.is_dir():
         raise ValueError(f"model folder {str(path)!r} not found")
     config = TrainConfig.from_json(path / "config.json") if (path / "config.json").exists() else None
-    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
+    metrics = read_json(path / "metrics.json", "metrics") if (path / "metrics.json").exists() else {}
     if (path / "network.pt").exists():
         if data is not None and config is not None and _extent(data) != config.network.extent:
             network = transfer(Network.load(path / "network.pt"), data)  # another lattice

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from flygnn._checks import read_json
 from flygnn.checkpoint import atomic_write_text
 from flygnn.config import TrainConfig
 from flygnn.distributed.ray_session import (check_retries, require_ray, session, set_threads,
@@ -71,10 +72,7 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         raise ValueError(f"{str(path)!r} not found: not an ensemble folder")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
+    manifest = read_json(path, "ensemble manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{str(path)!r} is not a flygnn ensemble manifest")
     return manifest
@@ -89,8 +87,13 @@ def _write_manifest(out: Path, members: list[dict]) -> None:
 
 def finished_metrics(folder: Path) -> dict | None:
     path = folder / "metrics.json"
-    return json.loads(path.read_text()) if (folder / "network.pt").is_file() and path.is_file() \
-        else None
+    if not ((folder / "network.pt").is_file() and path.is_file()):
+        return None
+    metrics = read_json(path, "member metrics")
+    if not isinstance(metrics, dict):
+        raise ValueError(f"member metrics {str(path)!r}: expected a JSON object, got "
+                         f"{type(metrics).__name__}")
+    return metrics
 
 
 def _prepare(configs: list[TrainConfig]) -> None:
