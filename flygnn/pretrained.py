@@ -55,7 +55,11 @@ def available_models() -> list[str]:
 def _decoder(config: TrainConfig | None, network: Network, state: dict) -> FlowDecoder:
     decoder = (FlowDecoder(network.graph) if config is None
                else FlowDecoder.from_config(network.graph, config.decoder))
-    decoder.load_state_dict(state)
+    try:
+        decoder.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"decoder weights do not fit the decoder of this network/config: "
+                         f"{str(err).splitlines()[0]}") from None
     return decoder.eval()
 
 
