@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,20 +165,30 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     return result
 
 
-def _read_movie(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise ValueError(f"movie file {str(path)!r} not found")
+def _load_array(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
-        movie = np.load(path, allow_pickle=False)
-    elif path.suffix == ".npz":
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             key = "movie" if "movie" in keys else keys[0] if len(keys) == 1 else None
             if key is None:
                 raise ValueError(f"movie file {str(path)!r}: expected a 'movie' array, got {keys}")
-            movie = z[key]
-    else:
-        raise ValueError(f"movie file {str(path)!r}: expected .npy or .npz")
+            return z[key]
+    raise ValueError(f"movie file {str(path)!r}: expected .npy or .npz")
+
+
+def _read_movie(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise ValueError(f"movie file {str(path)!r} not found")
+    try:
+        movie = _load_array(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"movie file {str(path)!r} is not readable: {err}") from None
+    if not (np.issubdtype(movie.dtype, np.number) or movie.dtype == bool):
+        raise ValueError(f"movie file {str(path)!r}: expected numbers, got dtype {movie.dtype}")
     if movie.ndim == 2:
         movie = movie[None]
     if movie.ndim != 3:

@@ -137,11 +137,13 @@ def test_cli_validate_and_simulate(tmp_path, marker, capsys):
     assert "Traceback" not in "".join(err)
 
 
-def test_pickled_movie_file(tmp_path, marker):
+def test_pickled_movie_file(tmp_path, marker, net, flygnn_cache):
+    net.save(tmp_path / "network.pt")
     movie = tmp_path / "movie.npy"
     np.save(movie, np.array([Payload(marker)], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError):
-        simulate_file("flow_cpu", movie, 0.02, tmp_path / "r.npz")
+    with pytest.raises(ValueError, match="allow_pickle") as err:
+        simulate_file(str(tmp_path / "network.pt"), movie, 0.02, tmp_path / "r.npz")
+    assert str(movie) in str(err.value)
 
 
 def test_connectome_cache_is_rebuilt_not_run(tmp_path, marker, caplog):
