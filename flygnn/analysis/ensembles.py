@@ -19,7 +19,6 @@ are renumbered by mean task error (lowest -> 0).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -29,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from flygnn._checks import read_json
 
 __all__ = ["Ensemble", "Clustering", "response_features", "pca_embedding", "umap_embedding",
            "cluster_models"]
@@ -179,19 +180,24 @@ class Ensemble:
 
 
 def _read_metric(path: Path, metric: str) -> float:
+    """``metric`` from a member's metrics JSON (NaN when the file or the key is missing).
+
+    Raises:
+        ValueError: the file is not a JSON object or the value is not a number (naming both).
+    """
     if not path.is_file():
         return math.nan
-    try:
-        values = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    value = values.get(metric) if isinstance(values, dict) else None
+    values = read_json(path, "metrics file")
+    if not isinstance(values, dict):
+        raise ValueError(f"metrics file {str(path)!r}: expected a JSON object, got "
+                         f"{type(values).__name__}")
+    value = values.get(metric)
     if value is None:
         return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: field {metric!r} is not a number: {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"metrics file {str(path)!r}: field {metric!r} is not a number: "
+                         f"{value!r}")
+    return float(value)
 
 
 # --------------------------------------------------------------------------- clustering

@@ -11,10 +11,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flygnn.analysis.ensembles import _read_metric
 from flygnn.checkpoint import atomic_write_text
-from flygnn.distributed.ray_session import (check_retries, require_ray, session, set_threads,
-                                            task_options)
-from flygnn.distributed.training import finished_metrics
+from flygnn.distributed.ray_session import (
+    check_retries,
+    require_ray,
+    session,
+    set_threads,
+    task_options,
+)
 
 __all__ = ["STIMULI", "evaluate_ensemble", "load_responses"]
 
@@ -29,14 +34,13 @@ def _members(out: Path) -> tuple[list[str], list[float]]:
     folders = sorted(p for p in out.iterdir() if (p / "network.pt").is_file())
     if not folders:
         raise ValueError(f"ensemble folder {str(out)!r} has no member folder with a network.pt")
-    errors = [(finished_metrics(f) or {}).get("best_val_epe") for f in folders]
-    return [f.name for f in folders], [math.nan if e is None else float(e) for e in errors]
+    return [f.name for f in folders], [_read_metric(f / "metrics.json", "best_val_epe")
+                                       for f in folders]
 
 
 def _evaluate_member(folder: str, name: str, stimuli: dict, num_cpus: float) -> dict:
     """Ray task: one member's responses and tuning indices for each stimulus."""
-    from flygnn.analysis import tuning
-    from flygnn.analysis import flash_responses, moving_edge_responses
+    from flygnn.analysis import flash_responses, moving_edge_responses, tuning
     from flygnn.network import Network
 
     set_threads(num_cpus)

@@ -13,8 +13,14 @@ from pathlib import Path
 from flygnn._checks import read_json
 from flygnn.checkpoint import atomic_write_text
 from flygnn.config import TrainConfig
-from flygnn.distributed.ray_session import (check_retries, require_ray, session, set_threads,
-                                            task_options, where)
+from flygnn.distributed.ray_session import (
+    check_retries,
+    require_ray,
+    session,
+    set_threads,
+    task_options,
+    where,
+)
 
 __all__ = ["MANIFEST", "FORMAT", "train_ensemble", "read_manifest", "finished_metrics"]
 
@@ -98,8 +104,8 @@ def finished_metrics(folder: Path) -> dict | None:
 
 def _prepare(configs: list[TrainConfig]) -> None:
     """Build the connectome and render cached movies once, before members read them."""
-    from flygnn.datasets import FlyVisConnectome
     from flygnn.build import build_datasets
+    from flygnn.datasets import FlyVisConnectome
 
     for extent in sorted({c.network.extent for c in configs}):
         FlyVisConnectome(extent=extent)
