@@ -5,9 +5,9 @@ import json
 import time
 
 import pytest
+import tiny_connectome as tc
 import torch
 
-import tiny_connectome as tc
 from flygnn.connectome import MAX_FILL_BOX, fill_filter, read_connectome
 from flygnn.datasets import FlyVisConnectome, build_graph
 from flygnn.flat import flatten

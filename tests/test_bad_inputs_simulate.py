@@ -4,9 +4,9 @@ argument; the flash asked for is simulated."""
 
 import numpy as np
 import pytest
+import tiny_connectome as tc
 import torch
 
-import tiny_connectome as tc
 from flygnn.analysis.tuning import flash_response_index
 from flygnn.datasets import FlyVisConnectome
 from flygnn.network import Network
