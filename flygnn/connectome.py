@@ -32,7 +32,7 @@ MAX_FILL_BOX = 10_000
 
 @dataclass(frozen=True)
 class CellTypeSpec:
-    """One cell type: its name and the lattice stride it occupies (``(0, 0)`` means a single cell)."""
+    """One cell type: its name and the lattice stride it occupies (``(0, 0)``: a single cell)."""
 
     name: str
     stride: tuple[int, int]
@@ -88,7 +88,8 @@ def _get(path, obj: dict, key: str, where: str):
 
 
 def _as_int(path, value, where: str, field: str) -> int:
-    is_int = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    is_int = isinstance(value, numbers.Integral) or (isinstance(value, float)
+                                                     and value.is_integer())
     if isinstance(value, bool) or not is_int:
         _fail(path, where, field, f"expected an integer, got {value!r}")
     return int(value)
@@ -108,7 +109,8 @@ def _parse_pattern(path, pattern, where: str) -> tuple[int, int]:
             _fail(path, where, "pattern", f"stride needs [u_stride, v_stride], got {arg!r}")
         stride = (_as_int(path, arg[0], where, "pattern"), _as_int(path, arg[1], where, "pattern"))
     else:
-        _fail(path, where, "pattern", f"unknown kind {kind!r}; expected 'stride', 'tile' or 'single'")
+        _fail(path, where, "pattern",
+              f"unknown kind {kind!r}; expected 'stride', 'tile' or 'single'")
     if min(stride) < 1:
         _fail(path, where, "pattern", f"strides must be >= 1, got {stride}")
     return stride
@@ -145,7 +147,8 @@ def read_connectome(path: str | Path) -> ConnectomeSpec:
         if name in seen:
             _fail(path, where, "name", f"duplicate cell type {name!r}")
         seen.add(name)
-        cell_types.append(CellTypeSpec(name, _parse_pattern(path, _get(path, node, "pattern", where), where)))
+        pattern = _get(path, node, "pattern", where)
+        cell_types.append(CellTypeSpec(name, _parse_pattern(path, pattern, where)))
 
     filters, pairs = [], set()
     for k, edge in enumerate(_get(path, raw, "edges", "top level")):

@@ -85,7 +85,8 @@ def transfer(network: Network, data) -> Network:
     target = Network(data, dynamics=make_dynamics(network.dynamics.name, network.dynamics.config()))
     for name in ("bias", "time_const", "syn_strength"):
         table = network.param_table(name)
-        target.set_param_table(name, table[table.index.isin(params.table_index(name, target.graph))])
+        keep = table.index.isin(params.table_index(name, target.graph))
+        target.set_param_table(name, table[keep])
     return target
 
 
@@ -103,8 +104,10 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"model folder {str(path)!r} not found")
-    config = TrainConfig.from_json(path / "config.json") if (path / "config.json").exists() else None
-    metrics = read_json(path / "metrics.json", "metrics") if (path / "metrics.json").exists() else {}
+    config = TrainConfig.from_json(path / "config.json") if (path / "config.json").exists() \
+        else None
+    metrics = read_json(path / "metrics.json", "metrics file") \
+        if (path / "metrics.json").exists() else {}
     if (path / "network.pt").exists():
         if data is not None and config is not None and _extent(data) != config.network.extent:
             network = transfer(Network.load(path / "network.pt"), data)  # another lattice
@@ -149,8 +152,8 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     Writes the result as JSON to ``out`` (default ``run/validation.json``) with the
     zero-flow baseline for comparison.
     """
-    from flygnn.task import evaluate, zero_flow_baseline
     from flygnn.build import build_datasets
+    from flygnn.task import evaluate, zero_flow_baseline
 
     model = load_model(run)
     if model.config is None or model.decoder is None:
@@ -216,7 +219,8 @@ def simulate_file(model: str, movie: str | os.PathLike, dt: float, out: str | os
     Args:
         model: a shipped model name, a model/run folder, a ``Network.save`` file or a flyvis
             checkpoint.
-        movie: ``.npy`` / ``.npz`` (key ``movie``) of shape ``(T, n_hexals)`` or ``(B, T, n_hexals)``.
+        movie: ``.npy`` / ``.npz`` (key ``movie``) of shape ``(T, n_hexals)`` or
+            ``(B, T, n_hexals)``.
         dt: seconds per frame.
         out: the ``.npz`` to write: ``responses (B, T, K)``, ``node_index (K,)``,
             ``node_type (K,)`` names, ``dt``, ``t_pre``; with a decoder and ``record=None``

@@ -16,8 +16,13 @@ import pandas as pd
 import torch
 
 from flygnn import hexgrid
-from flygnn.stimuli.base import (StimulusDataset, check_choice, check_finite, check_positive,
-                                  check_range)
+from flygnn.stimuli.base import (
+    StimulusDataset,
+    check_choice,
+    check_finite,
+    check_positive,
+    check_range,
+)
 from flygnn.stimuli.temporal import n_frames
 
 __all__ = ["Gratings", "hexal_degrees"]

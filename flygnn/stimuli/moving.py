@@ -17,8 +17,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from flygnn.stimuli.base import (StimulusDataset, check_choice, check_finite, check_positive,
-                                  check_range)
+from flygnn.stimuli.base import (
+    StimulusDataset,
+    check_choice,
+    check_finite,
+    check_positive,
+    check_range,
+)
 from flygnn.stimuli.render import HexEye
 from flygnn.stimuli.temporal import pad, resample_indices
 
@@ -160,7 +165,8 @@ class MovingBars(StimulusDataset):
         self._cache: dict[int, torch.Tensor] = {}
         rows = [
             (a, w, i, self.t_stim_of(s), s)
-            for a, w, i, s in itertools.product(self.angles, self.widths, self.intensities, self.speeds)
+            for a, w, i, s in itertools.product(self.angles, self.widths, self.intensities,
+                                                self.speeds)
         ]
         self.params = pd.DataFrame(rows, columns=["angle", "width", "intensity", "t_stim", "speed"])
 
@@ -192,7 +198,8 @@ class MovingBars(StimulusDataset):
         lv = column(self.bar_loc_vertical)
         h_px = eye.deg_to_px(self.height * LED_DEG)
         out = []
-        for angle, width, intensity in itertools.product(self.angles, self.widths, self.intensities):
+        grid = itertools.product(self.angles, self.widths, self.intensities)
+        for angle, width, intensity in grid:
             w_px = eye.deg_to_px(width * LED_DEG)
             frames = []
             for o in self.offsets:
