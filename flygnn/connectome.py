@@ -129,8 +129,10 @@ def read_connectome(path: str | Path) -> ConnectomeSpec:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: connectome file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid UTF-8 JSON ({err})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text, so not valid JSON ({err})") from None
     except RecursionError:
         raise ValueError(f"{path}: JSON nested too deeply to be a connectome file") from None
     except OSError as err:
