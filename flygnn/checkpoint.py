@@ -71,6 +71,18 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     return _atomic(path, lambda f: torch.save(obj, f))
 
 
+def _unpickler_reason(message: str) -> str:
+    """The short reason in torch's long weights-only error (e.g. ``Unsupported global: GLOBAL
+    io.open ...``)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for k, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            text = rest or (lines[k + 1] if k + 1 < len(lines) else "")
+            return text.split(" was not an allowed global")[0]
+    return lines[0] if lines else "UnpicklingError"
+
+
 def load_file(path: str | os.PathLike, what: str):
     """``torch.load`` a file to the CPU with ``weights_only=True``: tensors and plain Python
     values only, so no code in the file ever runs.
@@ -88,10 +100,13 @@ def load_file(path: str | os.PathLike, what: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()
+        reason = _unpickler_reason(str(err))
+        if "global" not in reason.lower():
+            raise ValueError(f"{what} {str(path)!r} is not readable: not a torch.save file "
+                             f"({reason})") from None
         raise ValueError(f"{what} {str(path)!r} holds objects other than tensors and plain "
                          f"values; flygnn loads files with weights_only=True and runs no code "
-                         f"from them ({first[0] if first else 'UnpicklingError'})") from None
+                         f"from them ({reason})") from None
     except Exception as err:  # noqa: BLE001 - any other failure means a broken file
         first = str(err).strip().splitlines()
         raise ValueError(f"{what} {str(path)!r} is not readable: {type(err).__name__}: "
