@@ -122,6 +122,7 @@ def test_simulate_a_movie_of_the_wrong_width(capsys, tmp_path, model_file, flygn
     _fails(capsys, _simulate(model_file, tmp_path / "m.npy", tmp_path / "r.npz"), "n_hexals=19")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 def test_simulate_a_float64_movie_of_1e300(capsys, tmp_path, model_file, flygnn_cache):
     np.save(tmp_path / "m.npy", np.full((3, 19), 1e300))
     _fails(capsys, _simulate(model_file, tmp_path / "m.npy", tmp_path / "r.npz"), "movie",
