@@ -140,9 +140,11 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         types' node count; and, with ``return_state``, the final state.
 
     Raises:
-        ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
+        ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``,
+            unknown ``method``.
     """
     dt = check_dt(dt)
+    get_integrator(method)  # an unknown name fails before any work
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
     batch, steps = movie.shape[:2]
     index = record_index(net, record)
