@@ -119,11 +119,16 @@ class NeuronModel(nn.Module):
         """Create graph-sized parameters; called once by the network. Default: none."""
 
     def initial_state(self, ctx: Context, batch_size: int) -> State:
-        raise NotImplementedError
+        """The state at rest (``(B, N)`` tensors, e.g. ``ctx.rest(batch_size)``)."""
+        raise NotImplementedError(f"{type(self).__name__}: implement initial_state(ctx, batch_size)")
 
     def derivative(self, state: State, input: torch.Tensor | None, ctx: Context,
                    dt: float) -> State:
-        raise NotImplementedError
+        """``d state / dt`` (per second), same structure as ``state``."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: implement derivative(state, input, ctx, dt) -> d state / dt "
+            "(it replaces the step(state, input, ctx, dt) of flygnn.dynamics.Dynamics; the "
+            "integrator is chosen by simulate(..., method=); see tutorials/07)")
 
     def decay(self, state: State, ctx: Context, dt: float):
         """Linear decay rate (1/s) of each state tensor, broadcastable to it, or None."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 
 from flygnn import params
+from flygnn.context import node_major
 from flygnn.neurons import NeuronModel, register_model
 
 __all__ = ["LIF", "lif_rate", "spike"]
@@ -141,7 +142,7 @@ class LIF(NeuronModel):
         return 1 / ctx.time_const if self.tau_mem is None else 1 / self.tau_mem
 
     def initial_state(self, ctx, batch_size):
-        v = ctx.rest(batch_size).fill_(self.v_rest)
+        v = node_major(ctx.bias.new_full((1, ctx.num_nodes), self.v_rest), batch_size)
         return v, torch.zeros_like(v), torch.zeros_like(v), torch.zeros_like(v)
 
     def derivative(self, state, input, ctx, dt):

@@ -100,3 +100,20 @@ def test_runs_on_the_full_graph(graph15):
     assert all(torch.isfinite(s).all() for s in state)
     photoreceptors = net.graph.nodes_of(["R1"])
     assert spikes[:, :, photoreceptors].sum() > 0  # grey drives R1-R8 above threshold
+
+
+def test_adam_steps_fit_a_target_rate(graph_small):
+    """Training through the surrogate: a few Adam steps bring the mean rate to a target."""
+    net = Network(graph_small, LIF())
+    movie = torch.rand(2, 40, net.n_hexals, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    losses = []
+    for _ in range(6):
+        rate = simulate(net, movie, 0.002, t_pre=0, method="exponential_euler").mean() / 0.002
+        loss = (rate - 40.0) ** 2  # Hz^2; starts near 4 Hz
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        net.project_()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 5, losses
