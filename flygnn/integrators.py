@@ -20,6 +20,10 @@ A model may return None as the derivative of a state tensor that only its ``afte
 changes (a spike flag, a refractory clock).
 
 Register another with :func:`register_integrator`.
+
+Shapes:
+    ``state``: a tensor or a tuple of tensors (``(B, N)`` for the built-in models); ``input``
+    ``(B, N_in)`` or None; ``dt`` in seconds; the result has the structure of ``state``.
 """
 
 from __future__ import annotations
