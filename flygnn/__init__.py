@@ -8,6 +8,10 @@ stimuli, training and analysis. Importing flygnn has no side effects.
 from flygnn import analysis, graph, hexgrid, stimuli
 from flygnn.datasets import FlyVisConnectome
 from flygnn.dynamics import Dynamics, GradedDynamics, SynapticFilterDynamics
+from flygnn.integrators import INTEGRATORS
+from flygnn.neurons import Graded, NeuronModel, SynapticFilter, register_model
+from flygnn.spiking import LIF
+from flygnn.synapses import Synapses
 from flygnn.flat import FlatGraph, central_index, edges_frame, flatten, nodes_frame
 from flygnn.network import Network
 from flygnn.pretrained import available_models, load_model, load_pretrained
@@ -23,6 +27,13 @@ __all__ = [
     "edges_frame",
     "central_index",
     "Network",
+    "NeuronModel",
+    "Graded",
+    "SynapticFilter",
+    "LIF",
+    "Synapses",
+    "register_model",
+    "INTEGRATORS",
     "Dynamics",
     "GradedDynamics",
     "SynapticFilterDynamics",

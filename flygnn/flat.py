@@ -58,6 +58,10 @@ class FlatGraph:
     offset_index: torch.Tensor
     offset_n_syn: torch.Tensor
 
+    def __deepcopy__(self, memo) -> FlatGraph:
+        """A frozen graph is shared, not copied (its tensors are never written)."""
+        return self
+
     @property
     def num_nodes(self) -> int:
         return int(self.node_type.numel())

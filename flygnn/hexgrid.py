@@ -13,6 +13,7 @@ points right and 30 degrees down; an image pixel at ``row = d (u + v/2)``,
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch
 __all__ = [
     "num_hexals",
     "extent_of",
+    "resolve_extent",
     "disk",
     "hex_distance",
     "center_index",
@@ -43,6 +45,24 @@ def extent_of(n_hexals: int) -> int:
     if num_hexals(extent) != n_hexals:
         raise ValueError(f"{n_hexals} hexals is not a full hexagonal lattice (1 + 3E(E+1))")
     return extent
+
+
+def resolve_extent(extent: int, n_ommatidia: int | None, where: str, default: int = 15) -> int:
+    """The lattice ``extent``, or the one of the deprecated ``n_ommatidia`` (a full lattice's
+    hexal count, ``1 + 3E(E + 1)``) with a ``DeprecationWarning``.
+
+    Raises:
+        ValueError: ``n_ommatidia`` is no full lattice, or contradicts an explicit ``extent``.
+    """
+    if n_ommatidia is None:
+        return int(extent)
+    warnings.warn(f"{where}: n_ommatidia is deprecated and will be removed; pass "
+                  f"extent={extent_of(n_ommatidia)} (the lattice radius) instead",
+                  DeprecationWarning, stacklevel=3)
+    from_count = extent_of(int(n_ommatidia))
+    if extent != default and extent != from_count:
+        raise ValueError(f"{where}: extent={extent} contradicts n_ommatidia={n_ommatidia}")
+    return from_count
 
 
 def disk(extent: int, stride: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, np.ndarray]:

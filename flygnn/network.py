@@ -2,8 +2,12 @@
 
 The ``HeteroData`` of a :class:`~flygnn.datasets.FlyVisConnectome` is flattened once
 (:func:`flygnn.flat.flatten`) into flyvis's flat node and edge order. Parameters and their
-constraints are described in :mod:`flygnn.params`; the time step in :mod:`flygnn.dynamics`;
-simulation (initial states, movies, recording) in :mod:`flygnn.simulate`.
+constraints are described in :mod:`flygnn.params`; neuron models in :mod:`flygnn.neurons`;
+integrators in :mod:`flygnn.integrators`; simulation (initial states, movies, recording) in
+:mod:`flygnn.simulate`. Derived tensors (CSR structure, edge coefficients, the no-grad
+context) live in one place, ``net.cache`` (:class:`~flygnn.context.DerivedCache`, whose
+docstring states the invalidation rule); no method changes a parameter except the
+explicit setters and :meth:`Network.project_`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from torch import nn
 
 from flygnn import params
 from flygnn._checks import check_extent
-from flygnn.dynamics import Context, Dynamics, GradedDynamics, make_dynamics
+from flygnn.context import Context, DerivedCache
 from flygnn.flat import FlatGraph, flatten
+from flygnn.integrators import get_integrator
+from flygnn.neurons import Graded, NeuronModel, make_model
 from flygnn.simulate import check_dt, check_frames, simulate
 from flygnn.sparse import PairAdjacency
 
@@ -38,17 +44,19 @@ def _input_nodes(graph: FlatGraph) -> slice | torch.Tensor:
 
 
 class Network(nn.Module):
-    """The fly visual system network (flyvis's parameters, any :class:`~flygnn.dynamics.Dynamics`).
+    """The fly visual system network (flyvis's parameters, any :class:`~flygnn.neurons.NeuronModel`).
 
     Args:
         data: a connectome ``HeteroData`` (``FlyVisConnectome(...)[0]``) or its
             :class:`~flygnn.flat.FlatGraph`.
-        dynamics: the time-step rule; default :class:`~flygnn.dynamics.GradedDynamics`.
+        dynamics: the neuron model; default :class:`~flygnn.neurons.Graded` (flyvis's).
         seed: seed of the resting-potential initialisation (flyvis: 0).
 
     Attributes:
         graph: the :class:`~flygnn.flat.FlatGraph` (CPU).
         cell_types: the 65 cell types in order.
+        dynamics: the neuron model (its parameters are ``dynamics.*`` in the state dict).
+        cache: the :class:`~flygnn.context.DerivedCache` of derived tensors.
         bias, time_const, syn_strength: trainable ``nn.Parameter`` (65, 65, 604).
         sign, syn_count: fixed buffers (604, 2355; ``syn_count`` holds ``ln(count)``).
 
@@ -57,7 +65,7 @@ class Network(nn.Module):
         ``n_hexals`` values (one per column, added to every photoreceptor type R1-R8).
     """
 
-    def __init__(self, data, dynamics: Dynamics | None = None, *, seed: int = 0):
+    def __init__(self, data, dynamics: NeuronModel | None = None, *, seed: int = 0):
         super().__init__()
         graph = data if isinstance(data, FlatGraph) else flatten(data)
         self.graph = graph
@@ -73,13 +81,12 @@ class Network(nn.Module):
         self.input_nodes = _input_nodes(graph)
         self.n_hexals = graph.type_slice(graph.input_types[0]).stop - graph.type_slice(
             graph.input_types[0]).start
-        self.dynamics = dynamics if dynamics is not None else GradedDynamics()
-        if not isinstance(self.dynamics, Dynamics):
-            raise ValueError(f"dynamics must be a flygnn.dynamics.Dynamics, got "
+        self.dynamics = dynamics if dynamics is not None else Graded()
+        if not isinstance(self.dynamics, NeuronModel):
+            raise ValueError(f"dynamics must be a flygnn.neurons.NeuronModel, got "
                              f"{type(self.dynamics).__name__}")
         self.dynamics.setup(graph)
-        self._derived: dict = {}  # per-device structures derived from the graph
-        self._context_cache = None
+        self.cache = DerivedCache()
 
     @property
     def num_nodes(self) -> int:
@@ -101,52 +108,53 @@ class Network(nn.Module):
         with torch.no_grad():
             current.copy_(new)
 
+    def project_(self, floor: torch.Tensor | None = None) -> None:
+        """Project ``syn_strength`` onto its constraint in place (``>= 0``, or ``>= floor``).
+
+        The optimiser step's constraint (:func:`flygnn.params.project_`): trainers call it
+        after every step. The forward pass itself reads ``max(s, 0)`` and writes nothing.
+        """
+        params.project_(self.syn_strength, floor)
+
     # ---------------------------------------------------------------- per-forward context
-    def _state_key(self):
-        tensors = [self.bias, self.time_const, self.syn_strength, self.sign, self.syn_count,
-                   *self.dynamics.parameters(), *self.dynamics.buffers()]
-        return tuple((t._version, t.data_ptr(), t.dtype, str(t.device)) for t in tensors)
+    def _sources(self) -> list[torch.Tensor]:
+        return [self.bias, self.time_const, self.syn_strength, self.sign, self.syn_count,
+                *self.dynamics.parameters(), *self.dynamics.buffers()]
 
     def context(self) -> Context:
         """Parameters broadcast to nodes and edges, and the fused adjacency, for one forward.
 
-        Projects ``syn_strength`` onto its constraint first (:func:`flygnn.params.project_`).
-        Without grad the context is cached until a parameter changes.
+        Outside autograd the context is kept in :attr:`cache` until a parameter changes.
+        Strengths enter as ``max(s, 0)`` (no write to the parameter; see :meth:`project_`).
         """
-        params.project_(self.syn_strength)
-        key = self._state_key()
-        if not torch.is_grad_enabled() and self._context_cache is not None \
-                and self._context_cache[0] == key:
-            return self._context_cache[1]
-        device = self.bias.device
-        structure = self._derived.get(("adjacency", str(device)))
-        if structure is None:
-            structure = PairAdjacency.for_graph(self.graph, device)
-            self._derived[("adjacency", str(device))] = structure
-        coeff_key = (key[3:5], self.bias.dtype)
-        cached = self._derived.get("coeff")
-        if cached is None or cached[0] != coeff_key:  # fixed parameters: reuse the tensor
+        if torch.is_grad_enabled():
+            return self._make_context()
+        return self.cache.get("context", self._sources(), self._make_context)
+
+    def _make_context(self) -> Context:
+        device, dtype = self.bias.device, self.bias.dtype
+        structure = self.cache.get(("adjacency", str(device)), (), lambda: PairAdjacency(
+            self.source, self.target, self.pair_index, self.num_nodes, len(self.graph.pairs)))
+
+        def coefficients():
             with torch.no_grad():
-                coeff = params.edge_coefficient(self.sign, self.syn_count, self.pair_index,
-                                                self.offset_index).to(self.bias.dtype)
-            cached = self._derived["coeff"] = (coeff_key, coeff)
-        coeff = cached[1]
-        strength = self.syn_strength
+                return params.edge_coefficient(self.sign, self.syn_count, self.pair_index,
+                                               self.offset_index).to(dtype)
+
+        coeff = self.cache.get(("coeff", dtype), (self.sign, self.syn_count), coefficients)
+        strength = self.syn_strength.clamp(min=0)
         input_nodes = self.input_nodes
         if isinstance(input_nodes, torch.Tensor):
             input_nodes = input_nodes.to(device)
-        ctx = Context(
-            graph=self.graph, bias=self.bias[self.node_type],
+        return Context(
+            graph=self.graph, node_type=self.node_type, bias=self.bias[self.node_type],
             time_const=self.time_const[self.node_type], strength=strength, coeff=coeff,
-            adjacency=structure.bind(coeff, strength),
-            source=self.source, target=self.target, pair_index=self.pair_index,
-            input_nodes=input_nodes)
-        self._context_cache = None if torch.is_grad_enabled() else (key, ctx)
-        return ctx
+            adjacency=structure.bind(coeff, strength), source=self.source, target=self.target,
+            pair_index=self.pair_index, input_nodes=input_nodes, cache=self.cache)
 
     def prepare(self) -> Context:
-        """The dynamics' context for one forward pass (``dynamics.prepare(self)``)."""
-        return self.dynamics.prepare(self)
+        """The context for one forward pass (:meth:`context`)."""
+        return self.context()
 
     # ---------------------------------------------------------------- stepping
     def frame_input(self, frame: torch.Tensor) -> torch.Tensor:
@@ -154,24 +162,27 @@ class Network(nn.Module):
         return frame.repeat(1, len(self.graph.input_types))
 
     def initial_state(self, batch_size: int = 1, ctx: Context | None = None):
-        """The dynamics' resting state (for graded dynamics: ``v = bias``). Shapes: ``(B, N)``."""
+        """The model's resting state (graded models: ``v = bias``). Shapes: ``(B, N)``."""
         return self.dynamics.initial_state(ctx or self.prepare(), batch_size)
 
-    def step(self, state, frame: torch.Tensor, dt: float, ctx: Context | None = None):
-        """Advance one Euler step of ``dt`` seconds with one input frame (closed-loop use).
+    def step(self, state, frame: torch.Tensor, dt: float, ctx: Context | None = None,
+             method: str = "euler"):
+        """Advance one integration step of ``dt`` seconds with one frame (closed-loop use).
 
         Args:
             state: current state (e.g. from :func:`flygnn.simulate.steady_state`).
             frame: ``(B, n_hexals)`` luminance, added to R1-R8 of each column.
             dt: step in seconds.
             ctx: a context from :meth:`prepare`, to reuse over many steps (recomputed if None).
+            method: the integrator (:mod:`flygnn.integrators`).
 
         Returns:
             the next state; ``self.dynamics.activity(next_state)`` is ``(B, N)``.
         """
         dt = check_dt(dt)
         frame = check_frames(frame, self.n_hexals, "frame", 2, self.bias)
-        return self.dynamics.step(state, self.frame_input(frame), ctx or self.prepare(), dt)
+        return get_integrator(method)(self.dynamics, state, self.frame_input(frame),
+                                      ctx or self.prepare(), dt)
 
     def forward(self, movie: torch.Tensor, dt: float, **kwargs) -> torch.Tensor:
         """:func:`flygnn.simulate.simulate` of this network (same arguments)."""
@@ -190,14 +201,15 @@ class Network(nn.Module):
                     "state_dict": state}, Path(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, data=None, dynamics: Dynamics | None = None) -> Network:
+    def load(cls, path: str | os.PathLike, data=None,
+             dynamics: NeuronModel | None = None) -> Network:
         """Load a network written by :meth:`save`.
 
         Args:
             path: the file.
             data: the connectome (``HeteroData`` or ``FlatGraph``); None rebuilds
                 ``FlyVisConnectome(extent=config["extent"])``.
-            dynamics: an instance for unregistered dynamics classes (else made by name).
+            dynamics: an instance for unregistered model classes (else made by name).
 
         Raises:
             ValueError: unreadable file, not a flygnn checkpoint, or mismatching tensors.
@@ -213,7 +225,7 @@ class Network(nn.Module):
         check_extent(config["extent"], f"{path}: config field 'extent'")
         data = _default_data(config["extent"]) if data is None else data
         if dynamics is None:
-            dynamics = make_dynamics(config["dynamics"], config.get("dynamics_kwargs"))
+            dynamics = make_model(config["dynamics"], config.get("dynamics_kwargs"))
         net = cls(data, dynamics)
         if net.graph.extent != config["extent"]:
             raise ValueError(f"{path}: saved at extent {config['extent']}, data has extent "
@@ -226,7 +238,7 @@ class Network(nn.Module):
 
     @classmethod
     def from_flyvis_checkpoint(cls, path: str | os.PathLike, data=None,
-                               dynamics: Dynamics | None = None) -> Network:
+                               dynamics: NeuronModel | None = None) -> Network:
         """Import a flyvis checkpoint (``chkpts/chkpt_XXXXX``, a ``torch.save`` dict).
 
         Its ``network`` entry holds ``nodes_bias`` (65), ``nodes_time_const`` (65),
@@ -238,7 +250,7 @@ class Network(nn.Module):
         Args:
             path: the checkpoint file.
             data: connectome; None builds ``FlyVisConnectome(extent=15)``.
-            dynamics: default :class:`~flygnn.dynamics.GradedDynamics`.
+            dynamics: default :class:`~flygnn.neurons.Graded`.
 
         Raises:
             ValueError: naming the file and the missing or mis-shaped key.

@@ -1,7 +1,9 @@
 """Simulation: movies in, responses out (functions, no stimulus buffer).
 
-* :func:`simulate` integrates a movie, one explicit Euler step per frame, and returns the
-  activity after every step (output frame ``t`` already contains the effect of frame ``t``).
+* :func:`simulate` integrates a movie, one step per frame of the integrator named by
+  ``method`` (:mod:`flygnn.integrators`: ``"euler"``, flyvis's, by default;
+  ``"exponential_euler"``, ``"rk4"``), and returns the activity after every step (output
+  frame ``t`` already contains the effect of frame ``t``).
 * :func:`steady_state` and :func:`fade_in_state` compute flyvis's initial states.
 * ``Network.step`` advances one frame for closed-loop use.
 
@@ -25,8 +27,9 @@ import numpy as np
 import torch
 
 from flygnn._checks import check_finite, check_record, check_state, check_time
-from flygnn.dynamics import broadcast_state
+from flygnn.integrators import euler, get_integrator
 from flygnn.linsolve import gmres
+from flygnn.neurons import broadcast_state
 
 __all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "IntegrationWarning",
            "check_dt", "record_index"]
@@ -95,13 +98,13 @@ def record_index(net, record) -> torch.Tensor | None:
     return g.nodes_of(list(record))
 
 
-def _integrate(net, inputs, dt, state, ctx, index, out):
-    """Euler loop over ``inputs`` (a sequence of ``(B, n_hexals)`` frames or None-currents)."""
-    dynamics = net.dynamics
+def _integrate(net, inputs, dt, state, ctx, index, out, method="euler"):
+    """Integration loop over ``inputs`` (a sequence of ``(B, n_hexals)`` frames or None)."""
+    dynamics, step = net.dynamics, get_integrator(method)
     records = []
     for t, frame in enumerate(inputs):
         current = None if frame is None else net.frame_input(frame)
-        state = dynamics.step(state, current, ctx, dt)
+        state = step(dynamics, state, current, ctx, dt)
         if out is None and index is None:
             continue
         activity = dynamics.activity(state)
@@ -115,20 +118,21 @@ def _integrate(net, inputs, dt, state, ctx, index, out):
 
 
 def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, record=None,
-             grad: bool | None = None, return_state: bool = False):
+             grad: bool | None = None, return_state: bool = False, method: str = "euler"):
     """Responses of a network to a movie.
 
     Args:
         net: a :class:`~flygnn.network.Network`.
         movie: ``(B, T, n_hexals)`` luminance per frame and column (float; cast to the
             network's dtype and device).
-        dt: seconds per frame (one Euler step per frame); ``> 1/50`` warns.
+        dt: seconds per frame (one integration step per frame); ``> 1/50`` warns.
         t_pre: seconds of grey (0.5) before the movie, used when ``initial_state`` is None
             (:func:`steady_state`; ``t_pre <= 0`` starts from rest).
         initial_state: a state of batch size 1 or B (then ``t_pre`` is ignored).
         record: None (all nodes), ``"central"``, ``"output"`` or a list of cell types.
         grad: None follows the caller's grad mode; True/False force it.
         return_state: also return the state after the last frame (to continue later).
+        method: the integrator (:mod:`flygnn.integrators`), also for the grey ``t_pre``.
 
     Returns:
         responses ``(B, T, K)``: activity after each step, with ``K = N`` (flyvis node order),
@@ -136,9 +140,11 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         types' node count; and, with ``return_state``, the final state.
 
     Raises:
-        ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
+        ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``,
+            unknown ``method``.
     """
     dt, t_pre = check_dt(dt), check_time(t_pre, "t_pre")
+    get_integrator(method)  # an unknown name fails before any work
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
     batch, steps = movie.shape[:2]
     index = record_index(net, record)
@@ -147,22 +153,24 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     with _grad_mode(grad):
         ctx = net.prepare()
         if initial_state is None:
-            state = steady_state(net, t_pre, dt, batch_size=batch, ctx=ctx)
+            state = steady_state(net, t_pre, dt, batch_size=batch, ctx=ctx, method=method)
         else:
             state = broadcast_state(check_state(initial_state, net.num_nodes), batch)
         size = net.num_nodes if index is None else len(index)
         if torch.is_grad_enabled():
-            state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [])
+            state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [],
+                                        method)
             responses = torch.stack(records, 1)
         else:
             responses = movie.new_empty(batch, steps, size)
-            state, _ = _integrate(net, movie.unbind(1), dt, state, ctx, index, responses)
+            state, _ = _integrate(net, movie.unbind(1), dt, state, ctx, index, responses,
+                                  method)
     return (responses, state) if return_state else responses
 
 
 def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value: float = 0.5,
-                 state=None, grad: bool = False, ctx=None):
-    """State after ``int(t_pre / dt)`` Euler steps of uniform grey ``value``.
+                 state=None, grad: bool = False, ctx=None, method: str = "euler"):
+    """State after ``int(t_pre / dt)`` steps (of ``method``) of uniform grey ``value``.
 
     Starts from ``state`` (None: the dynamics' resting state, ``v = bias``). With
     ``t_pre <= 0`` or None the start state is returned. flyvis's default initial state is
@@ -180,7 +188,7 @@ def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value
             state = broadcast_state(check_state(state, net.num_nodes, "state"), batch_size)
         steps = int(t_pre / dt) if t_pre is not None and t_pre > 0 else 0
         frame = net.bias.new_full((batch_size, net.n_hexals), value)
-        state, _ = _integrate(net, [frame] * steps, dt, state, ctx, None, None)
+        state, _ = _integrate(net, [frame] * steps, dt, state, ctx, None, None, method)
     return state
 
 
@@ -188,7 +196,7 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     """The grey rest ``state`` (converged, e.g. :func:`steady_state`), differentiable in the
     parameters through the implicit function theorem.
 
-    An Euler step longer than every time constant (the built-in dynamics floor them at
+    An Euler step longer than every time constant (the graded models floor them at
     ``dt``) is the map ``F: v -> b + W f(v) + x`` whose fixed point is the grey steady state.
     The result is ``F(state)`` (equal to ``state`` at convergence); its backward pass solves
     ``(I - dF/dv)^T u = g`` with GMRES (:func:`~flygnn.linsolve.gmres`: at most ``max_steps``
@@ -220,7 +228,7 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
         return tuple(parts) if is_tuple else parts[0]
 
     def relax(flat):  # F on the concatenated state
-        out = dynamics.step(unflatten(flat), current, ctx, _LONG_STEP)
+        out = euler(dynamics, unflatten(flat), current, ctx, _LONG_STEP)
         return torch.cat([o.reshape(-1) for o in (out if is_tuple else (out,))])
 
     flat = torch.cat([t.detach().reshape(-1) for t in tensors])
@@ -245,7 +253,7 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
 
 
 def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,
-                  grad: bool = False):
+                  grad: bool = False, method: str = "euler"):
     """Fade from grey into the first frames over ``n = int(t_fade_in / dt)`` steps.
 
     Step ``k`` (``k = 0 .. n-1``) sees ``0.5 + linspace(0, 1, n)[k] * (frame - 0.5)``.
@@ -264,5 +272,5 @@ def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,
         n = int(t_fade_in / dt) if t_fade_in is not None and t_fade_in > 0 else 0
         ramp = torch.linspace(0, 1, n, dtype=frames.dtype, device=frames.device)
         inputs = [0.5 + ramp[k] * (frames - 0.5) for k in range(n)]
-        state, _ = _integrate(net, inputs, dt, state, ctx, None, None)
+        state, _ = _integrate(net, inputs, dt, state, ctx, None, None, method)
     return state

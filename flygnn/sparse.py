@@ -8,7 +8,8 @@ Every synaptic weight of the connectome factors as
 a fixed per-edge coefficient ``c`` times a trainable strength ``s`` of the edge's type pair
 ``p(e)``. The aggregation :math:`y_i = \sum_{e: t(e) = i} w_e x_{s(e)}` is one CSR sparse x
 dense product per Euler step. :class:`PairAdjacency` holds the CSR structure, built once per
-graph and device and cached (``for_graph``); :meth:`PairAdjacency.bind` fills in the values
+graph and device (the network's :class:`~flygnn.context.DerivedCache` keeps it);
+:meth:`PairAdjacency.bind` fills in the values
 once per forward pass (:class:`BoundAdjacency`); :meth:`BoundAdjacency.matmul` applies the
 product through a custom ``torch.autograd.Function`` whose backward computes
 
@@ -27,7 +28,6 @@ kernel produces. Element-wise ops keep that layout, so an Euler loop never copie
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import torch
 
@@ -186,8 +186,6 @@ class PairAdjacency:
         num_pairs: P.
     """
 
-    _cache: dict = {}
-
     def __init__(self, source, target, pair_index, num_nodes: int, num_pairs: int):
         self.num_nodes, self.num_pairs = int(num_nodes), int(num_pairs)
         self.device = source.device
@@ -215,24 +213,19 @@ class PairAdjacency:
         return self._t
 
     def derived(self, key, coeff: torch.Tensor, make):
-        """Per-coefficient cache: ``make()`` is re-run only when ``coeff`` is another tensor."""
+        """Per-coefficient values: ``make()`` is re-run only when ``coeff`` is another tensor
+        (part of this structure's entry in the network's cache)."""
         hit = self._derived.get(key)
-        if hit is None or hit[0]() is not coeff:
-            hit = self._derived[key] = (weakref.ref(coeff), make())
+        if hit is None or hit[0] is not coeff:
+            hit = self._derived[key] = (coeff, make())
         return hit[1]
 
     @classmethod
     def for_graph(cls, graph, device: torch.device | str | None = None) -> PairAdjacency:
-        """The structure of a :class:`~flygnn.flat.FlatGraph` on ``device``, cached per graph."""
+        """The structure of a :class:`~flygnn.flat.FlatGraph` on ``device`` (built, not cached)."""
         device = torch.device(device) if device is not None else torch.device("cpu")
-        key = (id(graph), str(device))
-        hit = cls._cache.get(key)
-        if hit is not None and hit[0]() is graph:
-            return hit[1]
-        adj = cls(graph.source.to(device), graph.target.to(device), graph.pair_index.to(device),
-                  graph.num_nodes, len(graph.pairs))
-        cls._cache[key] = (weakref.ref(graph, lambda _, k=key: cls._cache.pop(k, None)), adj)
-        return adj
+        return cls(graph.source.to(device), graph.target.to(device), graph.pair_index.to(device),
+                   graph.num_nodes, len(graph.pairs))
 
     def bind(self, coeff: torch.Tensor, strength: torch.Tensor) -> BoundAdjacency:
         """Fill in the values ``w = coeff * strength[pair]`` (once per forward pass).

@@ -280,7 +280,7 @@ class Trainer:
                 p.copy_(old * torch.exp(p - old))
             if penalize:
                 net.bias.sub_(self._lrs()[2] * grad_bias)
-            params.project_(net.syn_strength, self.floor)
+            net.project_(self.floor)  # the strength constraint, after every step
         if self.fixed is not None:
             self._hold(self.fixed)
         return float(loss.detach())

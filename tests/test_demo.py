@@ -153,7 +153,7 @@ def edge_tuning():
     out = {}
     for name, net in nets.items():
         resp = moving_edge_responses(net, dt=1 / 100, speeds=(13, 25), offsets=(-5, 6),
-                                     n_ommatidia=91)
+                                     extent=5)
         out[name] = (direction_selectivity_index(resp),
                      direction_selectivity_index(resp.change_from_rest()),
                      preferred_direction(resp))

@@ -99,7 +99,7 @@ def reference(trained):
 
     ens = Ensemble.from_dir(trained[0])
     return ens, {"flashes": ens.responses(flash_responses, extent=2, **FLASHES),
-                 "edges": ens.responses(moving_edge_responses, n_ommatidia=19, **EDGES)}
+                 "edges": ens.responses(moving_edge_responses, extent=2, **EDGES)}
 
 
 def _attempts(folder):

@@ -190,26 +190,20 @@ def test_synaptic_filter_time_constant_is_trainable(graph_small):
 
 
 class GainDynamics(Dynamics):
-    """A user-written dynamics: tanh synapses with a trainable gain per cell type."""
+    """A user-written model: tanh synapses with a trainable gain per cell type."""
 
     name = "test_gain"
 
     def setup(self, graph):
         self.gain = nn.Parameter(torch.linspace(0.5, 1.5, len(graph.cell_types)))
 
-    def prepare(self, net):
-        ctx = super().prepare(net)
-        ctx.extras["gain"] = self.gain[net.node_type]
-        return ctx
-
     def initial_state(self, ctx, batch_size):
-        return ctx.bias.expand(batch_size, -1).clone()
+        return ctx.rest(batch_size)
 
-    def step(self, v, input, ctx, dt):
-        x = torch.tanh(v) * ctx.extras["gain"]
-        syn = self.propagate(ctx.edge_index, x=x.T, edge_weight=ctx.edge_weight()).T
-        drive = ctx.add_input(ctx.bias - v + syn, input)
-        return v + drive / ctx.time_const.clamp(min=dt) * dt
+    def derivative(self, v, input, ctx, dt):
+        x = torch.tanh(v) * self.gain[ctx.node_type]
+        syn = self.synapses(x, ctx.edges)
+        return ctx.add_input(ctx.bias - v + syn, input) / ctx.time_const.clamp(min=dt)
 
 
 def test_user_dynamics_plugs_in(graph_small, tmp_path):

@@ -70,3 +70,12 @@ def test_rejects_intensity_outside_range():
 def test_rejects_bad_max_extent():
     with pytest.raises(ValueError, match="max_extent"):
         Dots(max_extent=16)
+
+
+def test_n_ommatidia_is_a_deprecated_alias_of_extent():
+    with pytest.warns(DeprecationWarning, match="extent=3"):
+        old = SpatialImpulses(t_stim=0.1, t_pre=0.05, max_extent=1, n_ommatidia=37)
+    new = SpatialImpulses(t_stim=0.1, t_pre=0.05, max_extent=1, extent=3)
+    assert old.n_hexals == new.n_hexals == 37 and torch.equal(old[3], new[3])
+    with pytest.raises(ValueError, match="contradicts"), pytest.warns(DeprecationWarning):
+        Dots(extent=4, n_ommatidia=37)

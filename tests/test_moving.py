@@ -99,7 +99,7 @@ def test_positions_keep_their_size_in_degrees_on_a_smaller_eye(cls, angles):
     kw = dict(angles=angles, intensities=(1,), speeds=(25,), offsets=(-10, 11))
     if cls is MovingBars:
         kw["widths"] = (2,)
-    big, small = cls(n_ommatidia=721, **kw), cls(n_ommatidia=37, **kw)
+    big, small = cls(extent=15, **kw), cls(extent=3, **kw)
     centre_big = big.positions[..., 360]
     centre_small = small.positions[..., 18]
     assert centre_big.std() > 0.1  # the edge/bar does cross the centre
@@ -148,3 +148,13 @@ def test_rejects_bad_post_pad_mode():
 def test_rejects_nonpositive_speed():
     with pytest.raises(ValueError, match="speeds"):
         MovingBars(speeds=[0])
+
+
+def test_n_ommatidia_is_a_deprecated_alias_of_extent():
+    kw = dict(speeds=[19], angles=[0], widths=[1])
+    with pytest.warns(DeprecationWarning, match="n_ommatidia"):
+        old = MovingBars(n_ommatidia=37, **kw)
+    new = MovingBars(extent=3, **kw)
+    assert old.n_hexals == new.n_hexals == 37 and old.eye.n_ommatidia == 37
+    torch.testing.assert_close(old[0], new[0], equal_nan=True)
+    assert repr(new.eye) == "HexEye(extent=3, ppo=25)"

@@ -162,13 +162,26 @@ def test_set_table_rejects_non_series(graph_small):
         Network(graph_small).set_param_table("bias", [0.1, 0.2])
 
 
-def test_negative_strength_is_projected_before_forward(graph_small):
+def test_negative_strength_acts_as_zero_and_project_writes_it(graph_small):
     net = Network(graph_small)
     with torch.no_grad():
         net.syn_strength[:3] = -1.0
     ctx = net.context()
+    assert net.syn_strength.detach()[:3].tolist() == [-1.0] * 3  # the forward writes nothing
+    assert ctx.strength.detach()[:3].tolist() == [0.0] * 3
+    torch.testing.assert_close(ctx.strength[3:], net.syn_strength.detach()[3:], rtol=0, atol=0)
+    net.project_()
     assert float(net.syn_strength.detach().min()) == 0.0
-    assert float(ctx.strength.detach().min()) == 0.0
+    assert net.syn_strength.detach()[:3].tolist() == [0.0] * 3
+
+
+def test_strength_gradient_passes_at_zero(graph_small):
+    """A projected strength of exactly 0 still gets its gradient (flyvis's in-place clamp)."""
+    net = Network(graph_small)
+    with torch.no_grad():
+        net.syn_strength[:3] = 0.0
+    net.context().strength.sum().backward()
+    assert net.syn_strength.grad[:3].tolist() == [1.0] * 3
 
 
 def test_time_constant_floor():

@@ -1,7 +1,6 @@
 """Responses container and the response runners (with a stand-in simulator, and for real once the
 network and simulator exist)."""
 
-import sys
 import types
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from flygnn.analysis import known, tuning
+from flygnn.analysis import known, runners, tuning
 from flygnn.analysis.responses import Responses
 from flygnn.analysis.runners import flash_responses, stimulus_responses
 from flygnn.network import Network
@@ -137,6 +136,12 @@ def _fake_simulate_module(calls):
     return mod
 
 
+def _patch_simulate(monkeypatch, calls):
+    fake = _fake_simulate_module(calls)
+    for name in ("steady_state", "simulate"):
+        monkeypatch.setattr(runners, name, getattr(fake, name))
+
+
 class _ToyData:
     def __init__(self, n=5, frames=7):
         g = torch.Generator().manual_seed(0)
@@ -153,10 +158,7 @@ class _ToyData:
 
 def test_stimulus_responses_protocol(monkeypatch):
     calls = []
-    monkeypatch.setitem(sys.modules, "flygnn.simulate", _fake_simulate_module(calls))
-    import flygnn
-
-    monkeypatch.setattr(flygnn, "simulate", sys.modules["flygnn.simulate"], raising=False)
+    _patch_simulate(monkeypatch, calls)
     nets, data = [_ToyNet(), _ToyNet()], _ToyData()
     with torch.no_grad():
         nets[1].gain.mul_(2)
@@ -183,10 +185,7 @@ def test_stimulus_responses_rejects_empty_and_bad_batch():
 def test_flash_runner_feeds_flashes(monkeypatch):
     pytest.importorskip("flygnn.stimuli.flashes")
     calls = []
-    monkeypatch.setitem(sys.modules, "flygnn.simulate", _fake_simulate_module(calls))
-    import flygnn
-
-    monkeypatch.setattr(flygnn, "simulate", sys.modules["flygnn.simulate"], raising=False)
+    _patch_simulate(monkeypatch, calls)
     resp = flash_responses(_ToyNet())
     assert resp.shape == (1, 4, 600, 65) and resp.attrs["t_stim"] == 1.0
     table = resp.params[["intensity", "radius"]].values.tolist()

@@ -80,13 +80,14 @@ def test_csr_matmul_gradcheck():
     assert torch.autograd.gradcheck(m.matmul, (x,))
 
 
-def test_structure_is_cached_per_graph():
-    class G:  # the three fields PairAdjacency.for_graph reads
+def test_structure_for_a_graph():
+    class G:  # the fields PairAdjacency.for_graph reads
         source, target, pair_index = random_graph()[:3]
         num_nodes, pairs = 12, list(range(5))
 
-    graph = G()
-    assert PairAdjacency.for_graph(graph) is PairAdjacency.for_graph(graph)
+    adj = PairAdjacency.for_graph(G())
+    assert (adj.num_nodes, adj.num_pairs) == (12, 5)
+    assert torch.equal(adj.crow[-1:], torch.tensor([len(G.source)], dtype=torch.int32))
 
 
 def test_pair_without_edges_is_rejected():

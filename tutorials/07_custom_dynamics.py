@@ -1,26 +1,25 @@
 # %% [markdown]
-# # 07 — Writing your own neuron dynamics
+# # 07 — Writing your own neuron model
 #
 # In flygnn the *model* of a neuron is separate from the network that holds the connectome
-# and the parameters: a `Network` steps forward with whatever `Dynamics` object it is given.
-# A dynamics is a PyTorch Geometric `MessagePassing` layer with a small contract:
+# and the parameters, and from the *integrator* that advances it in time:
 #
-# * `setup(graph)`: create graph-sized parameters of the dynamics itself (called once);
-# * `prepare(net) -> ctx`: once per forward pass, the resting potentials, time constants,
-#   weights and fused adjacency as a `Context`; add your own tensors to `ctx.extras`;
-# * `initial_state(ctx, B)`: the state at rest, a `(B, N)` tensor or a tuple of them;
-# * `step(state, input, ctx, dt)`: one explicit Euler step of `dt` seconds; `input` is the
-#   photoreceptor current, added with `ctx.add_input`;
-# * `activity(state)`: the `(B, N)` activity that is recorded (default: the first tensor).
+# * a neuron model (`flygnn.NeuronModel`, an `nn.Module`) says what changes: its state at
+#   rest, `initial_state(ctx, B)`, and its time derivative, `derivative(state, input, ctx, dt)`;
+# * synaptic input $\sum_{j \to i} w_{ji} f(V_j)$ is one PyTorch Geometric layer,
+#   `flygnn.Synapses` (`self.synapses(x, ctx.adjacency)`), which dispatches itself: the fused
+#   sparse CSR operator `ctx.adjacency` (fast) or `ctx.edges = (edge_index, edge_weight)`
+#   (gather/scatter);
+# * `simulate(net, movie, dt, method=...)` integrates: `"euler"` (flyvis's, bit for bit),
+#   `"exponential_euler"`, `"rk4"`.
 #
-# Synaptic input $\sum_{j \to i} w_{ji} f(V_j)$ is a message-passing aggregation. It can be
-# computed with PyG's gather/scatter `propagate` (`message(x_j, edge_weight)`), or with the
-# fused path `message_and_aggregate(ctx.adjacency, x)`: one sparse CSR × dense product,
-# about 10x faster.
+# `ctx` carries the network's parameters on nodes and edges: `ctx.bias`, `ctx.time_const`,
+# `ctx.node_type`, `ctx.inv_time_const(dt)` ($1/\max(\tau, dt)$, flyvis's floor),
+# `ctx.add_input(drive, input)` (adds the photoreceptor current) and `ctx.rest(B)`.
 #
-# This tutorial writes an *adapting* neuron, plugs it into a `Network`, checks it, takes a
-# gradient with respect to its new parameter, saves and reloads it, and compares it with the
-# two built-in dynamics.
+# This tutorial writes an *adapting* neuron, checks it, trains its new parameter a step,
+# saves and reloads it, and then runs flygnn's three built-in models — graded (flyvis),
+# synaptic filter and spiking (leaky integrate-and-fire) — on the same flash.
 
 # %%
 import os
@@ -34,7 +33,6 @@ from torch import nn
 
 import flygnn
 from flygnn import plotting
-from flygnn.dynamics import Dynamics, broadcast_state, register_dynamics
 from flygnn.stimuli import Flashes
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
@@ -52,57 +50,44 @@ data = flygnn.FlyVisConnectome(root=root, extent=4)[0]
 #    \tau_a \frac{da_i}{dt} = -a_i + k_{c(i)}\, [V_i - b_i]_+ , $$
 #
 # with a trainable adaptation strength $k_c$ per cell type $c$. With $k = 0$ it is exactly
-# the default `GradedDynamics`. Both equations take one Euler step from the same old state.
-# `@register_dynamics` makes it loadable by its `name` from checkpoints; `config()` lists
-# the constructor arguments saved with them.
+# the default `Graded` model. `@register_model` makes it loadable by its `name` from
+# checkpoints; `config()` lists the constructor arguments saved with them.
 
 # %%
-@register_dynamics
-class AdaptingDynamics(Dynamics):
+@flygnn.register_model
+class Adapting(flygnn.NeuronModel):
     """Graded neurons with a slow adaptation current (state ``(V, a)``, both ``(B, N)``)."""
 
     name = "adapting"
 
-    def __init__(self, strength: float = 0.5, tau_adapt: float = 0.2, activation: str = "relu",
-                 fused: bool = True):
-        super().__init__(activation)  # sets self.f, the synaptic transfer function
-        self.init_strength, self.tau_adapt, self.fused = strength, tau_adapt, fused
+    def __init__(self, strength: float = 0.5, tau_adapt: float = 0.2):
+        super().__init__("relu")  # self.f = relu, self.synapses = Synapses()
+        self.init_strength, self.tau_adapt = strength, tau_adapt
 
     def config(self) -> dict:
-        return {"strength": self.init_strength, "tau_adapt": self.tau_adapt,
-                "activation": self.activation, "fused": self.fused}
+        return {"strength": self.init_strength, "tau_adapt": self.tau_adapt}
 
     def setup(self, graph) -> None:
         self.strength = nn.Parameter(torch.full((len(graph.cell_types),), self.init_strength))
 
-    def prepare(self, net):
-        ctx = super().prepare(net)  # the network's parameters on nodes and edges
-        ctx.extras["k"] = self.strength[net.node_type]  # (N,): per type -> per neuron
-        return ctx
-
     def initial_state(self, ctx, batch_size):
-        v = broadcast_state(ctx.bias.unsqueeze(0), batch_size)  # V = b, node-major (B, N)
+        v = ctx.rest(batch_size)  # V = b, (B, N)
         return v, torch.zeros_like(v)
 
-    def step(self, state, input, ctx, dt):
+    def derivative(self, state, input, ctx, dt):
         v, a = state
-        x = self.f(v)
-        if self.fused:  # one CSR x dense product, (B, N) -> (B, N)
-            syn = self.message_and_aggregate(ctx.adjacency, x)
-        else:  # PyG gather/scatter over ctx.edge_index, features node-first (N, B)
-            syn = self.propagate(ctx.edge_index, x=x.T, edge_weight=ctx.edge_weight()).T
-        drive = ctx.add_input((ctx.bias - v) + syn - a, input)
-        v_next = v + (drive * ctx.inv_time_const(dt)) * dt  # 1 / max(tau, dt)
-        a_next = a + (ctx.extras["k"] * F.relu(v - ctx.bias) - a) * (dt / self.tau_adapt)
-        return v_next, a_next
+        syn = self.synapses(self.f(v), ctx.adjacency)
+        dv = ctx.add_input((ctx.bias - v) + syn - a, input) * ctx.inv_time_const(dt)
+        da = (self.strength[ctx.node_type] * F.relu(v - ctx.bias) - a) / self.tau_adapt
+        return dv, da
 
 
 # %% [markdown]
 # ## Plug it in and check it
 #
 # `Network(data, dynamics=...)`; everything else (simulation, steady states, recording,
-# analyses, training) works unchanged. Three checks: the two aggregation paths agree; with
-# $k = 0$ the model reproduces `GradedDynamics`; and gradients reach the new parameter.
+# analyses, training) works unchanged. Three checks: the two forms of the synaptic
+# layer agree; with $k = 0$ the model reproduces `Graded`; and gradients reach $k$.
 
 # %%
 dt = 1 / 100
@@ -110,18 +95,20 @@ flashes = Flashes(extent=4, radius=(-1,), t_pre=0.2, t_stim=0.4, dt=dt)
 movie = flashes.stack([1])  # the ON full-field flash, (1, T, 61)
 time = flashes.time
 
-adapting = flygnn.Network(data, dynamics=AdaptingDynamics())
-graded = flygnn.Network(data)  # same initial parameters (seed 0), GradedDynamics
+adapting = flygnn.Network(data, dynamics=Adapting())
+graded = flygnn.Network(data)  # same initial parameters (seed 0), the Graded model
 with torch.no_grad():
     r_adapt = adapting(movie, dt, t_pre=0.3, record="central")  # (1, T, 65)
     r_graded = graded(movie, dt, t_pre=0.3, record="central")
-    gather = flygnn.Network(data, dynamics=AdaptingDynamics(fused=False))
-    r_gather = gather(movie, dt, t_pre=0.3, record="central")
-    no_adapt = flygnn.Network(data, dynamics=AdaptingDynamics(strength=0.0))
-    r_no_adapt = no_adapt(movie, dt, t_pre=0.3, record="central")
-print("fused vs gather/scatter: max difference %.1e" % (r_adapt - r_gather).abs().max())
-print("k = 0 vs GradedDynamics: max difference %.1e" % (r_no_adapt - r_graded).abs().max())
-torch.testing.assert_close(r_gather, r_adapt, rtol=1e-5, atol=1e-5)
+    r_no_adapt = flygnn.Network(data, dynamics=Adapting(strength=0.0))(
+        movie, dt, t_pre=0.3, record="central")
+    ctx = graded.context()
+    x = torch.rand(2, graded.num_nodes)
+    fused, gathered = adapting.dynamics.synapses(x, ctx.adjacency), adapting.dynamics.synapses(
+        x, ctx.edges)
+print("Synapses, fused CSR vs gather/scatter: max difference %.1e" % (fused - gathered).abs().max())
+print("k = 0 vs Graded: max difference %.1e" % (r_no_adapt - r_graded).abs().max())
+torch.testing.assert_close(fused, gathered, rtol=1e-5, atol=1e-5)
 torch.testing.assert_close(r_no_adapt, r_graded, rtol=1e-6, atol=1e-6)
 
 short = movie[:, 15:25]  # 100 ms around flash onset
@@ -132,7 +119,7 @@ print("d loss / d k: nonzero for", int((grad != 0).sum()), "of", len(grad), "cel
 assert torch.isfinite(grad).all() and (grad != 0).any()
 
 # %% [markdown]
-# Saving stores the dynamics' name and `config()`; since the class is registered, `load`
+# Saving stores the model's name and `config()`; since the class is registered, `load`
 # rebuilds it by name (an unregistered class is passed as `dynamics=` instead).
 
 # %%
@@ -147,42 +134,71 @@ with torch.no_grad():
     adapting.dynamics.strength.div_(2)
 
 # %% [markdown]
-# ## Compared with the built-in dynamics
+# ## The integrator is a choice of the simulation
 #
-# * `GradedDynamics` (flyvis's model): instantaneous graded synapses.
-# * `SynapticFilterDynamics`: every synaptic current is low-pass filtered with a trainable
-#   time constant per type pair, $\tau_p\, dI_{p,i}/dt = -I_{p,i} + \sum_{e} c_e f(V_{s(e)})$;
-#   same fixed points as the graded model, but the signal arrives with a delay.
-# * our `AdaptingDynamics`: responses to a sustained input decay back towards rest.
-#
-# The photoreceptor R1 (driven by the flash directly) and the lamina cell L1 (one synapse
-# downstream of R1-R6) show the differences.
+# The same model under three integrators: explicit Euler (flyvis), exponential Euler (the
+# linear decay $-V/\tau$ integrated exactly) and classical Runge-Kutta. At 10 ms steps they
+# differ by a little; all three share the fixed point.
 
 # %%
-filtered = flygnn.Network(data, dynamics=flygnn.SynapticFilterDynamics(syn_time_const=0.02))
 with torch.no_grad():
-    r_filter = filtered(movie, dt, t_pre=0.3, record="central")
-types = graded.cell_types  # the 65 cell types, the order of record="central"
-curves = {"graded": r_graded, "synaptic filter": r_filter, "adapting": r_adapt}
-for cell in ("R1", "L1"):
-    k = types.index(cell)
-    traces = np.stack([r[0, :, k].numpy() - r[0, time < 0, k][-1].item() for r in curves.values()])
-    plotting.traces(time, traces, labels=list(curves), ylabel=f"{cell} - grey level (a.u.)",
-                    title=f"{cell}, ON full-field flash", path=out / f"07_{cell}.png")
+    by_method = {m: graded(movie, dt, t_pre=0.3, record="central", method=m)
+                 for m in ("euler", "exponential_euler", "rk4")}
+for m in ("exponential_euler", "rk4"):
+    print(f"{m} vs euler: max difference %.3f" % (by_method[m] - by_method["euler"]).abs().max())
 
-on = (time > 0) & (time <= 0.4)
-r1 = types.index("R1")
-peak, end = r_adapt[0, on, r1].max(), r_adapt[0, on, r1][-1]
-print("R1 adapting: peak %.3f, end of flash %.3f | graded: end of flash %.3f"
-      % (peak, end, r_graded[0, on, r1][-1]))
-assert end < peak - 0.05  # adaptation: the response sags during the flash
-l1 = types.index("L1")
-grey = {name: r[0, time < 0, l1][-1].item() for name, r in curves.items()}
-step_10ms = {name: abs(r[0, np.searchsorted(time, 0.01), l1].item() - grey[name])
-             for name, r in curves.items()}
-print("L1 grey level, graded / filtered: %.4f / %.4f" % (grey["graded"], grey["synaptic filter"]))
-print("L1 change 10 ms after onset, graded / filtered: %.2e / %.2e"
-      % (step_10ms["graded"], step_10ms["synaptic filter"]))
-assert abs(grey["graded"] - grey["synaptic filter"]) < 1e-4  # the same fixed point
-assert step_10ms["synaptic filter"] < step_10ms["graded"]  # the filtered signal lags
+# %% [markdown]
+# ## Graded, synaptic-filter and spiking neurons on the same flash
+#
+# * `Graded` (flyvis's model): instantaneous graded synapses.
+# * `SynapticFilter`: every synaptic current is low-pass filtered with a trainable time
+#   constant per type pair, $\tau_p\, dI_{p,i}/dt = -I_{p,i} + \sum_{e} c_e f(V_{s(e)})$;
+#   same fixed points as the graded model, but the signal arrives with a delay.
+# * `LIF`: leaky integrate-and-fire neurons with exponential synaptic currents and Shiu et
+#   al. (2024)'s whole-brain parameters (rest and reset -52 mV, threshold -45 mV,
+#   $\tau_m$ = 20 ms, $\tau_s$ = 5 ms, 2.2 ms refractory, 0.275 mV per synapse). Its
+#   spikes carry a surrogate gradient, so it trains like the others.
+#
+# The spiking model needs millisecond steps, so all three run at 1 ms here. The
+# photoreceptor R1 is driven by the flash directly; the lamina cell L1 is one (inhibitory)
+# synapse downstream of R1-R6.
+
+# %%
+dt = 1 / 1000
+flashes = Flashes(extent=4, radius=(-1,), t_pre=0.2, t_stim=0.4, dt=dt)
+movie, time = flashes.stack([1]), flashes.time
+models = {"graded": flygnn.Graded(), "synaptic filter": flygnn.SynapticFilter(syn_time_const=0.02),
+          "LIF voltage (mV)": flygnn.LIF(output="voltage"), "LIF spikes": flygnn.LIF()}
+responses = {}
+with torch.no_grad():
+    for label, model in models.items():
+        net = flygnn.Network(data, dynamics=model)
+        responses[label] = net(movie, dt, t_pre=0.3, method="exponential_euler")[0]  # (T, N)
+g = graded.graph
+for cell in ("R1", "L1"):
+    k = g.central_index[g.cell_types.index(cell)]
+    graded_like = [responses[m][:, k] - responses[m][time < 0][-1, k]
+                   for m in ("graded", "synaptic filter")]
+    plotting.traces(time, torch.stack(graded_like), labels=["graded", "synaptic filter"],
+                    ylabel=f"{cell} - grey level (a.u.)", title=f"{cell}, ON full-field flash",
+                    path=out / f"07_{cell}_graded.png")
+    rate = responses["LIF spikes"][:, g.nodes_of([cell])].mean(1).numpy() / dt  # Hz
+    rate = np.convolve(rate, np.ones(50) / 50, mode="same")  # population rate, 50 ms box
+    plotting.traces(time, np.stack([responses["LIF voltage (mV)"][:, k].numpy(), rate]),
+                    labels=["central neuron V (mV)", "population rate (Hz)"], ylabel="",
+                    title=f"{cell}, LIF, ON full-field flash", path=out / f"07_{cell}_lif.png")
+
+on, grey = (time > 0.05) & (time <= 0.4), (time > -0.2) & (time <= 0)
+r1 = g.nodes_of(["R1"])
+rate_grey = float(responses["LIF spikes"][grey][:, r1].mean()) / dt
+rate_on = float(responses["LIF spikes"][on][:, r1].mean()) / dt
+print("LIF R1 population rate: grey %.0f Hz, ON flash %.0f Hz" % (rate_grey, rate_on))
+assert rate_on > rate_grey > 0  # brighter light, more photoreceptor spikes
+l1 = g.central_index[g.cell_types.index("L1")]
+v_l1 = responses["LIF voltage (mV)"][:, l1]
+print("LIF L1 voltage: grey %.2f mV, ON flash %.2f mV" % (v_l1[grey].mean(), v_l1[on].mean()))
+assert v_l1[on].mean() < v_l1[grey].mean()  # R1-R6 inhibit L1
+fixed = {k: float(responses[k][time < 0][-1, l1]) for k in ("graded", "synaptic filter")}
+print("L1 grey level, graded / filtered: %.4f / %.4f" % tuple(fixed.values()))
+assert abs(fixed["graded"] - fixed["synaptic filter"]) < 1e-3  # the same fixed point
 print("figures in", out)

@@ -281,14 +281,6 @@ class Knockout(BaseTransform):
         return f"{type(self).__name__}(cell_types={self.cell_types}, pairs={self.pairs})"
 
 
-def _copy_network(net):
-    """Deep copy sharing the (immutable) graph and the graph-derived structures."""
-    memo = {id(net.graph): net.graph, id(getattr(net, "_context_cache", None)): None}
-    if hasattr(net, "_derived"):
-        memo[id(net._derived)] = dict(net._derived)
-    return copy.deepcopy(net, memo)
-
-
 def _zero_grad_hook(mask: torch.Tensor) -> Callable:
     def hook(grad):
         return grad * mask.to(grad.device, grad.dtype)
@@ -319,7 +311,7 @@ def knockout(obj, cell_types: Sequence[str] = (), pairs: Sequence[tuple[str, str
         raise ValueError(f"knockout: expected a connectome HeteroData or a Network, got "
                          f"{type(obj).__name__}")
     cut = _cut_pairs(obj.graph, cell_types, pairs)
-    new = _copy_network(obj)
+    new = copy.deepcopy(obj)  # shares the frozen graph and its derived structures
     previous = list(getattr(obj, "knocked_out", []))
     new.knocked_out = previous + [p for p in cut if p not in previous]
     index = torch.tensor([obj.graph.pairs.index(p) for p in new.knocked_out], dtype=torch.long)

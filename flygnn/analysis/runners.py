@@ -19,13 +19,13 @@ naturalistic_responses      OpticFlowMovies lum, dt 1/100    none         2 s
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from flygnn.analysis.responses import Responses
+from flygnn.simulate import fade_in_state, record_index, simulate, steady_state
 
 __all__ = [
     "stimulus_responses",
@@ -44,7 +44,7 @@ def _device_of(net: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _simulate_padded(sim, net, movie: torch.Tensor, dt: float, state, record) -> np.ndarray:
+def _simulate_padded(net, movie: torch.Tensor, dt: float, state, record) -> np.ndarray:
     """Simulate a batch whose items may end in NaN padding frames (moving bars and edges).
 
     Frames from an item's first NaN frame on get NaN responses (flyvis propagates NaN through
@@ -54,10 +54,10 @@ def _simulate_padded(sim, net, movie: torch.Tensor, dt: float, state, record) ->
     padded = torch.isnan(movie).any(dim=-1).cumsum(dim=1) > 0  # (B, T)
     n_valid = int((~padded).sum(dim=1).max())
     if n_valid == 0:
-        size = len(sim.record_index(net, record)) if record is not None else net.num_nodes
+        size = len(record_index(net, record)) if record is not None else net.num_nodes
         return np.full((*movie.shape[:2], size), np.nan, dtype=np.float32)
     clean = torch.nan_to_num(movie[:, :n_valid], nan=0.5)
-    resp = sim.simulate(net, clean, dt, initial_state=state, record=record).cpu().numpy()
+    resp = simulate(net, clean, dt, initial_state=state, record=record).cpu().numpy()
     if n_valid == movie.shape[1] and not padded.any():
         return resp
     out = np.full((*movie.shape[:2], resp.shape[-1]), np.nan, dtype=np.float32)
@@ -150,8 +150,6 @@ def stimulus_responses(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from tqdm.auto import tqdm
 
-    sim = importlib.import_module("flygnn.simulate")
-
     dt = float(dataset.dt)
     order = _by_length(dataset, key) if t_fade_in <= 0 else np.arange(len(dataset))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -161,16 +159,16 @@ def stimulus_responses(
             device = _device_of(net)
             state = None
             if t_pre_state > 0:
-                state = sim.steady_state(net, t_pre_state, dt, batch_size=1, value=0.5)
+                state = steady_state(net, t_pre_state, dt, batch_size=1, value=0.5)
             chunks = [None] * len(dataset)
             label = f"model {m + 1}/{len(nets)}" if len(nets) > 1 else type(dataset).__name__
             for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
                 movie = torch.stack([_item(dataset[int(i)], key) for i in batch]).to(device)
                 first = state
                 if t_fade_in > 0:
-                    first = sim.fade_in_state(net, t_fade_in, dt, torch.nan_to_num(movie[:, 0], nan=0.5),
+                    first = fade_in_state(net, t_fade_in, dt, torch.nan_to_num(movie[:, 0], nan=0.5),
                                               state=state)
-                for i, resp in zip(batch, _simulate_padded(sim, net, movie, dt, first, record)):
+                for i, resp in zip(batch, _simulate_padded(net, movie, dt, first, record)):
                     chunks[int(i)] = resp
             out.append(np.stack(chunks))
     params = getattr(dataset, "params", None)

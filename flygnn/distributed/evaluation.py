@@ -51,7 +51,7 @@ def _evaluate_member(folder: str, name: str, stimuli: dict, num_cpus: float) -> 
         r = flash_responses(net, model_names=[name], **{"extent": e, **stimuli["flashes"]})
         result.update(flashes=r, fri=tuning.flash_response_index(r))
     if "edges" in stimuli:
-        edges = {"n_ommatidia": 3 * e * (e + 1) + 1, **stimuli["edges"]}
+        edges = {"extent": e, **stimuli["edges"]}
         r = moving_edge_responses(net, model_names=[name], **edges)
         result.update(edges=r, dsi=tuning.direction_selectivity_index(r),
                       preferred_direction=tuning.preferred_direction(r))

@@ -24,7 +24,8 @@ class Dots(StimulusDataset):
     ``int((t_pre + t_stim + t_post)/dt)``. Items: product of position (outer, canonical
     order) and intensity (inner); ``params`` columns ``u, v, offset, intensity,
     coordinate_index`` (+ ``t_impulse`` for impulses), ``coordinate_index`` being the
-    hexal index of the position in the full lattice.
+    hexal index of the position in the full lattice. The lattice radius is ``extent`` (15 ->
+    721 hexals; ``n_ommatidia``, the hexal count, is a deprecated alias).
 
     **Shapes:** ``dataset[i]`` is ``(n_frames, n_hexals)`` float32 (1400 x 721 by default).
     """
@@ -37,24 +38,26 @@ class Dots(StimulusDataset):
         t_stim: float = 5.0,
         dt: float = 1 / 200,
         t_impulse: float | None = None,
-        n_ommatidia: int = 721,
+        extent: int = 15,
         t_pre: float = 2.0,
         t_post: float = 0.0,
         intensity: float = 1.0,
         mode: str = "sustained",
         impulse_durations=None,
+        *,
+        n_ommatidia: int | None = None,
     ) -> None:
         super().__init__(dt=dt, t_pre=t_pre)
         check_choice("mode", mode, ("sustained", "impulse"))
         check_range("bg_intensity", bg_intensity)
         check_range("intensity", intensity)
         check_range("2 * bg_intensity - intensity", 2 * bg_intensity - intensity)
-        self.extent = hexgrid.extent_of(n_ommatidia)
+        self.extent = hexgrid.resolve_extent(extent, n_ommatidia, type(self).__name__)
         if not 0 <= max_extent <= self.extent:
             raise ValueError(f"max_extent must be in [0, {self.extent}], got {max_extent}")
         if dot_column_radius < 0:
             raise ValueError(f"dot_column_radius must be >= 0, got {dot_column_radius}")
-        self.n_hexals = n_ommatidia
+        self.n_hexals = hexgrid.num_hexals(self.extent)
         self.t_stim = check_positive("t_stim", t_stim)
         self.t_post = check_positive("t_post", t_post, strict=False)
         self.bg, self.mode, self.radius = float(bg_intensity), mode, int(dot_column_radius)
@@ -113,11 +116,12 @@ class CentralImpulses(Dots):
 
     def __init__(self, impulse_durations=(5, 20, 50, 100, 200, 300), dot_column_radius: int = 0,
                  bg_intensity: float = 0.5, t_stim: float = 5.0, dt: float = 0.005,
-                 n_ommatidia: int = 721, t_pre: float = 2.0, t_post: float = 0.0,
-                 intensity: float = 1.0, mode: str = "impulse") -> None:
+                 extent: int = 15, t_pre: float = 2.0, t_post: float = 0.0,
+                 intensity: float = 1.0, mode: str = "impulse", *,
+                 n_ommatidia: int | None = None) -> None:
         super().__init__(dot_column_radius=dot_column_radius, max_extent=dot_column_radius,
                          bg_intensity=bg_intensity, t_stim=t_stim, dt=dt,
-                         n_ommatidia=n_ommatidia, t_pre=t_pre, t_post=t_post,
+                         extent=extent, n_ommatidia=n_ommatidia, t_pre=t_pre, t_post=t_post,
                          intensity=intensity, mode=mode,
                          impulse_durations=[d / 1000 for d in impulse_durations])
 
@@ -131,10 +135,11 @@ class SpatialImpulses(Dots):
 
     def __init__(self, impulse_durations=(5, 20), max_extent: int = 4,
                  dot_column_radius: int = 0, bg_intensity: float = 0.5, t_stim: float = 5.0,
-                 dt: float = 0.005, n_ommatidia: int = 721, t_pre: float = 2.0,
-                 t_post: float = 0.0, intensity: float = 1.0, mode: str = "impulse") -> None:
+                 dt: float = 0.005, extent: int = 15, t_pre: float = 2.0,
+                 t_post: float = 0.0, intensity: float = 1.0, mode: str = "impulse", *,
+                 n_ommatidia: int | None = None) -> None:
         super().__init__(dot_column_radius=dot_column_radius, max_extent=max_extent,
                          bg_intensity=bg_intensity, t_stim=t_stim, dt=dt,
-                         n_ommatidia=n_ommatidia, t_pre=t_pre, t_post=t_post,
+                         extent=extent, n_ommatidia=n_ommatidia, t_pre=t_pre, t_post=t_post,
                          intensity=intensity, mode=mode,
                          impulse_durations=[d / 1000 for d in impulse_durations])

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from flygnn import hexgrid
 from flygnn.stimuli.base import (
     StimulusDataset,
     check_choice,
@@ -108,7 +109,8 @@ class MovingBars(StimulusDataset):
         bg: background luminance.
         post_pad_mode: ``"value"`` or ``"continue"``.
         shuffle_offsets, seed: shuffle the position order (``numpy.random.default_rng``).
-        n_ommatidia, ppo: the ``HexEye``.
+        extent, ppo: the ``HexEye`` (lattice radius, pixels per ommatidium).
+        n_ommatidia: deprecated spelling of the lattice size (hexal count).
 
     **Shapes:** ``dataset[i]`` is ``(n_frames, n_hexals)`` float32 (may hold NaN frames).
     """
@@ -130,8 +132,10 @@ class MovingBars(StimulusDataset):
         bg: float = 0.5,
         shuffle_offsets: bool = False,
         seed: int = 0,
-        n_ommatidia: int = 721,
+        extent: int = 15,
         ppo: int = 25,
+        *,
+        n_ommatidia: int | None = None,
     ) -> None:
         super().__init__(dt=dt, t_pre=t_pre)
         self.t_post = check_positive("t_post", t_post, strict=False)
@@ -159,8 +163,8 @@ class MovingBars(StimulusDataset):
         if shuffle_offsets:
             self.offsets = np.random.default_rng(seed).permutation(self.offsets)
         self.bar_loc_horizontal, self.bar_loc_vertical = bar_loc_horizontal, bar_loc_vertical
-        self.eye = HexEye(n_ommatidia, ppo)
-        self.n_hexals = n_ommatidia
+        self.eye = HexEye(hexgrid.resolve_extent(extent, n_ommatidia, type(self).__name__), ppo)
+        self.n_hexals = self.eye.n_hexals
         self._positions: torch.Tensor | None = None
         self._cache: dict[int, torch.Tensor] = {}
         rows = [

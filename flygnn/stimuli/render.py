@@ -253,38 +253,45 @@ class HexEye:
     Each ommatidium reports the mean of the monitor pixels inside its hexagon
     (``hex_masks``): ``y_i = (1 / n_i) sum_{p in hex_i} x_p``. Pixel rows grow downward along
     ``u + v/2`` and columns rightward along ``v`` (the orientation of ``BoxEye``). The
-    averaging matrix is built once per ``(n_ommatidia, ppo)`` and cached in memory, so a
+    averaging matrix is built once per ``(n_hexals, ppo)`` and cached in memory, so a
     batch of frames renders with one sparse-dense product.
 
     Args:
-        n_ommatidia: hexals of a full lattice (721 -> extent 15).
+        extent: lattice radius (15 -> 721 hexals).
         ppo: monitor pixels per ommatidium (hexagon spacing).
         ommatidium_deg: visual angle of one ommatidium in degrees (unit conversions).
+        n_ommatidia: deprecated spelling of the lattice size (hexal count).
 
-    **Shapes:** ``(..., side, side)`` -> ``(..., n_ommatidia)`` float64 torch tensor.
+    **Shapes:** ``(..., side, side)`` -> ``(..., n_hexals)`` float64 torch tensor.
     """
 
-    def __init__(self, n_ommatidia: int = 721, ppo: int = 25, ommatidium_deg: float = 5.8) -> None:
-        self.extent = hexgrid.extent_of(n_ommatidia)
+    def __init__(self, extent: int = 15, ppo: int = 25, ommatidium_deg: float = 5.8, *,
+                 n_ommatidia: int | None = None) -> None:
+        self.extent = hexgrid.resolve_extent(extent, n_ommatidia, "HexEye")
         if int(ppo) != ppo or ppo < 2:
             raise ValueError(f"ppo must be an integer >= 2, got {ppo}")
-        self.n_ommatidia = int(n_ommatidia)
+        self.n_hexals = hexgrid.num_hexals(self.extent)
         self.ppo = int(ppo)
         self.ommatidium_deg = float(ommatidium_deg)
         self.side = self.ppo * (2 * self.extent + 1)
 
     def __repr__(self) -> str:
-        return f"HexEye(n_ommatidia={self.n_ommatidia}, ppo={self.ppo})"
+        return f"HexEye(extent={self.extent}, ppo={self.ppo})"
+
+    @property
+    def n_ommatidia(self) -> int:
+        """Deprecated name of :attr:`n_hexals`."""
+        return self.n_hexals
 
     @property
     def matrix(self) -> torch.Tensor:
-        """Cached sparse ``(n_ommatidia, side**2)`` averaging matrix (float64)."""
-        return hex_masks(self.n_ommatidia, self.ppo)[0]
+        """Cached sparse ``(n_hexals, side**2)`` averaging matrix (float64)."""
+        return hex_masks(self.n_hexals, self.ppo)[0]
 
     @property
     def pixel_counts(self) -> torch.Tensor:
-        """Monitor pixels per hexagon, ``(n_ommatidia,)`` int64."""
-        return hex_masks(self.n_ommatidia, self.ppo)[1]
+        """Monitor pixels per hexagon, ``(n_hexals,)`` int64."""
+        return hex_masks(self.n_hexals, self.ppo)[1]
 
     def deg_to_px(self, degrees: float) -> int:
         """Size in pixels of ``degrees`` of visual angle, ``int(rad / rad(omm) * ppo)``."""
@@ -299,4 +306,4 @@ class HexEye:
         lead = x.shape[:-2]
         flat = x.reshape(-1, self.side * self.side).to(torch.float64).T
         out = torch.sparse.mm(self.matrix.to(x.device), flat).T
-        return out.reshape(*lead, self.n_ommatidia)
+        return out.reshape(*lead, self.n_hexals)
