@@ -33,6 +33,7 @@ LAYERS = ["core", "io", "stimuli", "train", "analysis", "apps"]
 MODULE_LAYERS = {
     "flygnn": "apps",  # the package __init__ re-exports everything
     "flygnn._paths": "core",
+    "flygnn._checks": "core",
     "flygnn.hexgrid": "core",
     "flygnn.connectome": "core",
     "flygnn.datasets": "core",
@@ -49,7 +50,7 @@ MODULE_LAYERS = {
     "flygnn.dynamics": "core",
     "flygnn.network": "core",
     "flygnn.simulate": "core",
-    "flygnn.checkpoint": "io",
+    "flygnn.checkpoint": "core",  # safe, atomic file reads and writes (no flygnn imports)
     "flygnn.pretrained": "io",
     "flygnn.transforms": "io",
     "flygnn.configio": "io",
