@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import torch
 
+from flygnn import params
 from flygnn.checkpoint import load_file
 from flygnn.config import TrainConfig
+from flygnn.dynamics import make_dynamics
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["build_datasets", "build_network", "build_decoder", "MovieSubset"]
+__all__ = ["MovieSubset", "build_datasets", "build_decoder", "build_network", "transfer"]
 
 
 def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
@@ -56,10 +58,9 @@ class MovieSubset(torch.utils.data.Subset):
 
 def build_network(config: TrainConfig, data=None) -> Network:
     """The config's starting network on ``data`` (its extent by default). A flygnn ``init``
-    saved at another extent is transferred (:func:`flygnn.pretrained.transfer`: the
+    saved at another extent is transferred (:func:`transfer`: the
     parameters are per cell type and type pair)."""
     from flygnn.datasets import FlyVisConnectome
-    from flygnn.pretrained import transfer
 
     c = config.network
     data = FlyVisConnectome(extent=c.extent)[0] if data is None else data
@@ -89,3 +90,21 @@ def build_decoder(config: TrainConfig, network: Network) -> FlowDecoder:
         raise ValueError(f"decoder.init {path!r} does not fit the decoder of this config: "
                          f"{err}") from None
     return decoder
+
+
+def transfer(network: Network, data) -> Network:
+    """The trained parameters of ``network`` on another lattice (``data``, any extent).
+
+    Resting potentials and time constants are shared per cell type and strengths per type
+    pair, so a model trained at one extent runs on another: the tables are copied (pairs that
+    produce no edge on the target lattice are dropped). Only dynamics without parameters of
+    their own (the default graded dynamics) transfer.
+    """
+    if any(True for _ in network.dynamics.parameters()):
+        raise ValueError(f"dynamics {network.dynamics.name!r} has parameters of its own; "
+                         "load it at its training extent instead")
+    target = Network(data, dynamics=make_dynamics(network.dynamics.name, network.dynamics.config()))
+    for name in ("bias", "time_const", "syn_strength"):
+        table = network.param_table(name)
+        target.set_param_table(name, table[table.index.isin(params.table_index(name, target.graph))])
+    return target

@@ -119,8 +119,9 @@ class Trainer:
         self.elapsed = 0.0
         if resume_from is not None:
             self._restore(*resume_from)
-        else:
+        else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
             self.run.start(config)
+            self.save_checkpoint()
 
     # ------------------------------------------------------------------ state
     def _start_config(self, resuming: bool) -> TrainConfig:
