@@ -54,9 +54,7 @@ graph = flygnn.flatten(data)  # flatten once; all members share the graph buffer
 # models, then, which the clustering below should tell apart from their responses alone.
 
 # %%
-base = flygnn.Network(graph)
-if flygnn.available_models():  # start from the shipped trained model's tables (tutorial 03)
-    base = flygnn.load_pretrained(flygnn.available_models()[0], data=graph).network
+base = flygnn.Network(graph)  # flyvis's initialisation
 networks = []
 for i in range(8):
     rng = np.random.default_rng(i)  # explicit seeds: the ensemble is reproducible
