@@ -104,16 +104,20 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     return TrainedModel(network.eval(), decoder, config, metrics, path)
 
 
-def load_pretrained(name: str, data=None) -> TrainedModel:
-    """Load a model shipped with flygnn under ``data/models/<name>/``.
+def load_pretrained(name: str, data=None):
+    """Load a model shipped with flygnn under ``data/models/<name>/``; an ensemble folder
+    there (sub-folders that are models) loads as an ensemble (:func:`load_ensemble`).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the available ones).
     """
     names = available_models()
+    folder = _models_dir() / name
+    if name not in names and folder.is_dir() and any(_is_model(p) for p in folder.iterdir()):
+        return load_ensemble(folder, data)
     if name not in names:
         raise ValueError(f"unknown pretrained model {name!r}; available: {names or 'none'}")
-    return load_model(_models_dir() / name, data)
+    return load_model(folder, data)
 
 
 def _is_model(path: Path) -> bool:

@@ -243,3 +243,50 @@ def test_ensemble_of_two_tiny_models(tmp_path, cache, reference):
     assert data.shape[0] == 2 and np.isfinite(data).all()
     with pytest.raises(ValueError, match="holds no model"):
         flygnn.load_ensemble(tmp_path)
+
+
+def test_a_killed_recipe_resumes_bit_identically(tmp_path, cache, reference):
+    """SIGKILL the command at whatever point it reached once its first stage finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "flygnn.cli", "train", "--recipe", "tiny", "--out", str(out),
+           "--set", f"data.cache={cache}", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / "stages" / "0_network" / "metrics.json"
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists()
+    assert main(cmd[3:] + ["--resume"]) == 0
+    assert_identical(out, reference[0])
+
+
+def test_ctrl_c_tells_how_to_resume(tmp_path, monkeypatch, capsys):
+    import flygnn.recipes
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flygnn.recipes, "run_recipe", interrupted)
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path / "x")]) == 130
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_load_pretrained_loads_a_shipped_ensemble_folder(tmp_path, reference, monkeypatch):
+    from flygnn import pretrained
+
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "a").symlink_to(reference[0])
+    (tmp_path / "ens" / "b").symlink_to(reference[0])
+    monkeypatch.setattr(pretrained, "_models_dir", lambda: tmp_path)
+    ensemble = flygnn.load_pretrained("ens")
+    assert ensemble.names == ["a", "b"] and len(ensemble.models) == 2
+    assert torch.equal(ensemble[0].bias, ensemble[1].bias)
