@@ -1,8 +1,8 @@
 """The main job and the shipped model."""
 
 import pandas as pd
-import torch
 import pytest
+import torch
 
 import flygnn
 from flygnn.demo import DEFAULT_MODEL, fresh_folder, run_demo
