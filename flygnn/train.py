@@ -26,6 +26,7 @@ The run's files (config, log, checkpoints, the final model) are kept by a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from flygnn.build import build_datasets, build_decoder, build_network
-from flygnn.checkpoint import FORMAT, load_checkpoint
+from flygnn.checkpoint import FORMAT, atomic_torch_save, load_checkpoint
 from flygnn.config import TrainConfig
 from flygnn.constraints import build_constraints, build_regularisers
 from flygnn.dynamics import make_dynamics
@@ -130,8 +131,6 @@ class Trainer:
         comes from the file)."""
         if not resuming:
             return self.config
-        import dataclasses
-
         n, d = self.config.network, self.config.decoder
         skip_net = n.init is not None and not n.init_flyvis and not os.path.exists(n.init)
         return dataclasses.replace(
@@ -201,8 +200,6 @@ class Trainer:
         """Write the full training state atomically (default ``out/checkpoint.pt``)."""
         if path is None:
             return self.run.save_checkpoint(self.state_dict())
-        from flygnn.checkpoint import atomic_torch_save
-
         return atomic_torch_save(self.state_dict(), path)
 
     # ------------------------------------------------------------------ training
