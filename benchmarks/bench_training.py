@@ -1,6 +1,6 @@
 """Time and peak memory of one optic-flow training iteration of the shipped recipe.
 
-The stage-5 config (``configs/flow_cpu_strengths.json``: batch 4, 40 frames at dt 0.02, the
+The ``strengths`` stage of the ``cpu`` recipe (batch 4, 40 frames at dt 0.02, the
 grey rest recomputed before every step, synapse strengths and time constants trained,
 decoder) starting from the shipped model, at extents 5 and 15, with and without the
 gradient through the rest (``optim.rest_grad_steps``). Each job runs in a fresh subprocess
@@ -27,10 +27,10 @@ JOB = textwrap.dedent("""
     import json, resource, tempfile, time
     import torch
     torch.set_num_threads(1)
-    from flygnn.config import TrainConfig
+    from flygnn.recipes import load_recipe, stage_configs
     from flygnn.train import Trainer
-    models = "{root}/data/models/flow_cpu"
-    cfg = TrainConfig.from_json("{root}/configs/flow_cpu_strengths.json").with_overrides([
+    models = "{root}/data/models/flow_cpu_threshold"
+    cfg = stage_configs(load_recipe("cpu"))[1].with_overrides([
         "network.extent={extent}", f"network.init={{models}}/network.pt",
         f"decoder.init={{models}}/decoder.pt", "data.n_train=8", "data.n_val=1",
         "optim.rest_grad_steps={steps}"])

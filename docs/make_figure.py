@@ -1,7 +1,7 @@
 """Make docs/overview.png, the README figure: a moving ON edge on the hexagonal eye, the
 responses it evokes across the lattice in two cell types, and central-column traces.
 
-Usage: python docs/make_figure.py [--model flow_cpu]
+Usage: python docs/make_figure.py [--model flow_cpu_threshold]
 """
 
 import argparse

@@ -14,7 +14,7 @@ from flygnn.spiking import LIF
 from flygnn.synapses import Synapses
 from flygnn.flat import FlatGraph, central_index, edges_frame, flatten, nodes_frame
 from flygnn.network import Network
-from flygnn.pretrained import available_models, load_model, load_pretrained
+from flygnn.pretrained import available_models, load_ensemble, load_model, load_pretrained
 from flygnn.simulate import fade_in_state, simulate, steady_state
 
 __version__ = "0.1.0"
@@ -42,6 +42,7 @@ __all__ = [
     "fade_in_state",
     "load_pretrained",
     "load_model",
+    "load_ensemble",
     "available_models",
     "graph",
     "hexgrid",

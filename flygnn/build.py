@@ -11,7 +11,7 @@ from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["build_datasets", "build_network", "build_decoder", "MovieSubset"]
+__all__ = ["MovieSubset", "build_datasets", "build_decoder", "build_network", "transfer"]
 
 
 def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
@@ -56,10 +56,9 @@ class MovieSubset(torch.utils.data.Subset):
 
 def build_network(config: TrainConfig, data=None) -> Network:
     """The config's starting network on ``data`` (its extent by default). A flygnn ``init``
-    saved at another extent is transferred (:func:`flygnn.pretrained.transfer`: the
+    saved at another extent is transferred (:func:`transfer`: the
     parameters are per cell type and type pair)."""
     from flygnn.datasets import FlyVisConnectome
-    from flygnn.pretrained import transfer
 
     c = config.network
     data = FlyVisConnectome(extent=c.extent)[0] if data is None else data
@@ -89,3 +88,9 @@ def build_decoder(config: TrainConfig, network: Network) -> FlowDecoder:
         raise ValueError(f"decoder.init {path!r} does not fit the decoder of this config: "
                          f"{err}") from None
     return decoder
+
+
+def transfer(network: Network, data) -> Network:
+    """``network.transfer(data)``: its trained parameters on another lattice
+    (:meth:`flygnn.Network.transfer`)."""
+    return network.transfer(data)

@@ -73,25 +73,79 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=_demo)
 
 
+def _plot_log(folder):
+    """Write ``loss.png`` of a run or model folder from its ``log.csv``."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from flygnn.plotting import loss_curve
+
+    folder = Path(folder)
+    if (folder / "log.csv").is_file():
+        log = pd.read_csv(folder / "log.csv")
+        if len(log):
+            log = log.assign(iteration=range(1, len(log) + 1)) if "stage" in log else log
+            loss_curve(log, path=folder / "loss.png")
+            __import__("matplotlib.pyplot").pyplot.close("all")
+
+
 def _train(args) -> int:
     import json
+    from pathlib import Path
 
-    from flygnn.train import run_training
+    if args.recipe is not None and args.config is not None:
+        raise ValueError("give --recipe or --config, not both")
+    recipe_run = args.recipe is not None or (args.config is None and args.resume
+                                             and (Path(args.out) / "recipe.json").exists())
+    try:
+        if recipe_run:
+            from flygnn.recipes import run_recipe
 
-    metrics = run_training(args.config, args.out, args.set, resume=args.resume,
-                           progress=not args.no_progress, until=args.until)
+            if args.until is not None:
+                raise ValueError("--until applies to a single stage (--config); a recipe "
+                                 "stops with Ctrl-C and continues with --resume")
+            metrics = run_recipe(args.recipe, args.out, seed=args.seed, overrides=args.set,
+                                 resume=args.resume, progress=not args.no_progress,
+                                 device=args.device)
+        else:
+            from flygnn.train import run_training
+
+            overrides = list(args.set)
+            if args.seed is not None:
+                overrides.append(f"seed={args.seed}")
+            if args.device is not None:
+                overrides.append(f"device={args.device}")
+            metrics = run_training(args.config, args.out, overrides, resume=args.resume,
+                                   progress=not args.no_progress, until=args.until,
+                                   on_validation=lambda trainer: _plot_log(trainer.out))
+    except KeyboardInterrupt:
+        print(f"\nflygnn train: interrupted; continue with: flygnn train --out {args.out} "
+              "--resume", file=sys.stderr)
+        return 130
+    _plot_log(args.out)
     print(json.dumps(metrics, indent=2))
     return 0
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a network and flow decoder on optic flow")
-    p.add_argument("--config", default=None, help="TrainConfig JSON (optional with --resume)")
+    p = sub.add_parser("train", help="train a network and flow decoder on optic flow: a whole "
+                                     "recipe (--recipe) or a single stage (--config)")
+    p.add_argument("--recipe", default=None,
+                   help="recipe name (tiny, cpu, flyvis) or JSON file: all its stages")
+    p.add_argument("--config", default=None, help="TrainConfig JSON of a single stage "
+                                                  "(optional with --resume)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. optim.n_iters=1000 (repeatable)")
-    p.add_argument("--out", required=True, help="run folder")
+                   help="override a config field (of every stage of a recipe), e.g. "
+                        "optim.n_iters=1000 (repeatable)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the data order, "
+                   "augmentation and dropout (default: the recipe's or config's)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda (may change on "
+                                                  "--resume)")
+    p.add_argument("--out", required=True, help="run folder (a model folder once finished)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--until", type=int, default=None, help="stop (with a checkpoint) at this iteration")
+    p.add_argument("--until", type=int, default=None,
+                   help="stop (with a checkpoint) at this iteration (--config only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 

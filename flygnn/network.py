@@ -44,7 +44,8 @@ def _input_nodes(graph: FlatGraph) -> slice | torch.Tensor:
 
 
 class Network(nn.Module):
-    """The fly visual system network (flyvis's parameters, any :class:`~flygnn.neurons.NeuronModel`).
+    """The fly visual system network: flyvis's parameters, any
+    :class:`~flygnn.neurons.NeuronModel`.
 
     Args:
         data: a connectome ``HeteroData`` (``FlyVisConnectome(...)[0]``) or its
@@ -107,6 +108,27 @@ class Network(nn.Module):
         new = params.from_series(name, table, self.graph, current)
         with torch.no_grad():
             current.copy_(new)
+
+    def transfer(self, data) -> Network:
+        """This network's parameters on another lattice (``data``, any extent).
+
+        Resting potentials and time constants are shared per cell type and strengths per
+        type pair, so a model trained at one extent runs on another: the tables are copied
+        (pairs that produce no edge on the target lattice are dropped). Only neuron models
+        without parameters of their own (the default graded model) transfer.
+
+        Raises:
+            ValueError: the neuron model has parameters of its own.
+        """
+        if any(True for _ in self.dynamics.parameters()):
+            raise ValueError(f"neuron model {self.dynamics.name!r} has parameters of its own; "
+                             "load it at its training extent instead")
+        target = type(self)(data, dynamics=make_model(self.dynamics.name, self.dynamics.config()))
+        for name in ("bias", "time_const", "syn_strength"):
+            table = self.param_table(name)
+            keep = table.index.isin(params.table_index(name, target.graph))
+            target.set_param_table(name, table[keep])
+        return target
 
     def project_(self, floor: torch.Tensor | None = None) -> None:
         """Project ``syn_strength`` onto its constraint in place (``>= 0``, or ``>= floor``).

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 
 from flygnn._checks import read_json
+from flygnn.build import build_datasets, transfer
 from flygnn.checkpoint import atomic_write_text, load_checkpoint, load_file
 from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["TrainedModel", "available_models", "load_model", "load_pretrained", "transfer",
-           "validate_run", "simulate_file"]
+__all__ = ["TrainedModel", "available_models", "load_ensemble", "load_model", "load_pretrained",
+           "simulate_file", "transfer", "validate_run"]
 
 
 @dataclass
@@ -68,35 +69,14 @@ def _extent(data) -> int:
     return int(data.extent)
 
 
-def transfer(network: Network, data) -> Network:
-    """The trained parameters of ``network`` on another lattice (``data``, any extent).
-
-    Resting potentials and time constants are shared per cell type and strengths per type
-    pair, so a model trained at one extent runs on another: the tables are copied (pairs that
-    produce no edge on the target lattice are dropped). Only dynamics without parameters of
-    their own (the default graded dynamics) transfer.
-    """
-    from flygnn import params
-    from flygnn.dynamics import make_dynamics
-
-    if any(True for _ in network.dynamics.parameters()):
-        raise ValueError(f"dynamics {network.dynamics.name!r} has parameters of its own; "
-                         "load it at its training extent instead")
-    target = Network(data, dynamics=make_dynamics(network.dynamics.name, network.dynamics.config()))
-    for name in ("bias", "time_const", "syn_strength"):
-        table = network.param_table(name)
-        keep = table.index.isin(params.table_index(name, target.graph))
-        target.set_param_table(name, table[keep])
-    return target
-
-
 def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     """Load a model or run folder (see the module docstring); modules are in eval mode.
 
     Args:
         path: the folder.
         data: optional connectome ``HeteroData``/``FlatGraph`` (rebuilt from the extent if None);
-            at another extent than the model's, its parameters are transferred (:func:`transfer`).
+            at another extent than the model's, its parameters are transferred
+            (:meth:`flygnn.Network.transfer`).
 
     Raises:
         ValueError: not a folder, or none of ``network.pt``/``best.pt``/``checkpoint.pt``.
@@ -110,7 +90,7 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
         if (path / "metrics.json").exists() else {}
     if (path / "network.pt").exists():
         if data is not None and config is not None and _extent(data) != config.network.extent:
-            network = transfer(Network.load(path / "network.pt"), data)  # another lattice
+            network = Network.load(path / "network.pt").transfer(data)  # another lattice
         else:
             network = Network.load(path / "network.pt", data)
         decoder = None
@@ -133,16 +113,75 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
     return TrainedModel(network.eval(), decoder, config, metrics, path)
 
 
-def load_pretrained(name: str, data=None) -> TrainedModel:
-    """Load a model shipped with flygnn under ``data/models/<name>/``.
+def load_pretrained(name: str, data=None):
+    """Load a model shipped with flygnn under ``data/models/<name>/``; an ensemble folder
+    there (sub-folders that are models) loads as an ensemble (:func:`load_ensemble`).
 
     Raises:
         ValueError: unknown ``name`` (the message lists the available ones).
     """
     names = available_models()
+    folder = _models_dir() / name
+    if name not in names and folder.is_dir() and any(_is_model(p) for p in folder.iterdir()):
+        return load_ensemble(folder, data)
     if name not in names:
         raise ValueError(f"unknown pretrained model {name!r}; available: {names or 'none'}")
-    return load_model(_models_dir() / name, data)
+    return load_model(folder, data)
+
+
+def _is_model(path: Path) -> bool:
+    return (path / "network.pt").is_file()
+
+
+def load_ensemble(paths_or_name, data=None, metric: str = "best_val_epe"):
+    """Several model folders as one :class:`~flygnn.analysis.ensembles.Ensemble`.
+
+    Args:
+        paths_or_name: a list of model folders; or one folder whose sub-folders are model
+            folders (an ensemble folder, e.g. ``flygnn train --recipe cpu --seed S --out
+            DIR/S`` for several seeds); or the name of such a folder shipped under
+            ``data/models/``.
+        data: connectome for every member (None: the first member's extent; the others
+            are loaded on, or transferred to, that lattice).
+        metric: key of the task error in each ``metrics.json`` (the ensemble's
+            ``validation_loss``, used by ``ranked``/``best``/``cluster``).
+
+    Returns:
+        the ensemble, members named by their folders and in that order; each member's
+        :class:`TrainedModel` (decoder, config, metrics) is in ``ensemble.models``.
+
+    Raises:
+        ValueError: a folder is missing or holds no model, or there are no members.
+    """
+    from flygnn.analysis.ensembles import Ensemble
+
+    if isinstance(paths_or_name, (str, os.PathLike)):
+        root = Path(paths_or_name)
+        if not root.is_dir() and (_models_dir() / str(paths_or_name)).is_dir():
+            root = _models_dir() / str(paths_or_name)
+        if not root.is_dir():
+            raise ValueError(f"ensemble {str(paths_or_name)!r} is neither a folder nor a "
+                             f"shipped ensemble")
+        paths = sorted(p for p in root.iterdir() if _is_model(p))
+        if not paths:
+            raise ValueError(f"ensemble folder {str(root)!r} holds no model folders "
+                             "(sub-folders with network.pt)")
+    else:
+        paths = [Path(p) for p in paths_or_name]
+    if not paths:
+        raise ValueError("load_ensemble: no model folders given")
+    models = []
+    for path in paths:
+        model = load_model(path, data)
+        data = model.network.graph if data is None else data
+        models.append(model)
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        names = [str(p) for p in paths]
+    losses = [float(m.metrics.get(metric, float("nan"))) for m in models]
+    ensemble = Ensemble([m.network for m in models], names, losses)
+    ensemble.models = models
+    return ensemble
 
 
 def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -152,7 +191,6 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     Writes the result as JSON to ``out`` (default ``run/validation.json``) with the
     zero-flow baseline for comparison.
     """
-    from flygnn.build import build_datasets
     from flygnn.task import evaluate, zero_flow_baseline
 
     model = load_model(run)

@@ -55,7 +55,7 @@ class FlowDecoder(nn.Module):
     relu(a_rest))``: a cell then reports one direction of change, as a synapse onto a
     downstream cell would, and a motion axis needs two opponent types.
     On its own it does not make very small inputs readable in eval mode (the batch norm's
-    running statistics lag behind the fit); ``input_norm="rms"`` does (``configs/README.md``).
+    running statistics lag behind the fit); ``input_norm="rms"`` does.
 
     *Input normalisation* (not in flyvis). With ``input_norm="rms"`` each output type's
     input (after the baseline) is divided by its running root mean square over the lattice

@@ -3,9 +3,11 @@
 Per epoch (``n_train // batch_size`` iterations, a fresh random order, last partial batch
 dropped): set the stepwise learning rates, compute one grey steady state (``t_pre``, no
 gradient) from which every batch of the epoch starts. Per iteration: simulate the movies
-with gradient (BPTT through the fused sparse engine), decode, ``l2norm`` loss, backward,
-Adam step on two groups (network, decoder); then the activity penalty (9.5) as a plain SGD
-step on the resting potentials ``bias`` only, and the parameter constraints.
+with gradient (BPTT through the fused sparse engine), decode, ``l2norm`` loss plus the
+regularisers (:mod:`flygnn.constraints`), backward, Adam step on two groups (network,
+decoder); then the activity penalty (9.5) as a plain SGD step on the resting potentials
+``bias`` only, and the constraints (:mod:`flygnn.constraints`: clamp, floor, fixed pairs,
+log-space steps).
 
 *Activity penalty.* flyvis back-propagates the penalty through the same activity graph
 after the Adam step. Here its gradient is taken with ``torch.autograd.grad`` before the
@@ -17,42 +19,38 @@ modified in place.
 ``config.seed``: data order, augmentation and dropout. A checkpoint stores them, the epoch's
 order, position and steady state, so a resumed run continues bit for bit.
 
-Run folder: ``config.json``, ``checkpoint.pt`` (latest, atomic), ``best.pt`` (lowest
-validation EPE), ``log.csv``, ``loss.png``; after the last iteration also ``network.pt``,
-``decoder.pt`` (best weights) and ``metrics.json`` -- the layout of a shipped model
-(:func:`flygnn.pretrained.load_model`).
+The run's files (config, log, checkpoints, the final model) are kept by a
+:class:`~flygnn.rundir.RunDir`; this module is the loop. Multi-stage trainings are recipes
+(:mod:`flygnn.recipes`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from flygnn import params
 from flygnn.build import build_datasets, build_decoder, build_network
-from flygnn.checkpoint import (FORMAT, atomic_torch_save, atomic_write_text, load_checkpoint,
-                               truncate_log)
+from flygnn.checkpoint import FORMAT, atomic_torch_save, load_checkpoint
 from flygnn.config import TrainConfig
-from flygnn.configio import dict_diff
+from flygnn.constraints import build_constraints, build_regularisers
 from flygnn.dynamics import make_dynamics
 from flygnn.layers import Dropout
 from flygnn.network import Network
+from flygnn.rundir import LOG_COLUMNS, RunDir
 from flygnn.simulate import relax_rest, simulate, steady_state
-from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, rest_cost, zero_flow_baseline
+from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_baseline
 
-__all__ = ["Trainer", "activity_penalty", "build_datasets", "run_training", "LOG_COLUMNS"]
+__all__ = ["LOG_COLUMNS", "Trainer", "activity_penalty", "build_datasets", "run_training"]
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = ["iteration", "loss", "lr", "val_l2norm", "val_epe", "time"]
 
 
 def _seeds(seed: int, n: int) -> list[int]:
@@ -66,8 +64,8 @@ class Trainer:
     Args:
         config: the run's :class:`~flygnn.config.TrainConfig` (None: read ``out/config.json``
             when resuming).
-        out: run folder. A new run needs a missing or empty folder; a folder with files
-            is only continued with ``resume=True`` (from ``checkpoint.pt`` when present).
+        out: run folder (:class:`~flygnn.rundir.RunDir`). A new run needs a missing or empty
+            folder; a folder with files is only continued with ``resume=True``.
         resume: continue the run in ``out``; ``config`` must then equal the saved one
             (except ``device``).
         progress: show a tqdm progress bar.
@@ -75,29 +73,18 @@ class Trainer:
             (items ``{"lum": (T, n), "flow": (T, 2, n)}``); a ``transform`` attribute of the
             training set with a ``generator`` (e.g. an ``Augment``) gets the run's generator.
         data: optional connectome ``HeteroData``/``FlatGraph`` of ``config.network.extent``.
+        desc: label of the progress bar.
+        on_validation: called with the trainer after each validation (e.g. to plot the log).
     """
 
     def __init__(self, config: TrainConfig | None, out: str | os.PathLike, resume: bool = False,
-                 progress: bool = False, datasets=None, data=None) -> None:
-        self.out = Path(out)
-        saved = self.out / "config.json"
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"run folder {str(self.out)!r} is a file")
-        busy = self.out.is_dir() and any(self.out.iterdir())
-        if busy and not resume:
-            raise ValueError(f"run folder {str(self.out)!r} is not empty; pass resume=True "
-                             "(--resume) to continue it, or choose a new folder")
-        if saved.exists():
-            previous = TrainConfig.from_json(saved)
-            if config is not None:  # only the device may change between sessions
-                diff = dict_diff(dict(previous.to_dict(), device=None),
-                                 dict(config.to_dict(), device=None))
-                if diff:
-                    raise ValueError(f"config differs from the run's {str(saved)!r} in {diff}")
-            config = previous if config is None else config
-        if config is None:
-            raise ValueError(f"no config given and no {str(saved)!r} to resume from")
-        self.config, self.progress = config, progress
+                 progress: bool = False, datasets=None, data=None, desc: str = "train",
+                 on_validation: Callable | None = None) -> None:
+        self.run = RunDir(out, resume)
+        self.out = self.run.path
+        config = self.run.resolve_config(config)
+        self.config, self.progress, self.desc = config, progress, desc
+        self.on_validation = on_validation
         self.device = torch.device(config.device)
         seeds = _seeds(config.seed, 3)
         self.generators = {"order": torch.Generator().manual_seed(seeds[0]),
@@ -112,85 +99,60 @@ class Trainer:
         if len(self.train_set) < config.optim.batch_size:
             raise ValueError(f"optim.batch_size {config.optim.batch_size} exceeds the "
                              f"{len(self.train_set)} training movies")
-        # a checkpoint overwrites the starting weights: resuming does not need the init files
-        # (a flyvis init or other dynamics still do; their architecture comes from the file)
-        resuming = (self.out / "checkpoint.pt").exists()
-        start = config
-        if resuming:
-            n, d = config.network, config.decoder
-            skip_net = n.init is not None and not n.init_flyvis and not Path(n.init).exists()
-            start = dataclasses.replace(
-                config, network=dataclasses.replace(n, init=None) if skip_net else n,
-                decoder=dataclasses.replace(d, init=None))
-        self.network = build_network(start, data).to(self.device)
-        self.decoder = build_decoder(start, self.network).to(self.device)
+        resume_from = self.run.resume_point() if resume else None
+        self.network = build_network(self._start_config(resume_from is not None), data)
+        self.network = self.network.to(self.device)
+        self.decoder = build_decoder(self._start_config(resume_from is not None), self.network)
+        self.decoder = self.decoder.to(self.device)
         for module in self.decoder.modules():
             if isinstance(module, Dropout):  # reproducible masks, restored on resume
                 module.generator = self.generators["dropout"]
-        o = config.optim
+        self.optimizer = self._optimizer()
+        self.central = self.network.graph.central_index.to(self.device)
+        self.constraints = build_constraints(config.optim, self.network)
+        self.regularisers = build_regularisers(config.optim, self.network)
+        for constraint in self.constraints:
+            constraint.start(self.network)
+        self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
+        self.order: torch.Tensor | None = None
+        self.epoch_state = None
+        self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
+        self.elapsed = 0.0
+        if resume_from is not None:
+            self._restore(*resume_from)
+        else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
+            self.run.start(config)
+            self.save_checkpoint()
+
+    # ------------------------------------------------------------------ state
+    def _start_config(self, resuming: bool) -> TrainConfig:
+        """The config to build from: a checkpoint overwrites the starting weights, so a
+        resume does not need the init files (a flyvis init still does: its architecture
+        comes from the file)."""
+        if not resuming:
+            return self.config
+        n, d = self.config.network, self.config.decoder
+        skip_net = n.init is not None and not n.init_flyvis and not os.path.exists(n.init)
+        return dataclasses.replace(
+            self.config, network=dataclasses.replace(n, init=None) if skip_net else n,
+            decoder=dataclasses.replace(d, init=None))
+
+    def _optimizer(self) -> torch.optim.Adam:
+        """Adam with one group per distinct rate scale of the network's learning tables (one
+        group when all scales are 1, as in flyvis), then the decoder's group."""
+        o = self.config.optim
         frozen = {"bias", "time_const", "syn_strength"} - set(o.train_params)
         for name, parameter in self.network.named_parameters():
             parameter.requires_grad_(o.train_network and parameter.requires_grad
                                      and name not in frozen)
-        # one Adam group per distinct rate scale of the network's tables (one group when all
-        # scales are 1, as in flyvis), then the decoder's group
         groups: dict[float, list] = {}
         for name, parameter in self.network.named_parameters():
             if parameter.requires_grad:
                 groups.setdefault(float(getattr(o.net_rate_scale, name, 1.0)), []).append(parameter)
         net_groups = [{"params": ps, "lr": 0.0, "scale": k} for k, ps in groups.items()] or \
             [{"params": [], "lr": 0.0, "scale": 1.0}]
-        self.optimizer = torch.optim.Adam(
+        return torch.optim.Adam(
             net_groups + [{"params": list(self.decoder.parameters()), "lr": 0.0, "scale": 1.0}])
-        self.central = self.network.graph.central_index.to(self.device)
-        self.rest_cost_index = None  # central cells of optim.penalty.rest_types
-        if o.penalty.rest_weight:
-            self.rest_cost_index = self.central[self._type_positions(o.penalty.rest_types)]
-        self.floor = None  # optim.strength_floor x the initial strengths (None: >= 0 only)
-        if o.strength_floor:
-            init = params.init_syn_strength(self.network.graph.pair_mean_n_syn)
-            self.floor = (o.strength_floor * init).to(self.device)
-            params.project_(self.network.syn_strength.data, self.floor)
-        self.fixed = self._fixed_strengths(o.fixed_strengths)  # (positions, values) or None
-        self.iteration, self.epoch, self.position, self.epoch_start = 0, 0, 0, 0
-        self.order: torch.Tensor | None = None
-        self.epoch_state = None
-        self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
-        self.elapsed = 0.0
-        self.out.mkdir(parents=True, exist_ok=True)
-        if (self.out / "checkpoint.pt").exists():
-            self._restore(load_checkpoint(self.out / "checkpoint.pt"))
-        else:
-            if not saved.exists():
-                config.to_json(saved)
-            self._write_log_header()
-
-    # ------------------------------------------------------------------ state
-    def _fixed_strengths(self, pairs):
-        """Positions and initial values of ``optim.fixed_strengths``; sets them now."""
-        if not pairs:
-            return None
-        try:
-            positions = params.pair_positions(self.network.graph, pairs)
-        except ValueError as err:
-            raise ValueError(f"config field 'optim.fixed_strengths': {err}") from None
-        positions = torch.tensor(positions, device=self.device)
-        values = params.init_syn_strength(self.network.graph.pair_mean_n_syn).to(self.device)
-        fixed = positions, values[positions]
-        self._hold(fixed)
-        return fixed
-
-    def _hold(self, fixed) -> None:
-        with torch.no_grad():
-            self.network.syn_strength.index_put_((fixed[0],), fixed[1])
-
-    def _type_positions(self, names) -> list[int]:
-        known = list(self.network.graph.cell_types)
-        unknown = [t for t in names if t not in known]
-        if unknown:
-            raise ValueError(f"config field 'optim.penalty.rest_types': unknown cell types "
-                             f"{unknown}; known: {known}")
-        return [known.index(t) for t in names]
 
     def _lrs(self) -> tuple[float, float, float]:
         """(network, decoder, penalty) rates of the current epoch (set at its first iteration)."""
@@ -200,6 +162,8 @@ class Trainer:
                 network_on * o.lr_pen_schedule().value(it, o.n_iters))
 
     def state_dict(self) -> dict:
+        """The full training state: tensors and plain Python values only (``torch.load``
+        with ``weights_only=True`` reads it)."""
         return {"format": FORMAT, "version": 1, "network": self.network.state_dict(),
                 "decoder": self.decoder.state_dict(), "optim": self.optimizer.state_dict(),
                 "rng": {k: g.get_state() for k, g in self.generators.items()},
@@ -209,10 +173,16 @@ class Trainer:
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
                 "config": self.config.to_json(), "time": time.ctime()}
 
-    def _restore(self, blob: dict) -> None:
-        self.network.load_state_dict(blob["network"])
-        self.decoder.load_state_dict(blob["decoder"])
-        self.optimizer.load_state_dict(blob["optim"])
+    def _restore(self, blob: dict, path) -> None:
+        try:
+            self.network.load_state_dict(blob["network"])
+            self.decoder.load_state_dict(blob["decoder"])
+            self.optimizer.load_state_dict(blob["optim"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()
+            raise ValueError(f"checkpoint {str(path)!r} does not fit the network, decoder or "
+                             f"optimiser of the run's config (extent "
+                             f"{self.config.network.extent}): {' '.join(first[:3])}") from None
         for k, g in self.generators.items():
             try:
                 g.set_state(blob["rng"][k])
@@ -223,12 +193,14 @@ class Trainer:
         state = blob["epoch_state"]
         self.epoch_state = None if state is None else state.to(self.device)
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
-        truncate_log(self.out / "log.csv", self.iteration, LOG_COLUMNS)
+        self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
-    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> os.PathLike:
         """Write the full training state atomically (default ``out/checkpoint.pt``)."""
-        return atomic_torch_save(self.state_dict(), path or self.out / "checkpoint.pt")
+        if path is None:
+            return self.run.save_checkpoint(self.state_dict())
+        return atomic_torch_save(self.state_dict(), path)
 
     # ------------------------------------------------------------------ training
     def _start_epoch(self) -> None:
@@ -259,9 +231,9 @@ class Trainer:
         responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
         rest = net.dynamics.activity(start)
         loss = l2norm(self.decoder(responses, rest), flow)
-        if self.rest_cost_index is not None and learn_net:
-            loss = loss + rest_cost(rest, self.rest_cost_index, o.penalty.rest_weight,
-                                   o.penalty.rest_target)
+        if learn_net:
+            for term in self.regularisers:
+                loss = loss + term(rest, responses)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
         penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
@@ -272,17 +244,14 @@ class Trainer:
             p = o.penalty
             penalty = activity_penalty(responses, self.central, p.baseline, p.weight, p.below, p.above)
             (grad_bias,) = torch.autograd.grad(penalty, net.bias)
-        logged = [p for p in (getattr(net, n) for n in o.log_steps) if p.grad is not None]
-        before = [p.detach().clone() for p in logged]
+        for constraint in self.constraints:
+            constraint.before_step(net)
         self.optimizer.step()
-        with torch.no_grad():
-            for p, old in zip(logged, before):  # Adam in log space: x <- x * exp(step)
-                p.copy_(old * torch.exp(p - old))
-            if penalize:
+        if penalize:
+            with torch.no_grad():
                 net.bias.sub_(self._lrs()[2] * grad_bias)
-            net.project_(self.floor)  # the strength constraint, after every step
-        if self.fixed is not None:
-            self._hold(self.fixed)
+        for constraint in self.constraints:
+            constraint.after_step(net)
         return float(loss.detach())
 
     def validate(self) -> dict[str, float]:
@@ -301,36 +270,14 @@ class Trainer:
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=o.n_iters, initial=self.iteration, desc="train", unit="it")
+            bar = tqdm(total=o.n_iters, initial=self.iteration, desc=self.desc, unit="it")
         try:
             while self.iteration < stop:
-                t0 = time.perf_counter()
-                if self.order is None or self.position + o.batch_size > len(self.order):
-                    self._start_epoch()
-                index = self.order[self.position:self.position + o.batch_size]
-                lum, flow = batch_of([self.train_set[int(i)] for i in index], self.device)
-                self.position += o.batch_size
-                loss = self.step(lum, flow)
-                self.iteration += 1
-                row = {"iteration": self.iteration, "loss": loss,
-                       "lr": self._lrs()[0], "val_l2norm": "", "val_epe": ""}
-                if self.iteration % o.val_every == 0 or self.iteration == o.n_iters:
-                    metrics = self.validate()
-                    row.update(val_l2norm=metrics["l2norm"], val_epe=metrics["epe"])
-                    if metrics["epe"] < self.best["val_epe"]:
-                        self.best = {"val_epe": metrics["epe"], "val_l2norm": metrics["l2norm"],
-                                     "iteration": self.iteration}
-                        self.save_checkpoint(self.out / "best.pt")
-                self.elapsed += time.perf_counter() - t0
-                row["time"] = round(self.elapsed, 3)
-                self._append_log(row)
-                if row["val_epe"] != "":
-                    self.plot()
+                self._iterate()
                 if self.iteration % o.checkpoint_every == 0 and self.iteration < stop:
                     self.save_checkpoint()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4g}")
         finally:
             if bar is not None:
                 bar.close()
@@ -342,40 +289,48 @@ class Trainer:
             self.finish(metrics)
         return metrics
 
+    def _iterate(self) -> None:
+        """One iteration: a batch, a step, the log row, validation when due."""
+        o = self.config.optim
+        t0 = time.perf_counter()
+        if self.order is None or self.position + o.batch_size > len(self.order):
+            self._start_epoch()
+        index = self.order[self.position:self.position + o.batch_size]
+        lum, flow = batch_of([self.train_set[int(i)] for i in index], self.device)
+        self.position += o.batch_size
+        loss = self.step(lum, flow)
+        self.iteration += 1
+        row = {"iteration": self.iteration, "loss": loss, "lr": self._lrs()[0],
+               "val_l2norm": "", "val_epe": ""}
+        if self.iteration % o.val_every == 0 or self.iteration == o.n_iters:
+            metrics = self.validate()
+            row.update(val_l2norm=metrics["l2norm"], val_epe=metrics["epe"])
+            if metrics["epe"] < self.best["val_epe"]:
+                self.best = {"val_epe": metrics["epe"], "val_l2norm": metrics["l2norm"],
+                             "iteration": self.iteration}
+                self.run.save_checkpoint(self.state_dict(), best=True)
+        self.elapsed += time.perf_counter() - t0
+        row["time"] = round(self.elapsed, 3)
+        self.run.append_log(row)
+        if row["val_epe"] != "" and self.on_validation is not None:
+            self.on_validation(self)
+
     def finish(self, metrics: dict) -> None:
-        """Write ``network.pt``, ``decoder.pt`` (best weights), ``metrics.json`` and the figure."""
-        best = self.out / "best.pt"
+        """Write ``network.pt``, ``decoder.pt`` (best weights) and ``metrics.json``."""
+        best = self.run.best_file
         blob = load_checkpoint(best) if best.exists() else self.state_dict()
         dynamics = make_dynamics(self.network.dynamics.name, self.network.dynamics.config())
         net = Network(self.network.graph, dynamics)
         net.load_state_dict(blob["network"])
-        net.save(self.out / "network.pt")
-        atomic_torch_save({k: v.cpu() for k, v in blob["decoder"].items()}, self.out / "decoder.pt")
         metrics = dict(metrics, zero_flow=zero_flow_baseline(self.val_set))
-        atomic_write_text(self.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        self.plot()
-
-    # ------------------------------------------------------------------ log
-    def _write_log_header(self) -> None:
-        atomic_write_text(self.out / "log.csv", ",".join(LOG_COLUMNS) + "\n")
-
-    def _append_log(self, row: dict) -> None:
-        with open(self.out / "log.csv", "a", newline="") as f:
-            csv.DictWriter(f, LOG_COLUMNS).writerow(row)
-
-    def plot(self) -> None:
-        """Write ``loss.png`` from ``log.csv``."""
-        import pandas as pd
-
-        from flygnn.plotting import loss_curve
-
-        loss_curve(pd.read_csv(self.out / "log.csv"), path=self.out / "loss.png")
+        self.run.write_model(net, blob["decoder"], metrics)
 
 
 def run_training(config: str | os.PathLike | None, out: str | os.PathLike,
                  overrides: list[str] | None = None, resume: bool = False,
-                 progress: bool = True, until: int | None = None) -> dict:
-    """Start or resume a run from a JSON config file (the ``flygnn train`` command).
+                 progress: bool = True, until: int | None = None,
+                 on_validation: Callable | None = None) -> dict:
+    """Start or resume a single-stage run from a JSON config file (``flygnn train --config``).
 
     Args:
         config: JSON file of a :class:`~flygnn.config.TrainConfig` (partial is fine); may be
@@ -385,6 +340,7 @@ def run_training(config: str | os.PathLike | None, out: str | os.PathLike,
         resume: continue ``out``.
         progress: tqdm progress bar.
         until: stop (with a checkpoint) at this iteration.
+        on_validation: called with the trainer after each validation.
     """
     cfg = None
     if config is not None:
@@ -396,5 +352,5 @@ def run_training(config: str | os.PathLike | None, out: str | os.PathLike,
     if overrides:
         base = cfg if cfg is not None else TrainConfig.from_json(Path(out) / "config.json")
         cfg = base.with_overrides(overrides)
-    trainer = Trainer(cfg, out, resume=resume, progress=progress)
+    trainer = Trainer(cfg, out, resume=resume, progress=progress, on_validation=on_validation)
     return trainer.train(until)

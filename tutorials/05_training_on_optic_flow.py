@@ -19,12 +19,10 @@
 #
 # This tutorial trains for twenty iterations on a tiny problem (extent 4 = 61 columns,
 # 100 x 100 pixel movies) — enough to watch the loss fall and to show checkpointing, not to
-# learn motion detection. The recipes behind the shipped models are in `configs/README.md`:
-# `flow_cpu` (eighteen stages on one CPU thread, about 11.5 hours) and `flow_cpu_protected`
-# (nine stages, about 4 hours, strengths kept above a quarter of their initial value with
-# `optim.strength_floor`, so that T5 keeps its slow OFF input and prefers the flies' directions),
-# and `flow_cpu_threshold` (four more stages, about 2 hours, with `optim.penalty.rest_weight`
-# keeping T4 and T5 resting at their threshold: the best flow and direction selectivity).
+# learn motion detection. Whole trainings are recipes, JSON files of stages shipped in
+# `flygnn/recipes/` and run by one command: `flygnn train --recipe cpu --out runs/mine` (about
+# 2.5 hours on one CPU thread; `--recipe tiny` takes seconds, `--recipe flyvis` is flyvis's
+# published training, for a GPU). Each stage is a `TrainConfig` like the one below.
 
 # %%
 import json

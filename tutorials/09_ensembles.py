@@ -14,11 +14,13 @@
 # training per member as a Ray task (`flygnn/distributed/`; `pip install "flygnn[ray]"`),
 # locally or on a cluster, retrying and resuming members whose worker died:
 #
-#     flygnn train-ensemble --config configs/flow_cpu.json --members 50 --out runs/ensemble
+#     flygnn train-ensemble --config my_stage.json --members 50 --out runs/ensemble
 #     flygnn evaluate-ensemble runs/ensemble
 #
-# (`configs/flow_cpu.json` is stage 2 of the CPU recipe in `configs/README.md`; it starts from
-# the decoder that stage 1 writes to `runs/flow_cpu_decoder/`.)
+# On one machine, a recipe per seed makes an ensemble folder that loads with one call:
+#
+#     for s in 0 1 2 3; do flygnn train --recipe cpu --seed $s --out runs/cpu/$s; done
+#     ensemble = flygnn.load_ensemble("runs/cpu")   # members "0".."3", task error = val EPE
 #
 # Here, instead, we make a small ensemble by perturbing the parameters of one network, so
 # that everything runs in seconds on a CPU (extent 4).
@@ -52,9 +54,7 @@ graph = flygnn.flatten(data)  # flatten once; all members share the graph buffer
 # models, then, which the clustering below should tell apart from their responses alone.
 
 # %%
-base = flygnn.Network(graph)
-if flygnn.available_models():  # start from the shipped trained model's tables (tutorial 03)
-    base = flygnn.load_pretrained(flygnn.available_models()[0], data=graph).network
+base = flygnn.Network(graph)  # flyvis's initialisation
 networks = []
 for i in range(8):
     rng = np.random.default_rng(i)  # explicit seeds: the ensemble is reproducible

@@ -1,0 +1,181 @@
+"""Constraints and regularisers that act around each optimiser step of training.
+
+A :class:`Constraint` sees the network before and after every optimiser step and may change
+its parameters in place (a projection, a reparametrisation of the step); a
+:class:`Regulariser` adds a term to the task loss. The trainer only calls the hooks, so a new
+rule is one small class here and one entry in :func:`build_constraints` (or
+:func:`build_regularisers`) -- no edit to the loop.
+
+The built-in ones, each fed by one field of :class:`~flygnn.config.OptimConfig`:
+
+* :class:`LogSpaceSteps` (``log_steps``): Adam's step ``d`` on a positive table becomes the
+  relative step ``x <- x * exp(d)``.
+* :class:`StrengthFloor` (``strength_floor``): ``syn_strength >= f * 0.01 / <n_syn>`` per pair.
+* :class:`NonNegativeStrengths` (always, unless a floor is set): ``syn_strength >= 0``
+  (flyvis's ``non_negative`` clamp, reference 4.3).
+* :class:`FixedStrengths` (``fixed_strengths``): listed type pairs held at their initial
+  strength.
+* :class:`RestCost` (``penalty.rest_weight``): ``w * mean_k relu(rest_k - target)^2`` over the
+  central cells of some cell types (:func:`flygnn.task.rest_cost`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from flygnn import params
+from flygnn.task import rest_cost
+
+__all__ = [
+    "Constraint",
+    "FixedStrengths",
+    "LogSpaceSteps",
+    "NonNegativeStrengths",
+    "Regulariser",
+    "RestCost",
+    "StrengthFloor",
+    "build_constraints",
+    "build_regularisers",
+]
+
+
+class Constraint:
+    """A rule applied around each optimiser step (no-ops by default)."""
+
+    def start(self, network) -> None:
+        """Apply once to the starting network (before the first step)."""
+
+    def before_step(self, network) -> None:
+        """Called after ``backward``, before ``optimizer.step()``."""
+
+    def after_step(self, network) -> None:
+        """Called after ``optimizer.step()`` (and the activity penalty's step)."""
+
+
+class Regulariser:
+    """A term added to the task loss while the network learns."""
+
+    def __call__(self, rest: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+        """The term. Shapes: ``rest (B, N)`` activity at the start state, ``responses
+        (B, T, N)``."""
+        raise NotImplementedError
+
+
+class LogSpaceSteps(Constraint):
+    """Adam moves the tables ``names`` in log space: ``x <- x * exp(x_adam - x)``.
+
+    A relative rate for positive tables (``time_const``, ``syn_strength``); entries stay
+    positive. Tables without a gradient this step are left alone.
+    """
+
+    def __init__(self, names) -> None:
+        self.names = tuple(names)
+        self._before: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def before_step(self, network) -> None:
+        tables = (getattr(network, n) for n in self.names)
+        self._before = [(p, p.detach().clone()) for p in tables if p.grad is not None]
+
+    @torch.no_grad()
+    def after_step(self, network) -> None:
+        for p, old in self._before:
+            p.copy_(old * torch.exp(p - old))
+        self._before = []
+
+
+class NonNegativeStrengths(Constraint):
+    """``syn_strength >= 0`` after every step (flyvis's clamp)."""
+
+    def start(self, network) -> None:
+        params.project_(network.syn_strength)
+
+    def after_step(self, network) -> None:
+        params.project_(network.syn_strength)
+
+
+class StrengthFloor(Constraint):
+    """Strengths stay at or above ``fraction`` of their initial value ``0.01 / <n_syn>``.
+
+    Args:
+        fraction: in ``(0, 1]``.
+        network: the network (its pair statistics give the initial strengths).
+    """
+
+    def __init__(self, fraction: float, network) -> None:
+        init = params.init_syn_strength(network.graph.pair_mean_n_syn)
+        self.floor = (fraction * init).to(network.syn_strength.device)
+
+    def start(self, network) -> None:
+        params.project_(network.syn_strength.data, self.floor)
+
+    def after_step(self, network) -> None:
+        params.project_(network.syn_strength, self.floor)
+
+
+class FixedStrengths(Constraint):
+    """Type pairs ``"source->target"`` held at their initial strength.
+
+    Raises:
+        ValueError: a pair without synapses in the network (named, with the config field).
+    """
+
+    def __init__(self, pairs, network) -> None:
+        try:
+            positions = params.pair_positions(network.graph, pairs)
+        except ValueError as err:
+            raise ValueError(f"config field 'optim.fixed_strengths': {err}") from None
+        device = network.syn_strength.device
+        self.positions = torch.tensor(positions, device=device)
+        init = params.init_syn_strength(network.graph.pair_mean_n_syn).to(device)
+        self.values = init[self.positions]
+
+    @torch.no_grad()
+    def start(self, network) -> None:
+        network.syn_strength.index_put_((self.positions,), self.values)
+
+    def after_step(self, network) -> None:
+        self.start(network)
+
+
+class RestCost(Regulariser):
+    """``weight * mean_k relu(rest_k - target)^2`` over the central cells of ``cell_types``.
+
+    Raises:
+        ValueError: an unknown cell type (named, with the config field).
+    """
+
+    def __init__(self, network, cell_types, weight: float, target: float) -> None:
+        known = list(network.graph.cell_types)
+        unknown = [t for t in cell_types if t not in known]
+        if unknown:
+            raise ValueError(f"config field 'optim.penalty.rest_types': unknown cell types "
+                             f"{unknown}; known: {known}")
+        central = network.graph.central_index.to(network.bias.device)
+        self.index = central[[known.index(t) for t in cell_types]]
+        self.weight, self.target = weight, target
+
+    def __call__(self, rest: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+        return rest_cost(rest, self.index, self.weight, self.target)
+
+
+def build_constraints(optim, network) -> list[Constraint]:
+    """The constraints an :class:`~flygnn.config.OptimConfig` asks for, in the order applied
+    after a step (log-space steps, then the floor or the clamp, then fixed pairs)."""
+    out: list[Constraint] = []
+    if optim.log_steps:
+        out.append(LogSpaceSteps(optim.log_steps))
+    if optim.strength_floor:
+        out.append(StrengthFloor(optim.strength_floor, network))
+    else:
+        out.append(NonNegativeStrengths())
+    if optim.fixed_strengths:
+        out.append(FixedStrengths(optim.fixed_strengths, network))
+    return out
+
+
+def build_regularisers(optim, network) -> list[Regulariser]:
+    """The loss terms an :class:`~flygnn.config.OptimConfig` asks for (the rest cost)."""
+    p = optim.penalty
+    if not p.rest_weight:
+        return []
+    return [RestCost(network, p.rest_types, p.rest_weight, p.rest_target)]

@@ -1,0 +1,256 @@
+"""Training recipes: a whole training, in stages, as data.
+
+A recipe is a JSON file::
+
+    {"name": "cpu", "about": "...",
+     "base": {<a partial TrainConfig>},
+     "stages": [{"name": "decoder", "about": "...", "config": {<partial config over base>},
+                 "start": {"network": "base", "decoder": "new"}}, ...]}
+
+Each stage's config is ``base`` updated (key by key, nested) with the stage's ``config``; its
+``start`` says where it begins: ``network`` ``"previous"`` (the previous stage's best network,
+transferred to this stage's extent) or ``"base"`` (``base``'s ``network.init``: flyvis's
+initialisation when none), ``decoder`` ``"previous"`` or ``"new"``. Stages after the first
+start from the previous one unless they say otherwise. The recipes shipped with flygnn are
+``tiny`` (seconds; what the tests train), ``cpu`` (the distilled CPU recipe) and ``flyvis``
+(flyvis's published hyper-parameters); :func:`recipe_names` lists them.
+
+:func:`run_recipe` (``flygnn train --recipe``) trains all stages into a model folder::
+
+    DIR/recipe.json              the recipe as run, with the seed and overrides
+    DIR/stages/<k>_<name>/       each stage's run folder (config.json, log.csv, metrics.json,
+                                 network.pt, decoder.pt; checkpoints while it runs)
+    DIR/network.pt, decoder.pt   the last stage's (best) network and decoder
+    DIR/config.json              the last stage's config
+    DIR/log.csv                  every stage's log, with a ``stage`` column
+    DIR/metrics.json             the last stage's metrics, and every stage's under "stages"
+
+``metrics.json`` is written last: it marks a finished recipe. A resume (``--resume``) skips
+finished stages and continues the running one from its checkpoint, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from flygnn.checkpoint import atomic_write_text
+from flygnn.config import TrainConfig
+from flygnn.configio import apply_overrides, dict_diff
+from flygnn.rundir import LOG_COLUMNS, RunDir
+
+__all__ = ["load_recipe", "recipe_names", "run_recipe", "stage_configs"]
+
+log = logging.getLogger(__name__)
+_RECIPE_KEYS = {"name", "about", "base", "stages"}
+_STAGE_KEYS = {"name", "about", "config", "start"}
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with flygnn."""
+    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir()
+                  if p.name.endswith(".json"))
+
+
+def load_recipe(name_or_file: str | os.PathLike) -> dict:
+    """A shipped recipe by name, or a recipe JSON file; checked (:func:`check_recipe`).
+
+    Raises:
+        ValueError: an unknown name, an unreadable file or a malformed recipe.
+    """
+    text = str(name_or_file)
+    if text in recipe_names():
+        source = resources.files(__name__) / f"{text}.json"
+    elif Path(text).is_file():
+        source = Path(text)
+    else:
+        raise ValueError(f"recipe {text!r} is neither a file nor one of {recipe_names()}")
+    try:
+        recipe = json.loads(source.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"recipe {text!r} is not valid JSON: {err}") from None
+    check_recipe(recipe, text)
+    return recipe
+
+
+def check_recipe(recipe: dict, where: str = "recipe") -> None:
+    """Check the recipe's structure and every stage's config (each value once, by
+    :class:`~flygnn.config.TrainConfig`); errors name the stage and the field."""
+    if not isinstance(recipe, dict) or set(recipe) - _RECIPE_KEYS or "stages" not in recipe:
+        raise ValueError(f"{where}: expected an object with keys among {sorted(_RECIPE_KEYS)} "
+                         "and 'stages'")
+    if not isinstance(recipe["stages"], list) or not recipe["stages"]:
+        raise ValueError(f"{where}: 'stages' must be a non-empty list")
+    names = []
+    for k, stage in enumerate(recipe["stages"]):
+        label = f"{where}: stage {k}"
+        if not isinstance(stage, dict) or set(stage) - _STAGE_KEYS or "name" not in stage:
+            raise ValueError(f"{label}: expected an object with 'name' and keys among "
+                             f"{sorted(_STAGE_KEYS)}")
+        name = stage["name"]
+        if not isinstance(name, str) or not name.replace("_", "").isalnum() or name in names:
+            raise ValueError(f"{label}: name {name!r} must be a unique word (letters, digits, _)")
+        names.append(name)
+        start = {**_default_start(k), **stage.get("start", {})}
+        if set(start) != {"network", "decoder"} or start["network"] not in ("base", "previous") \
+                or start["decoder"] not in ("new", "previous"):
+            raise ValueError(f"{label} ({name}): 'start' must be {{'network': 'base' or "
+                             f"'previous', 'decoder': 'new' or 'previous'}}, got {start}")
+        if k == 0 and "previous" in start.values():
+            raise ValueError(f"{label} ({name}): the first stage has no previous stage")
+    stage_configs(recipe, where=where)
+
+
+def _default_start(k: int) -> dict:
+    return {"network": "base", "decoder": "new"} if k == 0 else \
+        {"network": "previous", "decoder": "previous"}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def stage_configs(recipe: dict, seed: int | None = None, overrides: list[str] | None = None,
+                  out: str | os.PathLike | None = None, where: str = "recipe") \
+        -> list[TrainConfig]:
+    """The stages' :class:`~flygnn.config.TrainConfig` (base, then the stage's config, then
+    ``overrides`` and ``seed``); with ``out``, the ``init`` files of each stage point to the
+    previous stage's folder in ``out``."""
+    configs = []
+    for k, stage in enumerate(recipe["stages"]):
+        d = _merge(recipe.get("base", {}), stage.get("config", {}))
+        d = apply_overrides(d, list(overrides or []))
+        if seed is not None:
+            d["seed"] = seed
+        start = {**_default_start(k), **stage.get("start", {})}
+        if out is not None and k > 0:
+            previous = stage_dir(out, recipe, k - 1).resolve()
+            if start["network"] == "previous":
+                d = _merge(d, {"network": {"init": str(previous / "network.pt"),
+                                           "init_flyvis": False}})
+            if start["decoder"] == "previous":
+                d = _merge(d, {"decoder": {"init": str(previous / "decoder.pt")}})
+        try:
+            configs.append(TrainConfig.from_dict(d))
+        except ValueError as err:
+            raise ValueError(f"{where}: stage {k} ({stage['name']}): {err}") from None
+    return configs
+
+
+def stage_dir(out: str | os.PathLike, recipe: dict, k: int) -> Path:
+    """Run folder of stage ``k`` in the model folder ``out``."""
+    return Path(out) / "stages" / f"{k}_{recipe['stages'][k]['name']}"
+
+
+def _stored(recipe: dict, seed: int | None, overrides: list[str]) -> dict:
+    return {"recipe": recipe, "seed": seed, "overrides": list(overrides)}
+
+
+def run_recipe(recipe: str | os.PathLike | dict | None, out: str | os.PathLike,
+               seed: int | None = None, overrides: list[str] | None = None,
+               resume: bool = False, progress: bool = True, device: str | None = None,
+               stop_after: int | None = None, datasets: Callable | None = None,
+               on_validation: Callable | None = None) -> dict:
+    """Train every stage of a recipe into the model folder ``out`` (``flygnn train --recipe``).
+
+    Args:
+        recipe: a shipped name, a JSON file or a recipe dict; None when resuming (the
+            folder's ``recipe.json``).
+        out: the model folder; must be missing or empty unless ``resume``.
+        seed: seed of every stage (data order, augmentation, dropout; None: the recipe's).
+        overrides: ``key=value`` strings applied to every stage (``optim.n_iters=5``).
+        resume: continue ``out``: finished stages are kept, the running one resumes.
+        progress: a progress bar per stage (``stage 2/4 network``) and a line per stage.
+        device: torch device of every stage (may change between resumes).
+        stop_after: stop after this many stages (the rest run on a resume).
+        datasets: ``f(config) -> (train, val)`` replacing the config's movies (tests).
+        on_validation: called with the trainer after each validation.
+
+    Returns:
+        the model folder's metrics (the last stage's, with every stage's under ``stages``);
+        when stopped early, ``{"stages": [...]}`` of the finished stages.
+
+    Raises:
+        ValueError: a bad recipe, a non-empty ``out`` without ``resume``, or a resume with a
+            different recipe, seed or overrides.
+    """
+    from flygnn.train import Trainer
+
+    out = Path(out)
+    RunDir(out, resume)  # the same folder rules as a single run
+    saved_file = out / "recipe.json"
+    saved = json.loads(saved_file.read_text()) if saved_file.exists() else None
+    if recipe is None:
+        if saved is None:
+            raise ValueError(f"no recipe given and no {str(saved_file)!r} to resume from")
+        recipe, seed, overrides = saved["recipe"], saved["seed"], saved["overrides"]
+    elif not isinstance(recipe, dict):
+        recipe = load_recipe(recipe)
+    else:
+        check_recipe(recipe)
+    overrides = list(overrides or [])
+    stored = _stored(recipe, seed, overrides)
+    if saved is not None and saved != stored:
+        diff = dict_diff(saved, stored)
+        raise ValueError(f"the recipe, seed or overrides differ from {str(saved_file)!r} in "
+                         f"{diff[:5]}; resume without --recipe/--seed/--set, or use a new folder")
+    configs = stage_configs(recipe, seed, overrides, out, where=f"recipe {recipe.get('name')!r}")
+    if device is not None:
+        configs = [c.with_overrides([f"device={device}"]) for c in configs]
+    out.mkdir(parents=True, exist_ok=True)
+    if saved is None:
+        atomic_write_text(saved_file, json.dumps(stored, indent=2) + "\n")
+    n = len(configs)
+    done = []
+    for k, config in enumerate(configs):
+        if stop_after is not None and k >= stop_after:
+            return {"stages": done}
+        folder = stage_dir(out, recipe, k)
+        name = recipe["stages"][k]["name"]
+        run = RunDir(folder, resume=True)
+        if not run.finished():
+            if progress:
+                print(f"stage {k + 1}/{n} {name}: extent {config.network.extent}, "
+                      f"{config.optim.n_iters} iterations -> {folder}", flush=True)
+            if run.config_file.exists():  # as started (the init paths of that folder)
+                config = TrainConfig.from_json(run.config_file).with_overrides(
+                    [f"device={config.device}"])
+            trainer = Trainer(config, folder, resume=True, progress=progress,
+                              desc=f"stage {k + 1}/{n} {name}", on_validation=on_validation,
+                              datasets=None if datasets is None else datasets(config))
+            trainer.train()
+            for file in (run.checkpoint_file, run.best_file):  # the stage's model is written
+                file.unlink(missing_ok=True)
+        done.append({"stage": name, **json.loads((folder / "metrics.json").read_text())})
+    return _finish(out, recipe, configs[-1], done)
+
+
+def _finish(out: Path, recipe: dict, config: TrainConfig, done: list[dict]) -> dict:
+    """Copy the last stage's model to ``out`` and write the joint log and metrics."""
+    last = stage_dir(out, recipe, len(done) - 1)
+    for name in ("network.pt", "decoder.pt"):
+        tmp = out / f".{name}.tmp"
+        shutil.copyfile(last / name, tmp)
+        os.replace(tmp, out / name)
+    atomic_write_text(out / "config.json", config.to_json())
+    lines = ["stage," + ",".join(LOG_COLUMNS) + "\n"]
+    for k, stage in enumerate(recipe["stages"]):
+        rows = (stage_dir(out, recipe, k) / "log.csv").read_text().splitlines(keepends=True)
+        lines += [f"{stage['name']},{row}" for row in rows[1:]]
+    atomic_write_text(out / "log.csv", "".join(lines))
+    metrics = {k: v for k, v in done[-1].items() if k != "stage"}
+    metrics.update(recipe=recipe.get("name"), stages=done,
+                   train_time_s=round(sum(s.get("train_time_s", 0.0) for s in done), 1))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
