@@ -109,7 +109,7 @@ def _fail(file, row, column, problem):
 
 def _integers(frame, column, file, allow_missing=False) -> np.ndarray:
     """Column as float64 values that are integers (NaN where allowed); rows count from 0."""
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64, copy=True)
     raw = frame[column].to_numpy()
     bad = ~np.isfinite(values) if not allow_missing else (np.isinf(values) | (
         np.isnan(values) & pd.notna(raw)))
