@@ -6,7 +6,7 @@ stimuli, training and analysis. Importing flygnn has no side effects.
 """
 
 from flygnn import analysis, graph, hexgrid, stimuli
-from flygnn.datasets import FlyVisConnectome
+from flygnn.datasets import FlyVisConnectome, TableConnectome
 from flygnn.dynamics import Dynamics, GradedDynamics, SynapticFilterDynamics
 from flygnn.flat import FlatGraph, central_index, edges_frame, flatten, nodes_frame
 from flygnn.network import Network
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FlyVisConnectome",
+    "TableConnectome",
     "FlatGraph",
     "flatten",
     "nodes_frame",
