@@ -297,7 +297,7 @@ def tables_to_graph(neurons: pd.DataFrame, synapses: pd.DataFrame, types: pd.Dat
     for rows_p in np.split(grouped, np.cumsum(group_sizes)[:-1]) if len(sel) else []:
         p = pair[rows_p[0]]
         s_name, t_name = names[p // len(names)], names[p % len(names)]
-        if len(np.unique(sign[rows_p])) != 1:
+        if sign[rows_p].min() != sign[rows_p].max():
             i = int(rows_p[np.flatnonzero(sign[rows_p] != sign[rows_p][0])[0]])
             _fail(f_syn, i, "sign", f"signs differ within the type pair {s_name} -> {t_name}")
         a, b = pre[rows_p], post[rows_p]
