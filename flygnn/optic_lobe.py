@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from flygnn import hexgrid
-from flygnn.tables import TRANSMITTER_SIGNS, read_table
+from flygnn.tableio import read_table, write_table
+from flygnn.tables import TRANSMITTER_SIGNS
 
 __all__ = ["flywire_tables", "hex_to_axial", "neuprint_tables", "write_tables"]
 
@@ -219,12 +220,10 @@ def neuprint_tables(connections: Table, neurons: Table, columns: Table | None = 
 def write_tables(tables, folder: str | os.PathLike, format: str = "csv") -> dict[str, Path]:
     """Write ``(neurons, synapses, types)`` as ``folder/{name}.{format}``; returns the paths
     (keyword arguments for :class:`~flygnn.tables.TableConnectome`)."""
-    from flygnn.tables import _write
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, frame in zip(("neurons", "synapses", "types"), tables):
         paths[name] = folder / f"{name}.{format}"
-        _write(frame, paths[name])
+        write_table(frame, paths[name])
     return paths

@@ -46,6 +46,7 @@ from torch_geometric.data import HeteroData, InMemoryDataset
 from flygnn import hexgrid
 from flygnn._paths import cache_dir
 from flygnn.connectome import file_hash
+from flygnn.tableio import read_table, suffix, write_table
 
 __all__ = ["TRANSMITTER_SIGNS", "TableConnectome", "read_table", "tables_to_graph", "to_tables"]
 
@@ -61,48 +62,6 @@ TRANSMITTER_SIGNS = {
 }
 ROLES = {"input": "input", "hidden": "intermediate", "intermediate": "intermediate",
          "output": "output"}
-FORMATS = {".csv": "csv", ".csv.gz": "csv", ".tsv": "tsv", ".parquet": "parquet",
-           ".pq": "parquet", ".feather": "feather", ".arrow": "feather"}
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for ext in sorted(FORMATS, key=len, reverse=True):
-        if name.endswith(ext):
-            return ext
-    raise ValueError(f"{path}: unknown table format; expected one of {sorted(FORMATS)}")
-
-
-def read_table(path: str | os.PathLike, columns=(), name: str = "table") -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/Feather file (by extension) and check its ``columns`` exist.
-
-    Raises:
-        FileNotFoundError: no such file. ImportError: Parquet/Feather without pyarrow.
-        ValueError: unreadable file or a missing column, naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {name} file not found")
-    kind = FORMATS[_suffix(path)]
-    try:
-        if kind in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep="," if kind == "csv" else "\t")
-        elif kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_feather(path)
-    except ImportError as err:
-        raise ImportError(f"{path}: reading {kind} needs pyarrow (pip install "
-                          f"'flygnn[tables]'): {err}") from None
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable {kind} {name} ({err})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: column {missing[0]!r} missing from the {name} table "
-                         f"(columns: {list(frame.columns)})")
-    return frame
-
-
 def _fail(file, row, column, problem):
     raise ValueError(f"{file}: row {row}, column '{column}': {problem}")
 
@@ -345,7 +304,7 @@ class TableConnectome(InMemoryDataset):
             path = Path(path)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: {name} file not found")
-            _suffix(path)
+            suffix(path)
             self.files[name] = path
         self.options = {"extent": extent, "uncolumned": uncolumned,
                         "transmitter_signs": dict(sorted((transmitter_signs or {}).items()))}
@@ -358,7 +317,7 @@ class TableConnectome(InMemoryDataset):
 
     @property
     def raw_file_names(self) -> list[str]:
-        return [f"{name}-{h[:16]}{_suffix(p)}"
+        return [f"{name}-{h[:16]}{suffix(p)}"
                 for (name, p), h in zip(self.files.items(), self.hashes)]
 
     @property
@@ -382,16 +341,6 @@ class TableConnectome(InMemoryDataset):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(neurons={self.files['neurons'].name}, extent=" \
                f"{self.options['extent']})"
-
-
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    kind = FORMATS[_suffix(path)]
-    if kind in ("csv", "tsv"):
-        frame.to_csv(path, index=False, sep="," if kind == "csv" else "\t")
-    elif kind == "parquet":
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_feather(path)
 
 
 def to_tables(data: HeteroData, folder: str | os.PathLike, format: str = "csv") -> dict[str, Path]:
@@ -434,5 +383,5 @@ def to_tables(data: HeteroData, folder: str | os.PathLike, format: str = "csv") 
     paths = {}
     for name, frame in (("neurons", neurons), ("synapses", synapses), ("types", types)):
         paths[name] = folder / f"{name}.{format}"
-        _write(frame, paths[name])
+        write_table(frame, paths[name])
     return paths
