@@ -30,6 +30,12 @@ maps to ``(u, v) = (a - a0, -(b - b0))`` around the centre column ``(a0, b0)``. 
 neighbourhoods and distances; the eye's orientation relative to flyvis's may differ by a
 lattice rotation or mirror (:func:`flygnn.hexgrid.rotate` / :func:`flygnn.hexgrid.flip`).
 
+**Expected sizes.** FlyWire's right optic lobe: about 45k typed neurons with column
+assignments in about 230 intrinsic types on about 800 columns; the male optic lobe: about
+53k neurons in 732 types on 892 medulla columns. A hexagon of extent 16 holds 817 columns,
+17 holds 919. ``benchmarks/bench_tables.py --preset flywire|male`` times a synthetic graph of
+that size (edge counts there are assumptions: 2M and 3M connections).
+
 **What the adapters decide** (all arguments): which types are inputs (the stimulus enters
 them) and outputs; the centre and extent of the lattice; whether missing input neurons are
 filled with unconnected placeholders (real eyes have gaps); the sign of each transmitter
