@@ -1,4 +1,5 @@
-"""Tables on disk: CSV/TSV (optionally gzipped), Parquet or Feather, chosen by extension.
+"""Tables on disk: CSV/TSV (optionally gzipped), Parquet or Feather, chosen by extension;
+:func:`to_tables` writes any flygnn graph as the three tables of :mod:`flygnn.tables`.
 
 Parquet and Feather need pyarrow (the ``tables`` extra: ``pip install 'flygnn[tables]'``).
 """
@@ -8,9 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from torch_geometric.data import HeteroData
 
-__all__ = ["FORMATS", "read_table", "suffix", "write_table"]
+__all__ = ["FORMATS", "read_table", "suffix", "to_tables", "write_table"]
 
 FORMATS = {".csv": "csv", ".csv.gz": "csv", ".tsv": "tsv", ".parquet": "parquet",
            ".pq": "parquet", ".feather": "feather", ".arrow": "feather"}
@@ -65,3 +68,47 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         frame.to_parquet(path, index=False)
     else:
         frame.to_feather(path)
+
+
+def to_tables(data: HeteroData, folder: str | os.PathLike, format: str = "csv") -> dict[str, Path]:
+    """Write a flygnn graph as the three tables ``neurons``, ``synapses``, ``types``.
+
+    Neuron ids are the flat node indices (:func:`flygnn.flat.flatten` order). The types
+    table's ``sign`` is the most common sign of the type's outgoing pairs (+1 without any);
+    the synapses carry each edge's ``sign`` and ``n_syn_certainty``, so that
+    :class:`~flygnn.tables.TableConnectome` rebuilds the same graph, edge for edge.
+
+    Args:
+        data: a connectome ``HeteroData`` (any flygnn graph).
+        folder: created if needed.
+        format: ``"csv"``, ``"parquet"`` or ``"feather"``.
+
+    Returns:
+        ``{"neurons": path, "synapses": path, "types": path}``.
+    """
+    from flygnn.flat import edges_frame, flatten
+
+    if format not in ("csv", "parquet", "feather"):
+        raise ValueError(f"format must be 'csv', 'parquet' or 'feather', got {format!r}")
+    graph = flatten(data)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = np.asarray(graph.cell_types, dtype=object)
+    neurons = pd.DataFrame({"id": np.arange(graph.num_nodes),
+                            "type": names[graph.node_type.numpy()],
+                            "u": graph.u.numpy(), "v": graph.v.numpy()})
+    edges = edges_frame(graph)
+    synapses = pd.DataFrame({"pre": edges["source"], "post": edges["target"],
+                             "n_syn": edges["n_syn"].astype(np.float64),
+                             "sign": edges["sign"].astype(np.int64),
+                             "n_syn_certainty": edges["n_syn_certainty"].astype(np.float64)})
+    majority = edges.groupby("source_type")["sign"].agg(lambda s: 1 if (s > 0).mean() >= 0.5 else -1)
+    role = {"input": "input", "intermediate": "hidden", "output": "output"}
+    types = pd.DataFrame({"type": graph.cell_types,
+                          "sign": [int(majority.get(t, 1)) for t in graph.cell_types],
+                          "role": [role[r] for r in graph.roles]})
+    paths = {}
+    for name, frame in (("neurons", neurons), ("synapses", synapses), ("types", types)):
+        paths[name] = folder / f"{name}.{format}"
+        write_table(frame, paths[name])
+    return paths

@@ -46,9 +46,10 @@ from torch_geometric.data import HeteroData, InMemoryDataset
 from flygnn import hexgrid
 from flygnn._paths import cache_dir
 from flygnn.connectome import file_hash
-from flygnn.tableio import read_table, suffix, write_table
+from flygnn.tableio import read_table, suffix, to_tables
 
-__all__ = ["TRANSMITTER_SIGNS", "TableConnectome", "read_table", "tables_to_graph", "to_tables"]
+__all__ = ["TRANSMITTER_SIGNS", "TableConnectome", "pack", "read_table", "tables_to_graph",
+           "to_tables", "unpack"]
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,9 @@ class TableConnectome(InMemoryDataset):
     ``dataset[0]`` has the schema of :class:`~flygnn.datasets.FlyVisConnectome`, so
     :class:`~flygnn.network.Network`, :func:`~flygnn.simulate.simulate` and the analyses use
     it unchanged. The graph is cached under ``root/processed``, keyed by the three files'
-    SHA-256 and the options; ``root/raw`` holds copies of the files.
+    SHA-256 and the options, as a few concatenated tensors (:func:`pack`: fast to save and
+    to load with ``weights_only=True`` even with tens of thousands of type pairs);
+    ``root/raw`` holds copies of the files.
 
     Args:
         root: cache folder; ``None`` uses ``$FLYGNN_CACHE/tables`` (or ``~/.cache/flygnn``).
@@ -313,7 +316,7 @@ class TableConnectome(InMemoryDataset):
         self.hashes = hashes
         root = Path(root) if root is not None else cache_dir() / "tables"
         super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
-        self.load(self.processed_paths[0], data_cls=HeteroData)
+        self._data, self.slices = unpack(_load(self.processed_paths[0])), None
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -336,52 +339,72 @@ class TableConnectome(InMemoryDataset):
                                **self.options)
         if self.pre_transform is not None:
             data = self.pre_transform(data)
-        self.save([data], self.processed_paths[0])
+        torch.save(pack(data), self.processed_paths[0])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(neurons={self.files['neurons'].name}, extent=" \
                f"{self.options['extent']})"
 
 
-def to_tables(data: HeteroData, folder: str | os.PathLike, format: str = "csv") -> dict[str, Path]:
-    """Write a flygnn graph as the three tables ``neurons``, ``synapses``, ``types``.
+NODE_ATTRS = ("u", "v")
+EDGE_ATTRS = ("n_syn", "n_syn_certainty", "sign", "du", "dv")
+FORMAT = "flygnn.tables"
 
-    Neuron ids are the flat node indices (:func:`flygnn.flat.flatten` order). The types
-    table's ``sign`` is the most common sign of the type's outgoing pairs (+1 without any);
-    the synapses carry each edge's ``sign`` and ``n_syn_certainty``, so that
-    :class:`TableConnectome` rebuilds the same graph, edge for edge.
 
-    Args:
-        data: a connectome ``HeteroData`` (any flygnn graph).
-        folder: created if needed.
-        format: ``"csv"``, ``"parquet"`` or ``"feather"``.
+def pack(data: HeteroData) -> dict:
+    """A connectome graph as a dict of a few concatenated tensors, lists and numbers.
 
-    Returns:
-        ``{"neurons": path, "synapses": path, "types": path}``.
+    Raises:
+        ValueError: if a store holds an attribute outside the connectome schema.
     """
-    from flygnn.flat import edges_frame, flatten
+    types = list(data.cell_types)
+    keys = [k for k in data.edge_types if "edge_index" in data[k]]
+    for store, allowed in [(data[t], {*NODE_ATTRS, "role", "num_nodes"}) for t in types] + \
+            [(data[k], {*EDGE_ATTRS, "edge_index"}) for k in keys]:
+        extra = set(store.keys()) - allowed
+        if extra:
+            raise ValueError(f"cannot cache attributes {sorted(extra)} of {store._key}: only "
+                             "the connectome schema is cached (use transform=, not "
+                             "pre_transform=, to add attributes)")
+    blob = {"format": FORMAT, "cell_types": types, "roles": [data[t].role for t in types],
+            "input_types": list(data.input_types), "output_types": list(data.output_types),
+            "extent": int(data.extent), "edge_types": [list(k) for k in keys],
+            "num_nodes": torch.tensor([data[t].num_nodes for t in types]),
+            "num_edges": torch.tensor([data[k].edge_index.shape[1] for k in keys], dtype=torch.long)}
+    for name in NODE_ATTRS:
+        blob[name] = torch.cat([data[t][name] for t in types])
+    blob["edge_index"] = torch.cat([data[k].edge_index for k in keys], 1) if keys else \
+        torch.zeros(2, 0, dtype=torch.long)
+    for name in EDGE_ATTRS:
+        blob[name] = torch.cat([data[k][name] for k in keys]) if keys else torch.zeros(0)
+    return blob
 
-    if format not in ("csv", "parquet", "feather"):
-        raise ValueError(f"format must be 'csv', 'parquet' or 'feather', got {format!r}")
-    graph = flatten(data)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = np.asarray(graph.cell_types, dtype=object)
-    neurons = pd.DataFrame({"id": np.arange(graph.num_nodes),
-                            "type": names[graph.node_type.numpy()],
-                            "u": graph.u.numpy(), "v": graph.v.numpy()})
-    edges = edges_frame(graph)
-    synapses = pd.DataFrame({"pre": edges["source"], "post": edges["target"],
-                             "n_syn": edges["n_syn"].astype(np.float64),
-                             "sign": edges["sign"].astype(np.int64),
-                             "n_syn_certainty": edges["n_syn_certainty"].astype(np.float64)})
-    majority = edges.groupby("source_type")["sign"].agg(lambda s: 1 if (s > 0).mean() >= 0.5 else -1)
-    role = {"input": "input", "intermediate": "hidden", "output": "output"}
-    types = pd.DataFrame({"type": graph.cell_types,
-                          "sign": [int(majority.get(t, 1)) for t in graph.cell_types],
-                          "role": [role[r] for r in graph.roles]})
-    paths = {}
-    for name, frame in (("neurons", neurons), ("synapses", synapses), ("types", types)):
-        paths[name] = folder / f"{name}.{format}"
-        write_table(frame, paths[name])
-    return paths
+
+def unpack(blob: dict) -> HeteroData:
+    """The graph of :func:`pack`."""
+    data = HeteroData()
+    nodes = {name: blob[name].split(blob["num_nodes"].tolist()) for name in NODE_ATTRS}
+    for k, (name, role) in enumerate(zip(blob["cell_types"], blob["roles"])):
+        store = data[name]
+        for attr in NODE_ATTRS:
+            store[attr] = nodes[attr][k]
+        store.role = role
+        store.num_nodes = int(blob["num_nodes"][k])
+    sizes = blob["num_edges"].tolist()
+    edges = {name: blob[name].split(sizes) for name in EDGE_ATTRS}
+    index = blob["edge_index"].split(sizes, dim=1)
+    for k, key in enumerate(blob["edge_types"]):
+        store = data[tuple(key)]
+        store.edge_index = index[k]
+        for attr in EDGE_ATTRS:
+            store[attr] = edges[attr][k]
+    for name in ("cell_types", "input_types", "output_types", "extent"):
+        setattr(data, name, blob[name])
+    return data
+
+
+def _load(path) -> dict:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a flygnn tables cache; delete it or use force_reload=True")
+    return blob

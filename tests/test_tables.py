@@ -243,3 +243,18 @@ def test_files_are_named_in_errors(tables, tmp_path, frames):
         TableConnectome(root=tmp_path / "c", **{**tables, "types": tmp_path / "t.xlsx"})
     with pytest.raises(ValueError, match="needs the synapses table"):
         TableConnectome(root=tmp_path / "c", neurons=tables["neurons"], types=tables["types"])
+
+
+def test_pack_round_trip_and_schema_guard(data_small, tables, tmp_path):
+    from flygnn.tables import pack, unpack
+
+    assert_same_graph(unpack(pack(data_small)), data_small)
+
+    def tag(data):
+        data["R1"].extra = torch.zeros(data["R1"].num_nodes)
+        return data
+
+    with pytest.raises(ValueError, match=r"cannot cache attributes \['extra'\]"):
+        TableConnectome(root=tmp_path, pre_transform=tag, **tables)
+    ds = TableConnectome(root=tmp_path, transform=tag, **tables)
+    assert ds[0]["R1"].extra.shape == (ds[0]["R1"].num_nodes,)
