@@ -18,6 +18,10 @@ transform                       keeps                                           
 :class:`LatticeDensity`         the neurons on a coarser sublattice and their edges   no
 =============================== ===================================================== ========
 
+**Shapes:** node stores keep ``u, v`` ``(N_t,)`` and edge stores keep ``edge_index``
+``(2, E_p)`` with ``n_syn, n_syn_certainty, sign, du, dv`` ``(E_p,)`` aligned; only
+:class:`LatticeDensity` changes ``N_t`` and ``E_p``, and :class:`Knockout` removes stores.
+
 Degree-preserving rewired edges get ``du, dv`` from their new endpoints; their counts then
 vary along the lattice, which :func:`flygnn.flat.flatten` supports (one count group per distinct count).
 Note that a fresh :class:`~flygnn.network.Network` starts each pair's strength at
