@@ -258,3 +258,11 @@ def test_pack_round_trip_and_schema_guard(data_small, tables, tmp_path):
         TableConnectome(root=tmp_path, pre_transform=tag, **tables)
     ds = TableConnectome(root=tmp_path, transform=tag, **tables)
     assert ds[0]["R1"].extra.shape == (ds[0]["R1"].num_nodes,)
+
+
+def test_round_trip_of_transformed_graphs(data_small, tmp_path):
+    from flygnn.transforms import Knockout, LatticeDensity, RewireDegreePreserving
+
+    graph = Knockout("Mi4")(LatticeDensity({"Tm3": (2, 1)})(RewireDegreePreserving(5)(data_small)))
+    again = TableConnectome(root=tmp_path / "c", **to_tables(graph, tmp_path / "t"))[0]
+    assert_same_graph(again, graph)
