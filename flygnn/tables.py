@@ -22,7 +22,8 @@ u_pre``, ``dv`` (int64). Parameters stay per cell type and type pair (:mod:`flyg
 **Rows without a column** (``uncolumned``): ``"drop"`` (default) removes those neurons and
 their synapses (counts are logged), except a type whose only neuron has no column, which sits
 at ``(0, 0)`` like flyvis's ``single`` cells; ``"center"`` places every such neuron at
-``(0, 0)`` (wide-field cells kept, their offsets then mean little).
+``(0, 0)`` (wide-field cells kept, their offsets then mean little). A cell type left without
+neurons is dropped (logged); an input type so emptied is an error.
 
 **The lattice**: the extent is the smallest hexagon holding every column, or ``extent``,
 beyond which neurons are dropped with their synapses. Every input type must have exactly
@@ -183,14 +184,24 @@ def tables_to_graph(neurons: pd.DataFrame, synapses: pd.DataFrame, types: pd.Dat
         log.info("dropping %d neurons outside the lattice of extent %d", int(outside.sum()), extent)
         keep &= ~outside
 
+    present = np.bincount(ntype, minlength=len(names))
+    if (present == 0).any():
+        k = int(np.flatnonzero(present == 0)[0])
+        _fail(f_typ, k, "type", f"cell type {names[k]!r} has no neurons in {f_neu}")
+    alive = np.bincount(ntype[keep], minlength=len(names)) > 0
+    if not alive.all():  # every neuron dropped (no column, or outside the lattice)
+        gone = [names[k] for k in np.flatnonzero(~alive)]
+        if any(roles[t] == "input" for t in gone):
+            raise ValueError(f"{f_neu}: input types {[t for t in gone if roles[t] == 'input']} "
+                             f"have no neurons with a column in the lattice of extent {extent}")
+        log.warning("dropping %d cell types without neurons in the lattice: %s", len(gone),
+                    gone[:10])
+        ntype = np.cumsum(alive)[ntype] - 1
+        names = [t for t in names if t not in set(gone)]
     # node order: type, then (u, v), then file order
     rows = np.flatnonzero(keep)
     order = rows[np.lexsort((rows, v[rows], u[rows], ntype[rows]))]
     counts = np.bincount(ntype[order], minlength=len(names))
-    for k, name in enumerate(names):
-        if counts[k] == 0:
-            _fail(f_typ, k, "type", f"cell type {name!r} has no neurons (with a column) in "
-                  f"the lattice of extent {extent}")
     ptr = np.concatenate([[0], np.cumsum(counts)])
     local = np.full(len(ids), -1, np.int64)
     local[order] = np.arange(len(order)) - ptr[ntype[order]]
@@ -228,7 +239,7 @@ def tables_to_graph(neurons: pd.DataFrame, synapses: pd.DataFrame, types: pd.Dat
         i = int(np.flatnonzero(dup)[0])
         _fail(f_syn, i, "pre/post", f"duplicate connection {pre_id[i]} -> {post_id[i]}; "
               "sum the counts first")
-    sign = np.array([signs[names[k]] for k in ntype[pre]], np.float64)
+    sign = np.array([signs[t] for t in names], np.float64)[ntype[pre]]
     if "sign" in synapses.columns:
         given = pd.to_numeric(synapses["sign"], errors="coerce").to_numpy(np.float64)
         bad = ~(np.isnan(given) | np.isin(given, (1.0, -1.0)))

@@ -154,6 +154,15 @@ def test_rows_without_a_column():
     kept = tables_to_graph(neurons, synapses, types, uncolumned="center")
     assert kept["W"].num_nodes == 3 and len(edges_frame(kept)) == 7
     assert nodes_frame(kept).query("type == 'W'")[["u", "v"]].abs().sum().sum() == 0
+    wide = neurons[neurons.id != 302]  # W without any columned neuron: the type goes
+    dropped = tables_to_graph(wide, synapses[(synapses.pre != 302) & (synapses.post != 302)],
+                              types)
+    assert dropped.cell_types == ["R", "S", "T"]
+    assert all("W" not in (s, t) for s, _, t in dropped.edge_types)
+    with pytest.raises(ValueError, match=r"input types \['R'\] have no neurons"):
+        tables_to_graph(neurons.assign(u=np.where(neurons.type == "R", np.nan, neurons.u),
+                                       v=np.where(neurons.type == "R", np.nan, neurons.v)),
+                        synapses, types)
     net = Network(kept)
     assert net.graph.extent == 1 and net.n_hexals == 7
     with torch.no_grad():
