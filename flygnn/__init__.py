@@ -6,7 +6,7 @@ stimuli, training and analysis. Importing flygnn has no side effects.
 """
 
 from flygnn import analysis, graph, hexgrid, stimuli
-from flygnn.datasets import FlyVisConnectome
+from flygnn.datasets import FlyVisConnectome, TableConnectome
 from flygnn.dynamics import Dynamics, GradedDynamics, SynapticFilterDynamics
 from flygnn.integrators import INTEGRATORS
 from flygnn.neurons import Graded, NeuronModel, SynapticFilter, register_model
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FlyVisConnectome",
+    "TableConnectome",
     "FlatGraph",
     "flatten",
     "nodes_frame",

@@ -23,8 +23,9 @@ from flygnn import hexgrid
 from flygnn._paths import cache_dir, default_connectome_file
 from flygnn.checkpoint import load_file
 from flygnn.connectome import ConnectomeSpec, file_hash, fill_filter, read_connectome
+from flygnn.tables import TableConnectome, to_tables
 
-__all__ = ["FlyVisConnectome", "build_graph"]
+__all__ = ["FlyVisConnectome", "TableConnectome", "build_graph", "to_tables"]
 
 MAX_EXTENT = 25
 log = logging.getLogger(__name__)

@@ -5,7 +5,10 @@
 ``(u, v)`` order) and the edge blocks in type-pair order, exactly the order of flyvis's
 node and edge tables, and derives the parameter groupings: one group per connected type
 pair (604 at extent 15) and one per ``(pair, du, dv)`` offset that produces edges (2,355),
-both in order of first appearance along the edge list.
+both in order of first appearance along the edge list. Where the counts of one offset vary
+along the lattice (graphs from neuron-level tables), each distinct count is its own group,
+so that every edge keeps its own count. The central neuron of a cell type is the one at
+column ``(0, 0)``, or else the first one nearest to it.
 """
 
 from __future__ import annotations
@@ -97,7 +100,9 @@ def _first_appearance(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group ids in order of first appearance along rows of ``keys``, and each group's first row."""
     shifted = keys - keys.min(axis=0)
     span = shifted.max(axis=0) + 1
-    flat = (shifted[:, 0] * span[1] + shifted[:, 1]) * span[2] + shifted[:, 2]
+    flat = shifted[:, 0]
+    for k in range(1, keys.shape[1]):  # mixed-radix key (spans are small: no overflow)
+        flat = flat * span[k] + shifted[:, k]
     _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
@@ -114,10 +119,12 @@ def flatten(data: HeteroData) -> FlatGraph:
     node_type = torch.repeat_interleave(torch.arange(len(cell_types)), torch.tensor(counts))
     u = torch.cat([data[t].u for t in cell_types])
     v = torch.cat([data[t].v for t in cell_types])
-    central = (u == 0) & (v == 0)
-    central_index = torch.nonzero(central).flatten()
-    if len(central_index) != len(cell_types):
-        raise ValueError("every cell type needs exactly one neuron at (0, 0)")
+    if 0 in counts:
+        raise ValueError(f"cell type {cell_types[counts.index(0)]!r} has no neurons")
+    # the central neuron of a type: the first one nearest to column (0, 0)
+    distance = (u.abs() + v.abs() + (u + v).abs()) // 2
+    central_index = torch.stack([type_ptr[k] + torch.argmin(distance[type_ptr[k]:type_ptr[k + 1]])
+                                 for k in range(len(cell_types))])
 
     index = {t: k for k, t in enumerate(cell_types)}
     src, tgt, du, dv, n_syn, cert, sign, pair_index = [], [], [], [], [], [], [], []
@@ -141,7 +148,8 @@ def flatten(data: HeteroData) -> FlatGraph:
     pair_index_t = torch.cat(pair_index)
     du_t, dv_t, n_syn_t = torch.cat(du), torch.cat(dv), torch.cat(n_syn)
 
-    keys = np.stack([pair_index_t.numpy(), du_t.numpy(), dv_t.numpy()], axis=1)
+    count_rank = np.unique(n_syn_t.numpy(), return_inverse=True)[1].reshape(-1)
+    keys = np.stack([pair_index_t.numpy(), du_t.numpy(), dv_t.numpy(), count_rank], axis=1)
     offset_index, first = _first_appearance(keys)
     offsets = [(pairs[keys[i, 0]][0], pairs[keys[i, 0]][1], int(keys[i, 1]), int(keys[i, 2]))
                for i in first]

@@ -37,6 +37,8 @@ MODULE_LAYERS = {
     "flygnn.hexgrid": "core",
     "flygnn.connectome": "core",
     "flygnn.datasets": "core",
+    "flygnn.tables": "core",
+    "flygnn.tableio": "core",
     "flygnn.flat": "core",
     "flygnn.graph": "core",
     "flygnn.params": "core",
@@ -55,6 +57,7 @@ MODULE_LAYERS = {
     # analysis object: loading them sits above train
     "flygnn.pretrained": "analysis",
     "flygnn.transforms": "io",
+    "flygnn.optic_lobe": "io",
     "flygnn.configio": "io",
     "flygnn.stimuli": "stimuli",
     "flygnn.layers": "train",

@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
-from torch_geometric.transforms import BaseTransform
 
 from flygnn import hexgrid
 from flygnn.flat import FlatGraph, flatten
 from flygnn.graph import type_graph
+from flygnn.transforms import Knockout
 
 __all__ = ["weighted_type_graph", "paths", "receptive_field", "projective_field", "field_map",
            "Knockout", "knockout", "input_ablation"]
@@ -254,31 +254,6 @@ def _cut_pairs(graph: FlatGraph, cell_types, pairs) -> list[tuple[str, str]]:
     return [p for p in graph.pairs if p[0] in types or p in pairs]
 
 
-class Knockout(BaseTransform):
-    """PyG transform: silence cell types and cut type pairs in a connectome ``HeteroData``.
-
-    Removes the edge types leaving every type in ``cell_types`` and those of ``pairs``;
-    nodes and all other edges are kept (tensors shared, the input is not modified).
-
-    Args:
-        cell_types: types whose outgoing synapses are removed.
-        pairs: ``(source_type, target_type)`` pairs to cut.
-    """
-
-    def __init__(self, cell_types: Sequence[str] = (), pairs: Sequence[tuple[str, str]] = ()):
-        self.cell_types = [cell_types] if isinstance(cell_types, str) else list(cell_types)
-        self.pairs = [tuple(p) for p in pairs]
-
-    def forward(self, data: HeteroData) -> HeteroData:
-        graph = flatten(data)
-        cut = set(_cut_pairs(graph, self.cell_types, self.pairs))
-        for key in list(data.edge_types):
-            if (key[0], key[2]) in cut:
-                del data[key]
-        return data
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(cell_types={self.cell_types}, pairs={self.pairs})"
 
 
 def _zero_grad_hook(mask: torch.Tensor) -> Callable:
