@@ -1,17 +1,23 @@
 """What a :class:`~flygnn.config.TrainConfig` describes, built: the training and validation
-movies, the starting network and the starting decoder (from ``network.init`` /
-``decoder.init`` when given, at any extent)."""
+movies, the connectome (flyvis's graph with ``network.connectome``'s transforms), the starting
+network and the starting decoder (from ``network.init`` / ``decoder.init`` when given, at any
+extent)."""
 
 from __future__ import annotations
+
+import logging
 
 import torch
 
 from flygnn.checkpoint import load_file
-from flygnn.config import TrainConfig
+from flygnn.config import NetworkConfig, TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["MovieSubset", "build_datasets", "build_decoder", "build_network", "transfer"]
+__all__ = ["MovieSubset", "build_connectome", "build_datasets", "build_decoder",
+           "build_network", "transfer"]
+
+log = logging.getLogger(__name__)
 
 
 def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
@@ -54,22 +60,56 @@ class MovieSubset(torch.utils.data.Subset):
         return getattr(self.dataset, name)
 
 
-def build_network(config: TrainConfig, data=None) -> Network:
-    """The config's starting network on ``data`` (its extent by default). A flygnn ``init``
-    saved at another extent is transferred (:func:`transfer`: the
-    parameters are per cell type and type pair)."""
-    from flygnn.datasets import FlyVisConnectome
+def build_connectome(network: NetworkConfig, extent: int | None = None):
+    """flyvis's connectome at ``extent`` (default ``network.extent``) with the transforms of
+    ``network.connectome`` applied in order (seeded: the same config gives the same graph).
 
+    Returns:
+        the connectome ``HeteroData``.
+    """
+    from flygnn.datasets import FlyVisConnectome
+    from flygnn.transforms import make_transforms
+
+    data = FlyVisConnectome(extent=network.extent if extent is None else int(extent))[0]
+    for transform in make_transforms(network.connectome, "network.connectome"):
+        data = transform(data)
+    return data
+
+
+def build_network(config: TrainConfig, data=None) -> Network:
+    """The config's starting network on ``data`` (default :func:`build_connectome`). A
+    flygnn ``init`` saved at another extent is transferred (:func:`transfer`: the
+    parameters are per cell type and type pair); it is read on the config's connectome at
+    its extent, or, with transforms, on flyvis's intact graph when it does not fit there
+    (e.g. a model trained on the intact connectome, then knocked out)."""
     c = config.network
-    data = FlyVisConnectome(extent=c.extent)[0] if data is None else data
+    data = build_connectome(c) if data is None else data
     if c.init is None:
         return Network(data)
     if c.init_flyvis:
         return Network.from_flyvis_checkpoint(c.init, data)
-    saved = Network.load(c.init)
-    if saved.graph.extent != c.extent:
-        return transfer(saved, data)
-    return Network.load(c.init, data)
+    extent = _saved_extent(c.init)
+    if extent == c.extent and not c.connectome:
+        return Network.load(c.init, data)
+    try:
+        saved = Network.load(c.init, data if extent == c.extent else build_connectome(c, extent))
+    except ValueError:
+        if not c.connectome:
+            raise
+        log.info("network.init %s does not fit the transformed connectome: read on the "
+                 "intact one and transferred", c.init)
+        return transfer(Network.load(c.init), data)
+    return saved if extent == c.extent else transfer(saved, data)
+
+
+def _saved_extent(path) -> int:
+    """The extent a ``Network.save`` file was saved at (its own checks run on loading)."""
+    blob = load_file(path, "network.init")
+    config = blob.get("config") if isinstance(blob, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("extent"), int):
+        raise ValueError(f"network.init {str(path)!r}: not a flygnn Network checkpoint "
+                         "(no config.extent)")
+    return config["extent"]
 
 
 def build_decoder(config: TrainConfig, network: Network) -> FlowDecoder:

@@ -26,17 +26,27 @@ __all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyC
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """The network: lattice ``extent`` and an optional starting checkpoint (``init``:
+    """The network: lattice ``extent``, an optional starting checkpoint (``init``:
     a flygnn ``Network.save`` file, from any extent, or a flyvis checkpoint when
-    ``init_flyvis``)."""
+    ``init_flyvis``) and the ``connectome``'s transforms (null models, knockouts: specs
+    ``{"transform": NAME, **arguments}`` of :func:`flygnn.transforms.make_transforms`,
+    applied in order to flyvis's graph at every extent; one spec may stand for a list)."""
 
     extent: int = 15
     init: str | None = None
     init_flyvis: bool = False
+    connectome: tuple[dict, ...] = ()
 
     def check(self, prefix: str) -> None:
         if self.extent < 1:
             _fail(f"{prefix}.extent", f"must be >= 1, got {self.extent}")
+        if self.connectome:
+            from flygnn.transforms import make_transforms
+
+            try:
+                make_transforms(self.connectome, f"{prefix}.connectome")
+            except ValueError as err:  # names the entry: network.connectome[0]
+                raise ValueError(f"config field {err}") from None
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,13 @@ def _convert(tp, value, name: str):
         return _convert(tp, value, name)
     if is_dataclass(tp):
         return build_dataclass(tp, value, name)
+    if tp is dict:  # a JSON object kept as it is (checked by the section's ``check``)
+        if not isinstance(value, dict):
+            fail(name, f"expected an object, got {value!r}")
+        return value
     if origin is tuple:
+        if args[0] is dict and isinstance(value, dict):  # one object for a list of them
+            value = [value]
         if not isinstance(value, (list, tuple)):
             fail(name, f"expected a list, got {value!r}")
         inner = args[0]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from flygnn._checks import read_json
-from flygnn.build import build_datasets, transfer
+from flygnn.build import build_connectome, build_datasets, transfer
 from flygnn.checkpoint import atomic_write_text, load_checkpoint, load_file
 from flygnn.config import TrainConfig
 from flygnn.network import Network
@@ -74,8 +74,9 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
 
     Args:
         path: the folder.
-        data: optional connectome ``HeteroData``/``FlatGraph`` (rebuilt from the extent if None);
-            at another extent than the model's, its parameters are transferred
+        data: optional connectome ``HeteroData``/``FlatGraph`` (None: rebuilt from the
+            config, with its ``network.connectome`` transforms, or from the extent); at another
+            extent than the model's, its parameters are transferred
             (:meth:`flygnn.Network.transfer`).
 
     Raises:
@@ -88,9 +89,13 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
         else None
     metrics = read_json(path / "metrics.json", "metrics file") \
         if (path / "metrics.json").exists() else {}
+    own = None if config is None or not config.network.connectome \
+        else build_connectome(config.network)  # the transformed graph it was trained on
     if (path / "network.pt").exists():
         if data is not None and config is not None and _extent(data) != config.network.extent:
-            network = Network.load(path / "network.pt").transfer(data)  # another lattice
+            network = Network.load(path / "network.pt", own).transfer(data)  # another lattice
+        elif data is None and own is not None:
+            network = Network.load(path / "network.pt", own)
         else:
             network = Network.load(path / "network.pt", data)
         decoder = None
@@ -105,8 +110,7 @@ def load_model(path: str | os.PathLike, data=None) -> TrainedModel:
         blob = load_checkpoint(files[0])
         config = TrainConfig.from_dict(json.loads(blob["config"]))
         if data is None:
-            from flygnn.datasets import FlyVisConnectome
-            data = FlyVisConnectome(extent=config.network.extent)[0]
+            data = build_connectome(config.network)
         network = Network(data)
         network.load_state_dict(blob["network"])
         decoder = _decoder(config, network, blob["decoder"])
@@ -141,8 +145,9 @@ def load_ensemble(paths_or_name, data=None, metric: str = "best_val_epe"):
             folders (an ensemble folder, e.g. ``flygnn train --recipe cpu --seed S --out
             DIR/S`` for several seeds); or the name of such a folder shipped under
             ``data/models/``.
-        data: connectome for every member (None: the first member's extent; the others
-            are loaded on, or transferred to, that lattice).
+        data: connectome for every member (None: each member's own, from its config; the
+            members trained on the same connectome are loaded on, or transferred to, the
+            lattice of the first of them).
         metric: key of the task error in each ``metrics.json`` (the ensemble's
             ``validation_loss``, used by ``ranked``/``best``/``cluster``).
 
@@ -170,10 +175,11 @@ def load_ensemble(paths_or_name, data=None, metric: str = "best_val_epe"):
         paths = [Path(p) for p in paths_or_name]
     if not paths:
         raise ValueError("load_ensemble: no model folders given")
-    models = []
-    for path in paths:
-        model = load_model(path, data)
-        data = model.network.graph if data is None else data
+    models, graphs = [], {}
+    for path in paths:  # members trained on the same connectome share one graph
+        key = _connectome_key(path)
+        model = load_model(path, data if data is not None else graphs.get(key))
+        graphs.setdefault(key, model.network.graph)
         models.append(model)
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
@@ -182,6 +188,14 @@ def load_ensemble(paths_or_name, data=None, metric: str = "best_val_epe"):
     ensemble = Ensemble([m.network for m in models], names, losses)
     ensemble.models = models
     return ensemble
+
+
+def _connectome_key(path: Path) -> str:
+    """The connectome transforms of a model folder's config, as a key ("[]" if none)."""
+    if not (path / "config.json").is_file():
+        return "[]"
+    return json.dumps(TrainConfig.from_json(path / "config.json").to_dict()["network"][
+        "connectome"], sort_keys=True)
 
 
 def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,

@@ -38,8 +38,8 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform
 
-__all__ = ["Knockout", "LatticeDensity", "RewireDegreePreserving", "RewireLocal",
-           "ScaleSynapses"]
+__all__ = ["TRANSFORMS", "Knockout", "LatticeDensity", "RewireDegreePreserving", "RewireLocal",
+           "ScaleSynapses", "make_transforms"]
 
 
 def _check(data) -> None:
@@ -399,3 +399,38 @@ class LatticeDensity(BaseTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(strides={self.strides}, compensate={self.compensate})"
+
+
+#: the transforms a configuration may name (``network.connectome``), by class name
+TRANSFORMS = {cls.__name__: cls for cls in (RewireDegreePreserving, RewireLocal, Knockout,
+                                            ScaleSynapses, LatticeDensity)}
+
+
+def make_transforms(specs, field: str = "connectome") -> list[BaseTransform]:
+    """Transforms from JSON specs ``{"transform": NAME, **keyword arguments}``.
+
+    Args:
+        specs: one spec or a list of them, applied in order
+            (e.g. ``{"transform": "RewireDegreePreserving", "seed": 0}``).
+        field: the name of the config field, for messages.
+
+    Raises:
+        ValueError: a spec that is not an object, an unknown name (naming ``field``, the
+            entry and :data:`TRANSFORMS`) or arguments the transform refuses.
+    """
+    specs = [specs] if isinstance(specs, Mapping) else list(specs)
+    out = []
+    for k, spec in enumerate(specs):
+        where = f"{field}[{k}]"
+        if not isinstance(spec, Mapping) or "transform" not in spec:
+            raise ValueError(f"{where}: expected an object {{'transform': NAME, ...}}, got "
+                             f"{spec!r}")
+        kwargs = dict(spec)
+        name = kwargs.pop("transform")
+        if name not in TRANSFORMS:
+            raise ValueError(f"{where}: unknown transform {name!r}; known: {sorted(TRANSFORMS)}")
+        try:
+            out.append(TRANSFORMS[name](**kwargs))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where} ({name}): {err}") from None
+    return out

@@ -41,10 +41,10 @@ def _members(out: Path) -> tuple[list[str], list[float]]:
 def _evaluate_member(folder: str, name: str, stimuli: dict, num_cpus: float) -> dict:
     """Ray task: one member's responses and tuning indices for each stimulus."""
     from flygnn.analysis import flash_responses, moving_edge_responses, tuning
-    from flygnn.network import Network
+    from flygnn.pretrained import load_model
 
     set_threads(num_cpus)
-    net = Network.load(Path(folder) / "network.pt").eval()
+    net = load_model(folder).network  # on its own (maybe transformed) connectome
     e = net.graph.extent
     result = {}
     if "flashes" in stimuli:
