@@ -247,7 +247,18 @@ def _evaluate_ensemble(args) -> int:
                                flashes=options.get("flashes"), edges=options.get("edges"),
                                cluster_types=args.cluster_types, cluster=options.get("cluster"),
                                num_cpus_per_member=args.cpus_per_member, num_cpus=args.num_cpus)
-    print(f"evaluated {len(result['names'])} members; results in {Path(args.dir) / 'evaluation'}")
+    folder = Path(args.dir) / "evaluation"
+    if "fri" in result and "dsi" in result:  # prediction quality vs task error (Fig. 2)
+        from flygnn import plotting
+        from flygnn.analysis.ensemble_report import EnsembleAnalysis
+
+        analysis = EnsembleAnalysis.from_indices(result["fri"], result["dsi"],
+                                                 result["validation_loss"],
+                                                 result.get("preferred_direction"))
+        analysis.save(folder)
+        plotting.prediction_quality(analysis.table, path=folder / "prediction_quality.png")
+        print(analysis.summary.round(3).to_string())
+    print(f"evaluated {len(result['names'])} members; results in {folder}")
     return 0
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "polar_tuning",
     "direction_arrows",
     "connectivity_matrix",
+    "prediction_quality",
 ]
 
 # colours of ON (1), OFF (-1) and unknown (0) polarity in bar plots
@@ -369,4 +370,59 @@ def loss_curve(
     ax.legend(lines, labels, fontsize=7, loc="upper right")
     if title:
         ax.set_title(title)
+    return _finish(fig, path, dpi)
+
+
+def prediction_quality(
+    table: pd.DataFrame,
+    quality: Sequence[str] = ("fri_correlation", "dsi_correlation"),
+    error: str = "task_error",
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """Task error against prediction quality, one point per model (Lappalainen et al. 2024,
+    Fig. 2): a panel per quality column; with an ``ensemble`` column (from
+    :func:`flygnn.analysis.ensemble_report.compare_ensembles`) one colour per ensemble, its
+    median as a large marker and its Spearman rho in the legend.
+
+    Args:
+        table: :func:`flygnn.analysis.ensemble_report.prediction_table` (or the comparison's
+            table).
+        quality: the columns on the y axes.
+        error: the task-error column on the x axes.
+
+    Returns:
+        the Figure, ``len(quality)`` axes.
+
+    **Shapes:** ``table`` ``(n_models, columns)``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from flygnn.analysis.ensemble_report import task_error_relation
+
+    missing = [c for c in (error, *quality) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}; it has {list(table.columns)}")
+    groups = dict(iter(table.groupby("ensemble", sort=False))) if "ensemble" in table \
+        else {None: table}
+    fig = Figure(figsize=(3.4 * len(quality), 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(quality), squeeze=False)[0]
+    colors = ["#222222", "#c0392b", "#2166ac", "#27ae60", "#8e44ad"]
+    for ax, column in zip(axes, quality):
+        for k, (name, group) in enumerate(groups.items()):
+            rho = task_error_relation(group, (column,), error).loc[column, "spearman"]
+            label = f"{name or 'models'} (n={len(group)}, rho={rho:.2f})"
+            color = colors[k % len(colors)]
+            ax.plot(group[error], group[column], "o", color=color, ms=5, alpha=0.7, label=label)
+            ax.plot(group[error].median(), group[column].median(), "D", color=color, ms=10,
+                    mec="white")
+        ax.set_xlabel(error.replace("_", " "))
+        ax.set_ylabel(column.replace("_", " "))
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _finish(fig, path, dpi)
