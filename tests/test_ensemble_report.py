@@ -115,9 +115,12 @@ def test_comparison_figure_and_files(analysis, models, tmp_path):
     assert len(fig.axes) == 2 and (tmp_path / "fig.png").stat().st_size > 0
     xs = np.concatenate([line.get_xdata() for line in fig.axes[0].lines[::2]])
     np.testing.assert_allclose(np.sort(xs), np.sort(table.task_error.to_numpy()))
-    files = result.save(tmp_path / "out")
-    again = pd.read_csv(files / "prediction_quality.csv", index_col="model", dtype={"model": str})
-    pd.testing.assert_frame_equal(again, result.table, check_dtype=False)
+    again = EnsembleAnalysis.load(result.save(tmp_path / "out"))
+    pd.testing.assert_frame_equal(again.table, result.table, check_dtype=False)
+    pd.testing.assert_frame_equal(again.summary, result.summary, check_dtype=False)
+    pd.testing.assert_frame_equal(again.relation, result.relation, check_dtype=False)
+    with pytest.raises(FileNotFoundError, match="prediction_quality.csv"):
+        EnsembleAnalysis.load(tmp_path)
 
 
 def test_evaluate_ensemble_cli_writes_the_analysis(analysis, models, monkeypatch, capsys):

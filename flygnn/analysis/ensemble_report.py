@@ -205,6 +205,24 @@ class EnsembleAnalysis:
         self.relation.to_csv(folder / "task_error_relation.csv")
         return folder
 
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> EnsembleAnalysis:
+        """Read what :meth:`save` wrote (the tables; the indices are not saved).
+
+        Raises:
+            FileNotFoundError: naming the missing file.
+        """
+        folder = Path(folder)
+        frames = []
+        for name, index in (("prediction_quality", "model"), ("prediction_summary", "statistic"),
+                            ("task_error_relation", "quality")):
+            path = folder / f"{name}.csv"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: not found (written by EnsembleAnalysis.save "
+                                        "or flygnn evaluate-ensemble)")
+            frames.append(pd.read_csv(path, index_col=index, dtype={index: str}))
+        return cls(*frames)
+
 
 def analyze_ensemble(ensemble, flashes: dict | None = None, edges: dict | None = None,
                      progress: bool = False) -> EnsembleAnalysis:
