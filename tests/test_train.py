@@ -234,7 +234,7 @@ BAD = [
     ({"optim": {"lr_dec": {"steps": 0}}}, "optim.lr_dec.steps"),
     ({"optim": {"n_iter": 5}}, "unknown keys \\['n_iter'\\]"),
     ({"bogus": 1}, "unknown keys \\['bogus'\\]"),
-    ({"data": {"n_frames": 30}}, "data.n_frames"),
+    ({"data": {"n_clip_frames": 30}}, "data.n_clip_frames"),
     ({"data": {"dt": -0.02}}, "data.dt"),
     ({"data": {"p_flip": 1.5}}, "data.p_flip"),
     ({"data": {"flip_axes": [0, 5]}}, "data.flip_axes"),
