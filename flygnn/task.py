@@ -241,8 +241,8 @@ def epe(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, target: float = 5.0,
                      weight: float = 0.1, below: float = 1.0, above: float = 0.1, *,
                      baseline: float | None = None) -> torch.Tensor:
-    """flyvis's activity penalty on the central cells (reference 9.5; flyvis calls
-    ``target`` the baseline, the old spelling ``baseline=`` is deprecated).
+    """flyvis's activity penalty on the central cells (reference 9.5; ``target`` is flyvis's
+    ``activity_baseline``; the old spelling ``baseline=`` is deprecated).
 
     ``a = mean_{t >= floor(T/4)} r[b, t, central_k]``, ``x = target - a``,
     ``g = below * relu(x) - above * relu(-x)``, ``P = weight * mean_{b, k} g^2``.

@@ -41,9 +41,9 @@ from flygnn.build import build_datasets, build_decoder, build_network
 from flygnn.checkpoint import FORMAT, atomic_torch_save, load_checkpoint
 from flygnn.config import TrainConfig
 from flygnn.constraints import build_constraints, build_regularisers
-from flygnn.dynamics import make_dynamics
 from flygnn.layers import Dropout
 from flygnn.network import Network
+from flygnn.neurons import make_model
 from flygnn.rundir import LOG_COLUMNS, RunDir
 from flygnn.simulate import relax_rest, simulate, steady_state
 from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_error
@@ -320,7 +320,7 @@ class Trainer:
         """Write ``network.pt``, ``decoder.pt`` (best weights) and ``metrics.json``."""
         best = self.run.best_file
         blob = load_checkpoint(best) if best.exists() else self.state_dict()
-        dynamics = make_dynamics(self.network.dynamics.name, self.network.dynamics.config())
+        dynamics = make_model(self.network.dynamics.name, self.network.dynamics.config())
         net = Network(self.network.graph, dynamics)
         net.load_state_dict(blob["network"])
         metrics = dict(metrics, zero_flow=zero_flow_error(self.val_set))
