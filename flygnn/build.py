@@ -28,20 +28,20 @@ def build_datasets(config: TrainConfig, generator: torch.Generator | None = None
     from flygnn.stimuli.scenes import MotionPrior
 
     d = config.data
-    augment = Augment(d.n_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,
+    augment = Augment(d.n_clip_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,
                       contrast_std=d.contrast_std, brightness_std=d.brightness_std,
                       noise_std=d.noise_std, enabled=d.augment)
     if generator is not None:
         augment.generator = generator
     root = None if d.cache == "" else (d.cache or cache_dir() / "opticflow")
-    common = dict(n_frames=d.n_source_frames, height=d.height, width=d.width,
+    common = dict(n_source_frames=d.n_source_frames, height=d.height, width=d.width,
                   extent=config.network.extent, dt=d.dt, seed=d.seed, n_objects=d.n_objects,
                   ego_motion=d.ego_motion, root=root,
                   prior=MotionPrior(speed=d.speed, object_speed=d.object_speed,
                                     contrast=tuple(d.texture_contrast)))
     val_start = d.n_train if d.val_start is None else d.val_start
-    val = OpticFlowMovies(d.n_val, start=val_start, transform=Augment(d.n_frames, enabled=False),
-                          **common)
+    val = OpticFlowMovies(d.n_val, start=val_start,
+                          transform=Augment(d.n_clip_frames, enabled=False), **common)
     if val_start >= d.n_train:
         return OpticFlowMovies(d.n_train, transform=augment, **common), val
     # the validation block lies inside the first n_train + n_val items: train on the others

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from flygnn._checks import read_json
+from flygnn._deprecation import canonical_key, renamed_fields
 from flygnn.configio import apply_overrides, build_dataclass, validate_dataclass
 from flygnn.configio import fail as _fail
 
 __all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyConfig",
-           "RateScale", "OptimConfig", "TrainConfig", "apply_overrides"]
+           "RateScale", "OptimConfig", "TrainConfig", "apply_overrides", "canonical_overrides"]
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,16 @@ class NetworkConfig:
                 raise ValueError(f"config field {err}") from None
 
 
+@renamed_fields(n_frames="n_clip_frames")
 @dataclass(frozen=True)
 class DataConfig:
     """Offline optic-flow movies and their augmentation.
 
     ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x ``width``
     pixels, seed ``seed``); validation takes items ``val_start ..`` (default ``n_train``) and
-    training the first ``n_train`` others; each item is cropped to ``n_frames`` source frames
-    (random start when augmenting, the first frames for validation), resampled to ``dt``.
+    training the first ``n_train`` others; each item is cropped to a clip of ``n_clip_frames``
+    source frames (random start when augmenting, the first frames for validation), resampled
+    to ``dt`` (``n_frames``, the old name of ``n_clip_frames``, is deprecated).
     ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per source frame)
     and ``texture_contrast`` (range of the textures' standard deviation) set the movies'
     :class:`~flygnn.stimuli.scenes.MotionPrior`; rendered movies are cached under ``cache``
@@ -67,7 +70,7 @@ class DataConfig:
     n_val: int = 16
     val_start: int | None = None
     n_source_frames: int = 25
-    n_frames: int = 19
+    n_clip_frames: int = 19
     dt: float = 0.02
     height: int = 436
     width: int = 417
@@ -87,14 +90,14 @@ class DataConfig:
     cache: str | None = None
 
     def check(self, prefix: str) -> None:
-        for name in ("n_train", "n_val", "n_source_frames", "n_frames", "height", "width"):
+        for name in ("n_train", "n_val", "n_source_frames", "n_clip_frames", "height", "width"):
             if getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
         if self.val_start is not None and self.val_start < 0:
             _fail(f"{prefix}.val_start", f"must be >= 0 or null, got {self.val_start}")
-        if self.n_frames > self.n_source_frames:
-            _fail(f"{prefix}.n_frames", f"must be <= n_source_frames ({self.n_source_frames}), "
-                                        f"got {self.n_frames}")
+        if self.n_clip_frames > self.n_source_frames:
+            _fail(f"{prefix}.n_clip_frames", f"must be <= n_source_frames "
+                                             f"({self.n_source_frames}), got {self.n_clip_frames}")
         if not 0 < self.dt <= 1:
             _fail(f"{prefix}.dt", f"must be in (0, 1] seconds, got {self.dt}")
         if self.seed < 0:
@@ -118,17 +121,19 @@ class DataConfig:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
 
 
+@renamed_fields(baseline="input_reference")
 @dataclass(frozen=True)
 class DecoderConfig:
-    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``; ``baseline``,
-    ``input_norm``, ``type_dropout`` and ``pathway_dropout`` are flygnn's, off by default) and
-    optional starting weights ``init`` (a ``decoder.pt`` or a training checkpoint, any extent)."""
+    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``;
+    ``input_reference``, ``input_norm``, ``type_dropout`` and ``pathway_dropout`` are flygnn's,
+    off by default) and optional starting weights ``init`` (a ``decoder.pt`` or a training
+    checkpoint, any extent). ``baseline``, the old name of ``input_reference``, is deprecated."""
 
     hidden: int = 8
     kernel_size: int = 5
     const_weight: float | None = 0.001
     p_dropout: float = 0.5
-    baseline: str = "none"
+    input_reference: str = "none"
     input_norm: str = "none"
     norm_momentum: float = 0.01
     type_dropout: float = 0.0
@@ -147,8 +152,9 @@ class DecoderConfig:
         if self.type_dropout_groups not in ("types", "directions"):
             _fail(f"{prefix}.type_dropout_groups", f"must be 'types' or 'directions', got "
                                                    f"{self.type_dropout_groups!r}")
-        if self.baseline not in ("none", "rest", "rest_positive"):
-            _fail(f"{prefix}.baseline", f"must be none, rest or rest_positive: {self.baseline!r}")
+        if self.input_reference not in ("none", "rest", "rest_positive"):
+            _fail(f"{prefix}.input_reference", f"must be none, rest or rest_positive: "
+                                               f"{self.input_reference!r}")
         if self.input_norm not in ("none", "rms"):
             _fail(f"{prefix}.input_norm", f"must be 'none' (flyvis) or 'rms', got {self.input_norm!r}")
         if not 0 < self.norm_momentum <= 1:
@@ -179,14 +185,17 @@ class Schedule:
         return float(np.linspace(self.start, self.stop, self.steps)[k])
 
 
+@renamed_fields(baseline="target")
 @dataclass(frozen=True)
 class PenaltyConfig:
-    """Activity penalty on the resting potentials (reference 9.5); ``weight`` 0 disables it.
+    """Activity penalty on the resting potentials (reference 9.5) towards the activity
+    ``target`` (:func:`flygnn.task.activity_penalty`; ``baseline``, its old name, is
+    deprecated); ``weight`` 0 disables it.
     Not in flyvis: ``rest_weight * mean_k relu(rest_k - rest_target)^2`` over the central
     cells of ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; it needs the
     rest's gradient, ``optim.rest_grad_steps`` > 0)."""
 
-    baseline: float = 5.0
+    target: float = 5.0
     weight: float = 0.1
     below: float = 1.0
     above: float = 0.1
@@ -226,7 +235,7 @@ class OptimConfig:
     """Optimisation: Adam on (network, decoder) with stepwise rates, SGD for the penalty
     (``lr_pen`` None: follows ``lr_net``), grey steady state of ``t_pre`` seconds per epoch,
     validation every ``val_every`` and a checkpoint every ``checkpoint_every`` iterations.
-    ``train_network = False`` trains the decoder alone (the baseline "decoder on the
+    ``train_network = False`` trains the decoder alone (the reference run "decoder on the
     untrained network"); ``train_params``: the network's tables that learn (all three in
     flyvis); ``net_rate_scale``: the network's rate per table (:class:`RateScale`).
     Not in flyvis: ``net_warmup``, the network's (and penalty's) rate is 0 in epochs starting
@@ -336,5 +345,16 @@ class TrainConfig:
         return cls.from_dict(read_json(path, "config file"))
 
     def with_overrides(self, overrides: list[str]) -> TrainConfig:
-        """Apply ``key=value`` strings (dotted keys, JSON values), see :func:`apply_overrides`."""
-        return self.from_dict(apply_overrides(self.to_dict(), overrides))
+        """Apply ``key=value`` strings (dotted keys, JSON values), see :func:`apply_overrides`;
+        deprecated keys are renamed with a warning."""
+        return self.from_dict(apply_overrides(self.to_dict(), canonical_overrides(overrides)))
+
+
+def canonical_overrides(overrides: list[str]) -> list[str]:
+    """``key=value`` strings with deprecated dotted keys of a :class:`TrainConfig` renamed
+    (with a ``DeprecationWarning``); malformed items are kept for :func:`apply_overrides`."""
+    out = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        out.append(f"{canonical_key(TrainConfig, key)}={text}" if sep and key else item)
+    return out

@@ -15,6 +15,8 @@ import types
 import typing
 from dataclasses import fields, is_dataclass
 
+from flygnn._deprecation import canonical_dict
+
 __all__ = ["apply_overrides", "build_dataclass", "dict_diff", "fail", "validate_dataclass"]
 
 
@@ -45,9 +47,12 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
 
 
 def build_dataclass(cls, d, prefix: str):
+    """``cls(**d)``, nested, with every value coerced and checked; deprecated keys are
+    renamed with a warning (:func:`flygnn._deprecation.canonical_dict`)."""
     where = prefix or "config"
     if not isinstance(d, dict):
         raise ValueError(f"config field {where!r}: expected an object, got {type(d).__name__}")
+    d = canonical_dict(cls, d, prefix)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

@@ -203,9 +203,9 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     """Validation ``l2norm`` and EPE of a run's (best) model on its validation movies.
 
     Writes the result as JSON to ``out`` (default ``run/validation.json``) with the
-    zero-flow baseline for comparison.
+    error of predicting zero flow (``zero_flow``) for comparison.
     """
-    from flygnn.task import evaluate, zero_flow_baseline
+    from flygnn.task import evaluate, zero_flow_error
 
     model = load_model(run)
     if model.config is None or model.decoder is None:
@@ -214,7 +214,7 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     metrics = evaluate(model.network, model.decoder, val, model.config.data.dt, t_pre, batch_size,
                        progress)
     result = {"run": str(run), "n_val": len(val), "t_pre": t_pre, "dt": model.config.data.dt,
-              **metrics, "zero_flow": zero_flow_baseline(val)}
+              **metrics, "zero_flow": zero_flow_error(val)}
     atomic_write_text(Path(out) if out is not None else Path(run) / "validation.json",
                       json.dumps(result, indent=2) + "\n")
     return result

@@ -7,7 +7,7 @@ axial ``(2E+1) x (2E+1)`` map (``map[u + E, v + E]``, zeros off the lattice), an
 ``decoder.0.bias``), so a flyvis checkpoint's ``decoder["flow"]`` loads directly.
 
 :func:`evaluate` scores a (network, decoder) pair on a movie dataset (mean ``l2norm`` and
-``epe``), :func:`zero_flow_baseline` the trivial prediction. The building blocks (hex
+``epe``), :func:`zero_flow_error` the error of the trivial prediction. The building blocks (hex
 convolution, dropout, running RMS) are in :mod:`flygnn.layers`.
 """
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flygnn import hexgrid
+from flygnn._deprecation import renamed_argument, warn_renamed
 from flygnn.flat import FlatGraph
 from flygnn.layers import Dropout, GroupDropout, HexConv2d, RunningRMS
 from flygnn.simulate import simulate, steady_state
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from flygnn.network import Network
 
 __all__ = ["FlowDecoder", "l2norm", "epe", "activity_penalty", "rest_cost", "batch_of", "evaluate",
-           "zero_flow_baseline"]
+           "zero_flow_error"]
 
 
 class FlowDecoder(nn.Module):
@@ -44,24 +45,24 @@ class FlowDecoder(nn.Module):
     and same padding; all weights and biases start at ``const_weight`` (then masked).
     At extent 15 with 34 output types: 7,427 parameters.
 
-    *Baseline* (not in flyvis). With ``baseline="rest"`` the decoder reads the change from
-    rest, ``m = map(relu(a) - relu(a_rest))``, where ``a_rest`` is the activity in the
+    *Input reference* (not in flyvis). With ``input_reference="rest"`` the decoder reads the
+    change from rest, ``m = map(relu(a) - relu(a_rest))``, where ``a_rest`` is the activity in the
     grey steady state the movie starts from (``rest`` in :meth:`forward`). In a network at
     flyvis's initialisation the output cells' responses to a movie are ~1e-4 of their
     resting activity; the DC term then dominates the batch norm and no flow can be read
     out, so the network receives no useful gradient for a long time. Subtracting the rest
     removes the DC term; the decoder's input is otherwise unchanged (``"none"``: flyvis).
-    ``baseline="rest_positive"`` keeps only the rise above rest, ``relu(relu(a) -
+    ``input_reference="rest_positive"`` keeps only the rise above rest, ``relu(relu(a) -
     relu(a_rest))``: a cell then reports one direction of change, as a synapse onto a
     downstream cell would, and a motion axis needs two opponent types.
     On its own it does not make very small inputs readable in eval mode (the batch norm's
     running statistics lag behind the fit); ``input_norm="rms"`` does.
 
     *Input normalisation* (not in flyvis). With ``input_norm="rms"`` each output type's
-    input (after the baseline) is divided by its running root mean square over the lattice
+    input (after the reference) is divided by its running root mean square over the lattice
     (:class:`RunningRMS`, momentum ``norm_momentum``) before the first convolution, so the
     decoder sees inputs of order one however weakly the network responds, in training and
-    eval mode alike. Meant for ``baseline="rest"``; ``"none"`` is flyvis.
+    eval mode alike. Meant for ``input_reference="rest"``; ``"none"`` is flyvis.
 
     *Type dropout* (not in flyvis). With ``type_dropout = p > 0`` each output type's whole
     input map is dropped with probability ``p`` per frame in training (the rest scaled by
@@ -83,33 +84,39 @@ class FlowDecoder(nn.Module):
         kernel_size: odd kernel size (5).
         const_weight: initial value of all weights and biases; None keeps PyTorch's init.
         p_dropout: dropout probability of the hidden layer (0.5).
-        baseline: ``"none"`` (flyvis), ``"rest"`` (subtract the resting activity) or
+        input_reference: ``"none"`` (flyvis), ``"rest"`` (subtract the resting activity) or
             ``"rest_positive"`` (and keep only the rise above it).
         input_norm: ``"none"`` (flyvis) or ``"rms"`` (divide by the running RMS per type).
         norm_momentum: momentum of the running RMS (0.01).
         type_dropout: probability of dropping a type's whole input map in training (0).
         type_dropout_groups: ``"types"`` (each type alone) or ``"directions"`` (T4x with T5x).
         pathway_dropout: probability of dropping all T4 (or all T5) input maps together (0).
+        baseline: deprecated spelling of ``input_reference``.
 
     **Shapes:** ``responses (B, T, N)``, ``rest (B or 1, N)`` -> ``flow (B, T, 2, n_hexals)``.
     """
 
-    BASELINES = ("none", "rest", "rest_positive")
+    INPUT_REFERENCES = ("none", "rest", "rest_positive")
+    BASELINES = INPUT_REFERENCES  # deprecated spelling
     INPUT_NORMS = ("none", "rms")
 
     def __init__(self, graph: FlatGraph, hidden: int = 8, kernel_size: int = 5,
                  const_weight: float | None = 0.001, p_dropout: float = 0.5,
-                 baseline: str = "none", input_norm: str = "none",
+                 input_reference: str = "none", input_norm: str = "none",
                  norm_momentum: float = 0.01, type_dropout: float = 0.0,
-                 pathway_dropout: float = 0.0, type_dropout_groups: str = "types") -> None:
+                 pathway_dropout: float = 0.0, type_dropout_groups: str = "types", *,
+                 baseline: str | None = None) -> None:
         super().__init__()
+        input_reference = renamed_argument("FlowDecoder", "baseline", "input_reference", baseline,
+                                           input_reference, "none")
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden!r}")
-        if baseline not in self.BASELINES:
-            raise ValueError(f"baseline must be one of {self.BASELINES}, got {baseline!r}")
+        if input_reference not in self.INPUT_REFERENCES:
+            raise ValueError(f"input_reference must be one of {self.INPUT_REFERENCES}, got "
+                             f"{input_reference!r}")
         if input_norm not in self.INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {self.INPUT_NORMS}, got {input_norm!r}")
-        self.baseline = baseline
+        self.input_reference = input_reference
         self.extent, self.num_nodes = graph.extent, graph.num_nodes
         self.n_types = len(graph.output_types)
         u, v = hexgrid.disk(graph.extent)
@@ -146,7 +153,7 @@ class FlowDecoder(nn.Module):
     def from_config(cls, graph: FlatGraph, config) -> FlowDecoder:
         """The decoder a :class:`~flygnn.config.DecoderConfig` describes."""
         c = config
-        return cls(graph, c.hidden, c.kernel_size, c.const_weight, c.p_dropout, c.baseline,
+        return cls(graph, c.hidden, c.kernel_size, c.const_weight, c.p_dropout, c.input_reference,
                    c.input_norm, c.norm_momentum, c.type_dropout, c.pathway_dropout,
                    c.type_dropout_groups)
 
@@ -169,27 +176,34 @@ class FlowDecoder(nn.Module):
         """Read the lattice positions of an axial map: ``(..., 2E+1, 2E+1)`` -> ``(..., n_hexals)``."""
         return x.flatten(-2)[..., self.map_index]
 
+    @property
+    def baseline(self) -> str:
+        """Deprecated spelling of :attr:`input_reference`."""
+        warn_renamed("FlowDecoder", "baseline", "input_reference")
+        return self.input_reference
+
     def forward(self, responses: torch.Tensor, rest: torch.Tensor | None = None) -> torch.Tensor:
         """Decode ``responses``; ``rest`` (the activity of the grey steady state the
         simulation started from, e.g. ``net.dynamics.activity(steady_state(...))``) is
-        required with ``baseline="rest"`` and ignored otherwise."""
+        required with ``input_reference`` ``"rest"`` or ``"rest_positive"`` and ignored
+        otherwise."""
         if responses.dim() != 3 or responses.shape[-1] != self.num_nodes:
             raise ValueError(f"responses must have shape (B, T, {self.num_nodes}), got "
                              f"{tuple(responses.shape)}")
         B, T, _ = responses.shape
         n = self.map_index.numel()
         x = responses[..., self.output_index].relu()
-        if self.baseline != "none":
+        if self.input_reference != "none":
             if rest is None:
-                raise ValueError(f"this decoder reads activity relative to rest (baseline="
-                                 f"{self.baseline!r}): "
+                raise ValueError(f"this decoder reads activity relative to rest (input_reference="
+                                 f"{self.input_reference!r}): "
                                  "pass rest=net.dynamics.activity(state) of the grey steady state "
                                  "the simulation started from")
             if rest.dim() != 2 or rest.shape[-1] != self.num_nodes or rest.shape[0] not in (1, B):
                 raise ValueError(f"rest must have shape ({B} or 1, {self.num_nodes}), got "
                                  f"{tuple(rest.shape)}")
             x = x - rest[:, None, self.output_index].relu()
-            if self.baseline == "rest_positive":
+            if self.input_reference == "rest_positive":
                 x = x.relu()
         x = x.reshape(B * T, self.n_types, n)
         if self.input_norm is not None:
@@ -224,18 +238,21 @@ def epe(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (prediction - target).pow(2).sum(2).sqrt().mean()
 
 
-def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, baseline: float = 5.0,
-                     weight: float = 0.1, below: float = 1.0, above: float = 0.1) -> torch.Tensor:
-    """flyvis's activity penalty on the central cells (reference 9.5).
+def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, target: float = 5.0,
+                     weight: float = 0.1, below: float = 1.0, above: float = 0.1, *,
+                     baseline: float | None = None) -> torch.Tensor:
+    """flyvis's activity penalty on the central cells (reference 9.5; ``target`` is flyvis's
+    ``activity_baseline``; the old spelling ``baseline=`` is deprecated).
 
-    ``a = mean_{t >= floor(T/4)} r[b, t, central_k]``, ``x = baseline - a``,
+    ``a = mean_{t >= floor(T/4)} r[b, t, central_k]``, ``x = target - a``,
     ``g = below * relu(x) - above * relu(-x)``, ``P = weight * mean_{b, k} g^2``.
 
     **Shapes:** ``responses (B, T, N)``, ``central_index (K,)`` -> scalar.
     """
+    target = renamed_argument("activity_penalty", "baseline", "target", baseline, target, 5.0)
     T = responses.shape[1]
     a = responses[:, T // 4:].index_select(2, central_index.to(responses.device)).mean(1)
-    x = baseline - a
+    x = target - a
     g = below * x.relu() - above * (-x).relu()
     return weight * g.pow(2).mean()
 
@@ -295,8 +312,9 @@ def evaluate(net: Network, decoder: FlowDecoder, dataset, dt: float, t_pre: floa
     return {k: v / n for k, v in totals.items()}
 
 
-def zero_flow_baseline(dataset) -> dict[str, float]:
-    """``l2norm`` and ``epe`` of predicting zero flow everywhere (a trivial baseline)."""
+def zero_flow_error(dataset) -> dict[str, float]:
+    """``l2norm`` and ``epe`` of predicting zero flow everywhere (the trivial prediction that a
+    trained decoder must beat); ``metrics.json`` keeps it under ``zero_flow``."""
     totals = {"l2norm": 0.0, "epe": 0.0}
     for i in range(len(dataset)):
         flow = dataset[i]["flow"][None].float()
@@ -304,3 +322,9 @@ def zero_flow_baseline(dataset) -> dict[str, float]:
         totals["l2norm"] += float(l2norm(zero, flow))
         totals["epe"] += float(epe(zero, flow))
     return {k: v / len(dataset) for k, v in totals.items()}
+
+
+def zero_flow_baseline(dataset) -> dict[str, float]:
+    """Deprecated spelling of :func:`zero_flow_error`."""
+    warn_renamed("flygnn.task", "zero_flow_baseline", "zero_flow_error")
+    return zero_flow_error(dataset)

@@ -41,12 +41,12 @@ from flygnn.build import build_datasets, build_decoder, build_network
 from flygnn.checkpoint import FORMAT, atomic_torch_save, load_checkpoint
 from flygnn.config import TrainConfig
 from flygnn.constraints import build_constraints, build_regularisers
-from flygnn.dynamics import make_dynamics
 from flygnn.layers import Dropout
 from flygnn.network import Network
+from flygnn.neurons import make_model
 from flygnn.rundir import LOG_COLUMNS, RunDir
 from flygnn.simulate import relax_rest, simulate, steady_state
-from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_baseline
+from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_error
 
 __all__ = ["LOG_COLUMNS", "Trainer", "activity_penalty", "build_datasets", "run_training"]
 
@@ -242,7 +242,8 @@ class Trainer:
         loss.backward(retain_graph=penalize)
         if penalize:
             p = o.penalty
-            penalty = activity_penalty(responses, self.central, p.baseline, p.weight, p.below, p.above)
+            penalty = activity_penalty(responses, self.central, p.target, p.weight, p.below,
+                                       p.above)
             (grad_bias,) = torch.autograd.grad(penalty, net.bias)
         for constraint in self.constraints:
             constraint.before_step(net)
@@ -319,10 +320,10 @@ class Trainer:
         """Write ``network.pt``, ``decoder.pt`` (best weights) and ``metrics.json``."""
         best = self.run.best_file
         blob = load_checkpoint(best) if best.exists() else self.state_dict()
-        dynamics = make_dynamics(self.network.dynamics.name, self.network.dynamics.config())
+        dynamics = make_model(self.network.dynamics.name, self.network.dynamics.config())
         net = Network(self.network.graph, dynamics)
         net.load_state_dict(blob["network"])
-        metrics = dict(metrics, zero_flow=zero_flow_baseline(self.val_set))
+        metrics = dict(metrics, zero_flow=zero_flow_error(self.val_set))
         self.run.write_model(net, blob["decoder"], metrics)
 
 

@@ -141,12 +141,12 @@ def test_augment_is_reproducible_and_uses_flyvis_defaults():
     assert (aug.contrast_std, aug.brightness_std, aug.noise_std) == (0.2, 0.1, 0.08)
     item = _ramp_movie((1.0, 0.5), (0.5, 0.5), T=25)
     item = {k: v.float() for k, v in item.items()}
-    a = Augment(n_frames=19)(item, torch.Generator().manual_seed(5))
-    b = Augment(n_frames=19)(item, torch.Generator().manual_seed(5))
+    a = Augment(n_clip_frames=19)(item, torch.Generator().manual_seed(5))
+    b = Augment(n_clip_frames=19)(item, torch.Generator().manual_seed(5))
     assert a["lum"].shape == (19, N) and torch.equal(a["lum"], b["lum"])
     assert torch.equal(a["flow"], b["flow"])
     # the parameter draws cover the configured distribution
-    draws = [Augment(n_frames=19).sample(25, torch.Generator().manual_seed(s)) for s in range(400)]
+    draws = [Augment(n_clip_frames=19).sample(25, torch.Generator().manual_seed(s)) for s in range(400)]
     rot = np.array([d.n_rot for d in draws])
     flips = np.array([d.flip_axis for d in draws])
     assert 0.4 < (rot > 0).mean() < 0.6 and set(rot[rot > 0]) == {1, 2, 3, 4, 5}
@@ -159,12 +159,12 @@ def test_augment_apply_composes_the_steps():
     item = {k: v.float() for k, v in _ramp_movie((0.1, 0.05), (0.5, 0.5), T=6).items()}
     item["lum"] = item["lum"] + 0.5
     params = AugmentParams(n_rot=2, flip_axis=3, contrast=1.2, brightness=0.05, crop_start=1)
-    aug = Augment(n_frames=4, noise_std=0.0)
+    aug = Augment(n_clip_frames=4, noise_std=0.0)
     out = aug.apply(item, params)
     lum = contrast_brightness(item["lum"][1:5], 1.2, 0.05)
     torch.testing.assert_close(out["lum"], symmetry(lum, 2, 3))
     torch.testing.assert_close(out["flow"], symmetry(item["flow"][1:5], 2, 3, vector=True))
-    evaluation = Augment(n_frames=4, enabled=False, dt=0.02)(item)
+    evaluation = Augment(n_clip_frames=4, enabled=False, dt=0.02)(item)
     torch.testing.assert_close(evaluation, interpolate(temporal_crop(item, 4), 0.02))
 
 

@@ -186,7 +186,7 @@ def test_input_ablation_with_a_graph_measure(net):
     for s, row in table.iterrows():
         assert row["change"] == pytest.approx(-graph.edges[s, "T4a"]["weight"], rel=1e-6,
                                               abs=1e-12)
-        assert row["baseline"] == pytest.approx(in_weight(net))
+        assert row["intact"] == pytest.approx(in_weight(net))
 
 
 def test_input_ablation_with_a_simulation_measure(net):

@@ -12,7 +12,7 @@ N3 = 37  # hexals at extent 3
 
 
 def _movies(n=5, **kw):
-    return OpticFlowMovies(n, n_frames=3, height=100, width=100, extent=3, seed=4, **kw)
+    return OpticFlowMovies(n, n_source_frames=3, height=100, width=100, extent=3, seed=4, **kw)
 
 
 def test_collate_stacks_items():
@@ -52,7 +52,7 @@ def test_loader_restricted_to_indices():
 def test_loader_with_augmentation_is_reproducible():
     runs = []
     for _ in range(2):
-        ds = _movies(transform=Augment(n_frames=3, seed=11))
+        ds = _movies(transform=Augment(n_clip_frames=3, seed=11))
         runs.append([b["lum"] for b in make_loader(ds, batch_size=2, seed=2)])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     assert not torch.equal(runs[0][0][0], _movies()[0]["lum"])  # augmented

@@ -162,7 +162,7 @@ def test_connectome_cache_is_rebuilt_not_run(tmp_path, marker, caplog):
 
 
 def test_optic_flow_cache_is_rendered_again(tmp_path, marker, caplog):
-    kwargs = dict(extent=EXTENT, n_frames=3, height=32, width=32, root=tmp_path, cache=False)
+    kwargs = dict(extent=EXTENT, n_source_frames=3, height=32, width=32, root=tmp_path, cache=False)
     movies = OpticFlowMovies(2, **kwargs)
     first = movies[0]
     files = sorted(tmp_path.rglob("item_*.pt"))
@@ -175,7 +175,7 @@ def test_optic_flow_cache_is_rendered_again(tmp_path, marker, caplog):
 
 
 def test_truncated_optic_flow_cache_is_rendered_again(tmp_path, caplog):
-    kwargs = dict(extent=EXTENT, n_frames=3, height=32, width=32, root=tmp_path, cache=False)
+    kwargs = dict(extent=EXTENT, n_source_frames=3, height=32, width=32, root=tmp_path, cache=False)
     first = OpticFlowMovies(1, **kwargs)[0]
     (path,) = tmp_path.rglob("item_*.pt")
     path.write_bytes(path.read_bytes()[:50])

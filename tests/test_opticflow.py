@@ -108,23 +108,23 @@ def test_brightness_constancy_of_every_visible_point():
 
 
 def test_items_are_reproducible_from_seed_and_index():
-    a = OpticFlowMovies(3, n_frames=3, seed=7, **SMALL)
-    b = OpticFlowMovies(3, n_frames=3, seed=7, **SMALL)
+    a = OpticFlowMovies(3, n_source_frames=3, seed=7, **SMALL)
+    b = OpticFlowMovies(3, n_source_frames=3, seed=7, **SMALL)
     item = b[2]  # accessed first in b, after another item in a: no dependence on order
     a[0]
     for key in ("lum", "flow"):
         assert torch.equal(a[2][key], item[key])
-    other = OpticFlowMovies(3, n_frames=3, seed=8, **SMALL)[2]
+    other = OpticFlowMovies(3, n_source_frames=3, seed=8, **SMALL)[2]
     assert not torch.equal(other["lum"], item["lum"])
-    train, val = OpticFlowMovies.split(3, 2, n_frames=3, seed=7, **SMALL)
+    train, val = OpticFlowMovies.split(3, 2, n_source_frames=3, seed=7, **SMALL)
     assert torch.equal(train[2]["lum"], item["lum"])
-    assert val.movie_params(0) == OpticFlowMovies(5, n_frames=3, seed=7, **SMALL).movie_params(3)
+    assert val.movie_params(0) == OpticFlowMovies(5, n_source_frames=3, seed=7, **SMALL).movie_params(3)
     assert val.movie_params(0) != train.movie_params(0)
     assert a.params(2).equals(b.params(2))
 
 
 def test_params_frame_describes_the_movie():
-    ds = OpticFlowMovies(3, n_frames=2, seed=1, n_objects=(2, 3), **SMALL)
+    ds = OpticFlowMovies(3, n_source_frames=2, seed=1, n_objects=(2, 3), **SMALL)
     for i in range(3):
         df = ds.params(i)
         movie = ds.movie_params(i)
@@ -135,19 +135,19 @@ def test_params_frame_describes_the_movie():
 
 
 def test_resampled_item_and_no_ego_motion():
-    ds = OpticFlowMovies(1, n_frames=19, seed=0, n_objects=(0, 0), ego_motion=False, **SMALL)
+    ds = OpticFlowMovies(1, n_source_frames=19, seed=0, n_objects=(0, 0), ego_motion=False, **SMALL)
     item = ds[0]
     assert item["lum"].shape == (40, 91) and item["flow"].shape == (40, 2, 91)
     assert item["lum"].dtype == torch.float32
     assert item["flow"].abs().max() == 0  # static background, no objects
     # a still scene: every frame the same
     assert torch.equal(item["lum"], item["lum"][:1].expand(40, 91))
-    assert len(OpticFlowMovies(1, n_frames=19, dt=None, **SMALL)[0]["lum"]) == 19
+    assert len(OpticFlowMovies(1, n_source_frames=19, dt=None, **SMALL)[0]["lum"]) == 19
 
 
 def test_default_movies_have_natural_statistics():
     torch.manual_seed(0)
-    item = OpticFlowMovies(1, n_frames=4, dt=None, seed=3)[0]
+    item = OpticFlowMovies(1, n_source_frames=4, dt=None, seed=3)[0]
     assert item["lum"].shape == (4, 721)
     assert 0.15 < float(item["lum"].mean()) < 0.85
     assert 0.02 < float(item["lum"].std()) < 0.4
@@ -156,11 +156,11 @@ def test_default_movies_have_natural_statistics():
 
 
 def test_disk_cache_round_trip(tmp_path):
-    a = OpticFlowMovies(2, n_frames=2, seed=2, root=tmp_path, **SMALL)
+    a = OpticFlowMovies(2, n_source_frames=2, seed=2, root=tmp_path, **SMALL)
     first = a[1]
     files = list((tmp_path / "processed").rglob("*.pt"))
     assert len(files) == 1
-    b = OpticFlowMovies(2, n_frames=2, seed=2, root=tmp_path, **SMALL)
+    b = OpticFlowMovies(2, n_source_frames=2, seed=2, root=tmp_path, **SMALL)
     assert torch.equal(b[1]["flow"], first["flow"])
     # cached tensors are not handed out for in-place edits
     b[1]["lum"].zero_()
@@ -177,7 +177,7 @@ def test_disk_cache_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        OpticFlowMovies(1, n_frames=2, seed=2, root=tmp_path, **SMALL)[0]
+        OpticFlowMovies(1, n_source_frames=2, seed=2, root=tmp_path, **SMALL)[0]
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial item, no temp file
 
 
@@ -188,7 +188,7 @@ def test_transform_is_applied_before_resampling():
         seen.append(item["lum"].shape[0])
         return {"lum": item["lum"] * 0 + 0.5, "flow": item["flow"]}
 
-    ds = OpticFlowMovies(1, n_frames=5, seed=0, transform=transform, **SMALL)
+    ds = OpticFlowMovies(1, n_source_frames=5, seed=0, transform=transform, **SMALL)
     assert (ds[0]["lum"] == 0.5).all() and seen == [5]
 
 
@@ -196,7 +196,7 @@ def test_transform_is_applied_before_resampling():
     (dict(dt=0.0), "dt"),
     (dict(dt=-0.02), "dt"),
     (dict(dt=float("nan")), "dt"),
-    (dict(n_frames=0), "n_frames"),
+    (dict(n_source_frames=0), "n_source_frames"),
     (dict(n_objects=(3, 1)), "n_objects"),
     (dict(height=10.5), "height"),
 ])
@@ -211,6 +211,6 @@ def test_index_out_of_range():
 
 
 def test_prior_is_configurable():
-    slow = OpticFlowMovies(1, n_frames=2, dt=None, seed=0, n_objects=(0, 0), **SMALL,
+    slow = OpticFlowMovies(1, n_source_frames=2, dt=None, seed=0, n_objects=(0, 0), **SMALL,
                            prior=MotionPrior(speed=0.0, rotation_std=0.0, expansion_std=0.0))
     assert slow[0]["flow"].abs().max() == 0

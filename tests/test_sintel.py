@@ -66,7 +66,7 @@ def test_read_flo_round_trip(tmp_path):
 
 
 def test_sequences_names_and_split(sintel):
-    ds = SintelFlow(sintel, n_frames=4, dt=None, extent=EXTENT)
+    ds = SintelFlow(sintel, n_clip_frames=4, dt=None, extent=EXTENT)
     assert len(ds) == 6
     assert ds.names[:3] == [f"sequence_00_alley_1_split_{j:02d}" for j in range(3)]
     assert ds.names[3] == "sequence_01_cave_4_split_00"
@@ -76,7 +76,7 @@ def test_sequences_names_and_split(sintel):
 
 def test_luminance_crop_splits_and_frame_pairing(sintel):
     """Hexal (0,0) = box mean around the window centre of frame k+2 (independent numpy)."""
-    ds = SintelFlow(sintel, n_frames=4, dt=None, extent=EXTENT)
+    ds = SintelFlow(sintel, n_clip_frames=4, dt=None, extent=EXTENT)
     crop_left = (W - int(0.7 * W)) // 2  # 45
     for index in range(6):
         scene, split = divmod(index, 3)
@@ -91,7 +91,7 @@ def test_luminance_crop_splits_and_frame_pairing(sintel):
 
 
 def test_flow_scaled_flipped_and_summed(sintel):
-    ds = SintelFlow(sintel, n_frames=4, dt=None, extent=EXTENT)
+    ds = SintelFlow(sintel, n_clip_frames=4, dt=None, extent=EXTENT)
     item = ds[1]
     for k in range(4):  # luminance frame k+2 pairs with flow file k+1
         fx, fy = _flow_of(k + 1)
@@ -101,13 +101,13 @@ def test_flow_scaled_flipped_and_summed(sintel):
 
 
 def test_resampling_and_transform(sintel):
-    ds = SintelFlow(sintel, n_frames=4, dt=1 / 48, extent=EXTENT)
+    ds = SintelFlow(sintel, n_clip_frames=4, dt=1 / 48, extent=EXTENT)
     item = ds[0]
     assert item["lum"].shape == (8, 37)  # ceil(48 / 24 * 4)
-    raw = SintelFlow(sintel, n_frames=4, dt=None, extent=EXTENT)[0]
+    raw = SintelFlow(sintel, n_clip_frames=4, dt=None, extent=EXTENT)[0]
     assert torch.equal(item["lum"][::2], raw["lum"]) and torch.equal(item["lum"][1::2], raw["lum"])
     seen = []
-    ds = SintelFlow(sintel, n_frames=4, dt=None, extent=EXTENT,
+    ds = SintelFlow(sintel, n_clip_frames=4, dt=None, extent=EXTENT,
                     transform=lambda it: seen.append(len(it["lum"])) or it)
     ds[0]
     assert seen == [4]  # the transform sees the whole scene (and crops it itself)
@@ -115,7 +115,7 @@ def test_resampling_and_transform(sintel):
 
 def test_small_frames_are_resized_by_boxeye(tmp_path):
     root = _write_sintel(tmp_path, scenes=("alley_2",), n=3, height=60, width=80)
-    ds = SintelFlow(root, n_frames=2, dt=None)  # extent 15: frames resized to 391 x 391
+    ds = SintelFlow(root, n_clip_frames=2, dt=None)  # extent 15: frames resized to 391 x 391
     assert len(ds) == 1 and ds[0]["lum"].shape == (2, 721)
     fx, fy = _flow_of(2)
     expected = torch.tensor([fx / 60 * K**2, -fy / 60 * K**2])
@@ -124,10 +124,10 @@ def test_small_frames_are_resized_by_boxeye(tmp_path):
 
 
 def test_short_scenes_are_skipped(sintel):
-    ds = SintelFlow(sintel, n_frames=None, dt=None, extent=EXTENT)
+    ds = SintelFlow(sintel, n_clip_frames=None, dt=None, extent=EXTENT)
     assert ds[0]["lum"].shape[0] == 4
     with pytest.raises(ValueError, match="no scene"):
-        SintelFlow(sintel, n_frames=5, extent=EXTENT)
+        SintelFlow(sintel, n_clip_frames=5, extent=EXTENT)
 
 
 def test_missing_folder(tmp_path):
@@ -141,37 +141,49 @@ def test_bad_flo_tag(sintel):
     raw[:4] = np.array([1.0], "<f4").tobytes()
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="frame_0002.flo.*tag"):
-        SintelFlow(sintel, n_frames=4, extent=EXTENT)
+        SintelFlow(sintel, n_clip_frames=4, extent=EXTENT)
 
 
 def test_truncated_flo(sintel):
     path = sintel / "training" / "flow" / "cave_4" / "frame_0003.flo"
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(ValueError, match="frame_0003.flo.*malformed"):
-        SintelFlow(sintel, n_frames=4, extent=EXTENT)
+        SintelFlow(sintel, n_clip_frames=4, extent=EXTENT)
 
 
 def test_flo_size_mismatch(sintel):
     _write_flo(sintel / "training" / "flow" / "alley_1" / "frame_0001.flo",
                np.zeros((H, W - 1, 2), np.float32))
     with pytest.raises(ValueError, match="frame_0001.flo"):
-        SintelFlow(sintel, n_frames=4, extent=EXTENT)
+        SintelFlow(sintel, n_clip_frames=4, extent=EXTENT)
 
 
 def test_unreadable_png(sintel):
     (sintel / "training" / "final" / "alley_1" / "frame_0003.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="frame_0003.png"):
-        SintelFlow(sintel, n_frames=4, extent=EXTENT)
+        SintelFlow(sintel, n_clip_frames=4, extent=EXTENT)
 
 
 def test_missing_flow_files(sintel):
     (sintel / "training" / "flow" / "cave_4" / "frame_0004.flo").unlink()
     with pytest.raises(ValueError, match="cave_4"):
-        SintelFlow(sintel, n_frames=4, extent=EXTENT)
+        SintelFlow(sintel, n_clip_frames=4, extent=EXTENT)
 
 
 def test_bad_dt_and_unknown_scene(sintel):
     with pytest.raises(ValueError, match="dt"):
         SintelFlow(sintel, dt=0.0, extent=EXTENT)
     with pytest.raises(ValueError, match="scenes"):
-        SintelFlow(sintel, n_frames=4, extent=EXTENT, scenes=["temple_9"])
+        SintelFlow(sintel, n_clip_frames=4, extent=EXTENT, scenes=["temple_9"])
+
+
+def test_n_frames_is_a_deprecated_alias_of_n_clip_frames(sintel):
+    new = SintelFlow(sintel, n_clip_frames=2, dt=None, extent=EXTENT)
+    with pytest.warns(DeprecationWarning, match="'n_frames' is deprecated.*'n_clip_frames'"):
+        old = SintelFlow(sintel, n_frames=2, dt=None, extent=EXTENT)
+    assert old.n_clip_frames == 2 and torch.equal(old[0]["lum"], new[0]["lum"])
+    with pytest.warns(DeprecationWarning):
+        assert old.n_frames == 2
+    with pytest.warns(DeprecationWarning):  # None still means the whole scene, as before
+        whole = SintelFlow(sintel, n_frames=None, dt=None, extent=EXTENT)
+    assert whole.n_clip_frames is None and whole[0]["lum"].shape[0] == 4

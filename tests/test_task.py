@@ -113,22 +113,22 @@ def test_forward_matches_independent_computation(graph2):
     torch.testing.assert_close(out, _reference_forward(dec, graph2, responses), rtol=1e-5, atol=1e-6)
 
 
-def _random_decoders(graph, generator, *baselines):
-    """Decoders in eval mode with the same random weights, one per baseline."""
+def _random_decoders(graph, generator, *references):
+    """Decoders in eval mode with the same random weights, one per input reference."""
     first = FlowDecoder(graph, const_weight=None)
     with torch.no_grad():
         for p in first.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
     out = []
-    for baseline in baselines:
-        dec = FlowDecoder(graph, const_weight=None, baseline=baseline)
+    for reference in references:
+        dec = FlowDecoder(graph, const_weight=None, input_reference=reference)
         dec.load_state_dict(first.state_dict())
         out.append(dec.eval())
     return out
 
 
-def test_rest_baseline_decodes_the_change_from_rest(graph2):
-    """baseline="rest" reads relu(a) - relu(a_rest): the flyvis decoder on that input."""
+def test_rest_reference_decodes_the_change_from_rest(graph2):
+    """input_reference="rest" reads relu(a) - relu(a_rest): the flyvis decoder on that input."""
     g = torch.Generator().manual_seed(5)
     plain, rest_dec = _random_decoders(graph2, g, "none", "rest")
     rest = torch.randn(1, graph2.num_nodes, generator=g)
@@ -143,12 +143,12 @@ def test_rest_baseline_decodes_the_change_from_rest(graph2):
         rest_dec(responses)
     with pytest.raises(ValueError, match="rest must have shape"):
         rest_dec(responses, rest[:, :5])
-    with pytest.raises(ValueError, match="baseline must be one of"):
-        FlowDecoder(graph2, baseline="mean")
+    with pytest.raises(ValueError, match="input_reference must be one of"):
+        FlowDecoder(graph2, input_reference="mean")
 
 
-def test_rest_positive_baseline_reads_only_the_rise_above_rest(graph2):
-    """baseline="rest_positive" is the plain decoder on relu(relu(a) - relu(a_rest)): a fall
+def test_rest_positive_reference_reads_only_the_rise_above_rest(graph2):
+    """input_reference="rest_positive" is the plain decoder on relu(relu(a) - relu(a_rest)): a fall
     below rest reads like the rest itself, a rise like the "rest" decoder's input."""
     g = torch.Generator().manual_seed(7)
     plain, positive, signed = _random_decoders(graph2, g, "none", "rest_positive", "rest")
@@ -196,7 +196,7 @@ def test_rms_input_norm_makes_the_decoder_independent_of_the_response_size(graph
     for norm in ("rms", "none"):
         for k in (1e-2, 1.0):
             torch.manual_seed(0)
-            dec = FlowDecoder(graph2, const_weight=None, p_dropout=0.0, baseline="rest",
+            dec = FlowDecoder(graph2, const_weight=None, p_dropout=0.0, input_reference="rest",
                               input_norm=norm).double()
             train_out = dec(rest[:, None] + k * change, rest)
             outs[norm, k] = train_out, dec.eval()(rest[:, None] + k * change, rest)
@@ -205,7 +205,7 @@ def test_rms_input_norm_makes_the_decoder_independent_of_the_response_size(graph
                                    rtol=1e-5, atol=1e-6)
         assert not torch.allclose(outs["none", 1e-2][mode], outs["none", 1.0][mode], atol=1e-3)
     # the running statistics are saved with the decoder, the flyvis names stay as they were
-    dec = FlowDecoder(graph2, baseline="rest", input_norm="rms")
+    dec = FlowDecoder(graph2, input_reference="rest", input_norm="rms")
     assert set(dec.state_dict()) - set(FlowDecoder(graph2).state_dict()) == {
         "input_norm.mean_square", "input_norm.initialized"}
     with pytest.raises(ValueError, match="input_norm must be one of"):

@@ -15,7 +15,7 @@ from flygnn.datasets import FlyVisConnectome
 from flygnn.network import Network
 from flygnn.simulate import simulate
 from flygnn.stimuli.augment import Augment
-from flygnn.task import evaluate, zero_flow_baseline
+from flygnn.task import evaluate, zero_flow_error
 from flygnn.train import Trainer, activity_penalty
 
 EXTENT, N_HEX, T = 2, 19, 6
@@ -71,7 +71,7 @@ def test_loss_falls_when_overfitting_two_movies(tmp_path, data):
     assert loss[-5:].mean() < 0.3 * loss[:5].mean()
     # eval mode (BatchNorm running statistics) generalises less sharply than the batch loss
     assert metrics["best_val_epe"] < 0.75 * start["epe"]
-    assert metrics["best_val_epe"] < 0.7 * zero_flow_baseline(trainer.val_set)["epe"]
+    assert metrics["best_val_epe"] < 0.7 * zero_flow_error(trainer.val_set)["epe"]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_iteration"] == 40
     for name in ("network.pt", "decoder.pt", "best.pt", "checkpoint.pt", "config.json"):
         assert (tmp_path / "run" / name).is_file()
@@ -178,7 +178,7 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
 
 
 def test_penalty_step_equals_adam_then_sgd_on_the_bias(tmp_path, data):
-    cfg = config(n_iters=1, penalty={"weight": 50.0, "stop_iter": 10, "baseline": 5.0})
+    cfg = config(n_iters=1, penalty={"weight": 50.0, "stop_iter": 10, "target": 5.0})
     cfg = cfg.with_overrides(["decoder.p_dropout=0.0"])
     trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(augment=False), data=data)
     trainer._start_epoch()
@@ -209,10 +209,10 @@ def test_activity_penalty_hand_computed():
     assert float(value) == pytest.approx(0.1 * (0.01 + 4 + 25) / 3)
 
 
-def test_zero_flow_baseline_is_the_mean_flow_norm():
+def test_zero_flow_error_is_the_mean_flow_norm():
     ds = Movies(2, 0)
     expected = ds.flow.norm(dim=2).mean()
-    assert zero_flow_baseline(ds)["epe"] == pytest.approx(float(expected), rel=1e-6)
+    assert zero_flow_error(ds)["epe"] == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_non_empty_folder_needs_resume(tmp_path, data):
@@ -234,7 +234,7 @@ BAD = [
     ({"optim": {"lr_dec": {"steps": 0}}}, "optim.lr_dec.steps"),
     ({"optim": {"n_iter": 5}}, "unknown keys \\['n_iter'\\]"),
     ({"bogus": 1}, "unknown keys \\['bogus'\\]"),
-    ({"data": {"n_frames": 30}}, "data.n_frames"),
+    ({"data": {"n_clip_frames": 30}}, "data.n_clip_frames"),
     ({"data": {"dt": -0.02}}, "data.dt"),
     ({"data": {"p_flip": 1.5}}, "data.p_flip"),
     ({"data": {"flip_axes": [0, 5]}}, "data.flip_axes"),
@@ -249,7 +249,7 @@ BAD = [
     ({"decoder": {"pathway_dropout": 1.0}}, "decoder.pathway_dropout"),
     ({"decoder": {"type_dropout_groups": "pairs"}}, "decoder.type_dropout_groups"),
     ({"optim": {"penalty": {"rest_weight": -1.0}}}, "optim.penalty.rest_weight"),
-    ({"decoder": {"baseline": "mean"}}, "decoder.baseline"),
+    ({"decoder": {"input_reference": "mean"}}, "decoder.input_reference"),
     ({"decoder": {"input_norm": "batch"}}, "decoder.input_norm"),
     ({"decoder": {"norm_momentum": 0.0}}, "decoder.norm_momentum"),
     ({"optim": {"net_warmup": -1}}, "optim.net_warmup"),
@@ -290,7 +290,7 @@ def test_stepwise_schedule_matches_flyvis():
 
 def test_cli_train_validate_simulate(tmp_path, data):
     cfg = {"network": {"extent": EXTENT},
-           "data": {"n_train": 2, "n_val": 1, "n_source_frames": 4, "n_frames": 3, "height": 60,
+           "data": {"n_train": 2, "n_val": 1, "n_source_frames": 4, "n_clip_frames": 3, "height": 60,
                     "width": 60, "cache": str(tmp_path / "cache"), "n_objects": [0, 1]},
            "optim": {"n_iters": 2, "batch_size": 2, "val_every": 2, "t_pre": 0.1}}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
@@ -324,7 +324,7 @@ def test_network_warmup_trains_the_decoder_first(tmp_path, data):
     # network's rate is 0 in the epochs starting at 0 and 2, non-zero from iteration 4 on
     # (and the decoder reads the change from rest: training and validation pass ``rest``)
     cfg = config(n_iters=6, net_warmup=3, penalty={"stop_iter": 6, "weight": 0.1})
-    cfg = cfg.with_overrides(["decoder.baseline=rest"])
+    cfg = cfg.with_overrides(["decoder.input_reference=rest"])
     trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
     start = {k: v.clone() for k, v in trainer.network.state_dict().items()}
     decoder = trainer.decoder.state_dict()["base.0.weight"].clone()
@@ -353,13 +353,13 @@ def test_val_start_keeps_validation_fixed_and_training_disjoint():
     from flygnn.stimuli.opticflow import OpticFlowMovies
     from flygnn.train import build_datasets
 
-    small = {"n_source_frames": 4, "n_frames": 3, "height": 40, "width": 40, "cache": "",
+    small = {"n_source_frames": 4, "n_clip_frames": 3, "height": 40, "width": 40, "cache": "",
              "augment": False, "n_objects": [0, 1]}
     cfg = TrainConfig.from_dict({"network": {"extent": 2}, "optim": {"batch_size": 2},
                                  "data": dict(small, n_train=5, n_val=2, val_start=2)})
     train, val = build_datasets(cfg)
     assert (len(train), len(val)) == (5, 2)
-    common = dict(n_frames=4, height=40, width=40, extent=2, dt=cfg.data.dt, n_objects=(0, 1),
+    common = dict(n_source_frames=4, height=40, width=40, extent=2, dt=cfg.data.dt, n_objects=(0, 1),
                   prior=train.config.prior, transform=Augment(3, enabled=False))
     for dataset, i, item in ((val, 0, 2), (val, 1, 3), (train, 1, 1), (train, 2, 4), (train, 4, 6)):
         expected = OpticFlowMovies(1, start=item, **common)[0]
@@ -386,7 +386,7 @@ def test_a_run_starts_from_a_network_and_decoder_of_another_extent(tmp_path, dat
     from flygnn.pretrained import transfer
 
     cfg = config(n_iters=3, val_every=3).with_overrides(["decoder.input_norm=rms",
-                                                          "decoder.baseline=rest"])
+                                                          "decoder.input_reference=rest"])
     first = Trainer(cfg, tmp_path / "small", datasets=datasets(), data=data)
     first.train()
     small = Network.load(tmp_path / "small" / "network.pt")

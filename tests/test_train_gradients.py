@@ -110,7 +110,7 @@ def config(*overrides):
     return TrainConfig.from_dict({
         "network": {"extent": EXTENT}, "seed": 0,
         "data": {"n_train": 4, "n_val": 2, "cache": ""},
-        "decoder": {"p_dropout": 0.0, "baseline": "rest", "input_norm": "rms"},
+        "decoder": {"p_dropout": 0.0, "input_reference": "rest", "input_norm": "rms"},
         "optim": {"n_iters": 4, "batch_size": 2, "t_pre": 2.0, "val_t_pre": 0.1,
                   "penalty": {"weight": 0.0}, "fresh_state": True,
                   "lr_net": {"start": 1e-3, "stop": 1e-3, "steps": 1},

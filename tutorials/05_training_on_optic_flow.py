@@ -35,7 +35,7 @@ import pandas as pd
 import flygnn
 from flygnn import plotting
 from flygnn.config import TrainConfig
-from flygnn.task import evaluate, zero_flow_baseline
+from flygnn.task import evaluate, zero_flow_error
 from flygnn.train import Trainer
 
 out = Path(os.environ.get("FLYGNN_TUTORIAL_OUT", tempfile.mkdtemp()))  # figures go here
@@ -60,7 +60,7 @@ data = flygnn.FlyVisConnectome(root=root, extent=4)[0]
 # %%
 config = TrainConfig.from_dict({
     "network": {"extent": 4},
-    "data": {"n_train": 2, "n_val": 2, "n_source_frames": 6, "n_frames": 5, "dt": 0.02,
+    "data": {"n_train": 2, "n_val": 2, "n_source_frames": 6, "n_clip_frames": 5, "dt": 0.02,
              "height": 100, "width": 100, "augment": False,
              "cache": os.path.join(root, "opticflow")},  # rendered movies are cached here
     "decoder": {"p_dropout": 0.0},
@@ -144,7 +144,7 @@ assert (same == log.loss[:12].to_numpy()).all()
 #
 # `evaluate` reports the mean `l2norm` and the end-point error
 # $\mathrm{EPE} = \mathrm{mean}_{b,t,h} \lVert \hat y - y \rVert_2$ on a dataset (eval mode,
-# from the grey steady state). The trivial baseline predicts zero flow everywhere. After 20
+# from the grey steady state). The trivial prediction is zero flow everywhere. After 20
 # iterations on two movies, the model beats it on its training movies but not yet on
 # unseen ones: generalising takes thousands of iterations on many movies.
 
@@ -153,7 +153,7 @@ net, decoder = trainer.network, trainer.decoder
 dt = config.data.dt
 for name, dataset in (("train", trainer.train_set), ("validation", trainer.val_set)):
     model = evaluate(net, decoder, dataset, dt, t_pre=0.25)
-    zero = zero_flow_baseline(dataset)
+    zero = zero_flow_error(dataset)
     print(f"{name:>10}: model EPE {model['epe']:.3f}, l2norm {model['l2norm']:.1f} | "
           f"zero flow EPE {zero['epe']:.3f}, l2norm {zero['l2norm']:.1f}")
     assert model["epe"] > 0 and zero["epe"] > 0

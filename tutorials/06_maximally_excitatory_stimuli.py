@@ -61,7 +61,7 @@ cell_type = "T4c"  # the ON motion detector tuned to upward motion
 # 6 source frames at 24 fps resampled to `dt = 10 ms` (25 frames).
 
 # %%
-movies = OpticFlowMovies(8, n_frames=6, height=100, width=100, extent=extent, dt=1 / 100,
+movies = OpticFlowMovies(8, n_source_frames=6, height=100, width=100, extent=extent, dt=1 / 100,
                          seed=1)
 best = optimal.most_excitatory(net, movies, cell_type, t_pre=0.5, batch_size=8)
 print(f"item {best.index}, frame {best.frame}: central {cell_type} response {best.value:.4f}")

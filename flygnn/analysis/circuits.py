@@ -315,8 +315,9 @@ def input_ablation(net, target: str = "T4a", measure: Callable | None = None,
         progress: show a tqdm bar.
 
     Returns:
-        for a scalar measure, columns ``value, baseline, change`` indexed by ``source_type``;
-        for a mapping, columns ``(value | change, key)``.
+        for a scalar measure, columns ``value, intact, change`` indexed by ``source_type``
+        (``intact``: the measure of the unablated network; for one release also under its
+        deprecated name ``baseline``); for a mapping, columns ``(value | change, key)``.
     """
     if not _is_network(net):
         raise ValueError(f"net: expected a flygnn Network, got {type(net).__name__}")
@@ -331,7 +332,7 @@ def input_ablation(net, target: str = "T4a", measure: Callable | None = None,
         if missing:
             raise ValueError(f"sources: {missing} do not project onto {target}")
         inputs = [s for s in inputs if s in sources]
-    baseline = measure(net)
+    intact = measure(net)
     iterator = inputs
     if progress:
         from tqdm.auto import tqdm
@@ -339,10 +340,11 @@ def input_ablation(net, target: str = "T4a", measure: Callable | None = None,
         iterator = tqdm(inputs, desc=f"ablating inputs of {target}")
     values = [measure(knockout(net, pairs=[(s, target)])) for s in iterator]
     index = pd.Index(inputs, name="source_type")
-    if np.isscalar(baseline) or isinstance(baseline, (torch.Tensor, np.ndarray)):
+    if np.isscalar(intact) or isinstance(intact, (torch.Tensor, np.ndarray)):
         value = np.array([float(v) for v in values])
-        return pd.DataFrame({"value": value, "baseline": float(baseline),
-                             "change": value - float(baseline)}, index=index)
-    base = pd.Series(baseline, dtype=float)
+        return pd.DataFrame({"value": value, "intact": float(intact),
+                             "change": value - float(intact),
+                             "baseline": float(intact)}, index=index)  # deprecated column
+    base = pd.Series(intact, dtype=float)
     table = pd.DataFrame([pd.Series(v, dtype=float) for v in values], index=index)
     return pd.concat({"value": table, "change": table - base}, axis=1)

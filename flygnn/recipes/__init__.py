@@ -39,8 +39,9 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from flygnn._deprecation import canonical_dict
 from flygnn.checkpoint import atomic_write_text
-from flygnn.config import TrainConfig
+from flygnn.config import TrainConfig, canonical_overrides
 from flygnn.configio import apply_overrides, dict_diff
 from flygnn.rundir import LOG_COLUMNS, RunDir
 
@@ -129,8 +130,9 @@ def stage_configs(recipe: dict, seed: int | None = None, overrides: list[str] | 
     previous stage's folder in ``out``."""
     configs = []
     for k, stage in enumerate(recipe["stages"]):
-        d = _merge(recipe.get("base", {}), stage.get("config", {}))
-        d = apply_overrides(d, list(overrides or []))
+        d = _merge(canonical_dict(TrainConfig, recipe.get("base", {})),
+                   canonical_dict(TrainConfig, stage.get("config", {})))
+        d = apply_overrides(d, canonical_overrides(list(overrides or [])))
         if seed is not None:
             d["seed"] = seed
         start = {**_default_start(k), **stage.get("start", {})}
@@ -155,6 +157,16 @@ def stage_dir(out: str | os.PathLike, recipe: dict, k: int) -> Path:
 
 def _stored(recipe: dict, seed: int | None, overrides: list[str]) -> dict:
     return {"recipe": recipe, "seed": seed, "overrides": list(overrides)}
+
+
+def _canonical(stored: dict) -> dict:
+    """A stored recipe with deprecated config keys renamed (a run started before a rename
+    resumes with the renamed recipe)."""
+    recipe = dict(stored["recipe"])
+    recipe["base"] = canonical_dict(TrainConfig, recipe.get("base", {}))
+    recipe["stages"] = [dict(s, config=canonical_dict(TrainConfig, s["config"])) if "config" in s
+                        else s for s in recipe.get("stages", [])]
+    return dict(stored, recipe=recipe, overrides=canonical_overrides(stored["overrides"]))
 
 
 def run_recipe(recipe: str | os.PathLike | dict | None, out: str | os.PathLike,
@@ -201,8 +213,8 @@ def run_recipe(recipe: str | os.PathLike | dict | None, out: str | os.PathLike,
         check_recipe(recipe)
     overrides = list(overrides or [])
     stored = _stored(recipe, seed, overrides)
-    if saved is not None and saved != stored:
-        diff = dict_diff(saved, stored)
+    if saved is not None and _canonical(saved) != _canonical(stored):
+        diff = dict_diff(_canonical(saved), _canonical(stored))
         raise ValueError(f"the recipe, seed or overrides differ from {str(saved_file)!r} in "
                          f"{diff[:5]}; resume without --recipe/--seed/--set, or use a new folder")
     configs = stage_configs(recipe, seed, overrides, out, where=f"recipe {recipe.get('name')!r}")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from flygnn import hexgrid
+from flygnn._deprecation import renamed_argument, warn_renamed
 
 __all__ = ["check_item", "symmetry", "contrast_brightness", "add_noise", "apply_gamma",
            "temporal_crop", "interpolate", "AugmentParams", "Augment"]
@@ -154,23 +155,27 @@ class Augment:
     ``n_rot`` is uniform in 1..5 with probability ``p_rot``; the flip axis uniform among
     the non-zero ``flip_axes`` with probability ``p_flip``; ``c = exp(N(0, contrast_std))``,
     ``b = N(0, brightness_std)``, ``gamma = max(0, N(1, gamma_std))``; the crop start is
-    uniform in ``[0, max(T - n_frames, 1))``.
+    uniform in ``[0, max(T - n_clip_frames, 1))``.
 
     Args:
-        n_frames: crop length (None: no crop).
+        n_clip_frames: crop length in source frames (None: no crop).
+        p_rot, p_flip, flip_axes, contrast_std, brightness_std, noise_std, gamma_std: as above.
         dt: resample to this step (None: keep frames; datasets resample themselves).
         seed: seed of the own generator used when a call passes none.
-        enabled: False gives the evaluation transform (first ``n_frames``, no changes).
+        enabled: False gives the evaluation transform (first ``n_clip_frames``, no changes).
+        n_frames: deprecated spelling of ``n_clip_frames``.
 
     **Shapes:** item ``lum (T, n)``, ``flow (T, 2, n)`` -> same keys, ``T`` cropped/resampled.
     """
 
-    def __init__(self, n_frames: int | None = None, p_rot: float = 0.5, p_flip: float = 0.5,
+    def __init__(self, n_clip_frames: int | None = None, p_rot: float = 0.5, p_flip: float = 0.5,
                  flip_axes: tuple[int, ...] = (0, 1, 2, 3), contrast_std: float | None = 0.2,
                  brightness_std: float = 0.1, noise_std: float = 0.08,
                  gamma_std: float | None = None,
                  dt: float | None = None, source_fps: float = 24.0, seed: int = 0,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, *, n_frames: int | None = None) -> None:
+        n_clip_frames = renamed_argument("Augment", "n_frames", "n_clip_frames", n_frames,
+                                         n_clip_frames, None)
         for name, p in (("p_rot", p_rot), ("p_flip", p_flip)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p!r}")
@@ -180,16 +185,22 @@ class Augment:
                         ("noise_std", noise_std), ("gamma_std", gamma_std)):
             if s is not None and not s >= 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {s!r}")
-        if n_frames is not None and n_frames < 1:
-            raise ValueError(f"n_frames must be >= 1 or None, got {n_frames!r}")
+        if n_clip_frames is not None and n_clip_frames < 1:
+            raise ValueError(f"n_clip_frames must be >= 1 or None, got {n_clip_frames!r}")
         if dt is not None:
             _n_out(1, dt, source_fps)
-        self.n_frames, self.p_rot, self.p_flip = n_frames, p_rot, p_flip
+        self.n_clip_frames, self.p_rot, self.p_flip = n_clip_frames, p_rot, p_flip
         self.flip_axes = tuple(sorted({a for a in flip_axes if a}))
         self.contrast_std, self.brightness_std = contrast_std, brightness_std
         self.noise_std, self.gamma_std = noise_std, gamma_std
         self.dt, self.source_fps, self.enabled = dt, source_fps, enabled
         self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def n_frames(self) -> int | None:
+        """Deprecated spelling of :attr:`n_clip_frames`."""
+        warn_renamed("Augment", "n_frames", "n_clip_frames")
+        return self.n_clip_frames
 
     def sample(self, n_source_frames: int,
                generator: torch.Generator | None = None) -> AugmentParams:
@@ -212,8 +223,9 @@ class Augment:
         brightness = normal(self.brightness_std) if self.contrast_std is not None else 0.0
         gamma = max(0.0, 1.0 + normal(self.gamma_std)) if self.gamma_std is not None else 1.0
         start = 0
-        if self.n_frames is not None:
-            start = int(torch.randint(max(n_source_frames - self.n_frames, 1), (), generator=g))
+        if self.n_clip_frames is not None:
+            start = int(torch.randint(max(n_source_frames - self.n_clip_frames, 1), (),
+                                      generator=g))
         return AugmentParams(n_rot, flip, contrast, brightness, gamma, start)
 
     def apply(self, item: dict, params: AugmentParams,
@@ -221,8 +233,8 @@ class Augment:
         """Apply one parameter draw (pixel noise from ``generator``)."""
         check_item(item)
         g = generator if generator is not None else self.generator
-        if self.n_frames is not None:
-            item = temporal_crop(item, self.n_frames, params.crop_start)
+        if self.n_clip_frames is not None:
+            item = temporal_crop(item, self.n_clip_frames, params.crop_start)
         lum = item["lum"]
         if self.enabled and self.noise_std:
             lum = add_noise(lum, self.noise_std, g)
@@ -242,7 +254,8 @@ class Augment:
         return self.apply(item, self.sample(item["lum"].shape[0], generator), generator)
 
     def __repr__(self) -> str:
-        return (f"Augment(n_frames={self.n_frames}, p_rot={self.p_rot}, p_flip={self.p_flip}, "
+        return (f"Augment(n_clip_frames={self.n_clip_frames}, p_rot={self.p_rot}, "
+                f"p_flip={self.p_flip}, "
                 f"flip_axes={self.flip_axes}, contrast_std={self.contrast_std}, "
                 f"brightness_std={self.brightness_std}, noise_std={self.noise_std}, "
                 f"gamma_std={self.gamma_std}, dt={self.dt}, enabled={self.enabled})")

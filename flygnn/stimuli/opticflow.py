@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from flygnn._deprecation import renamed_argument
 from flygnn.checkpoint import atomic_torch_save, load_file
 from flygnn.stimuli.augment import interpolate
 from flygnn.stimuli.scenes import SOURCE_FPS, MotionPrior, MovieParams, render_movie, sample_params
@@ -47,7 +48,7 @@ def _params_frame(params: MovieParams, seed: int, index: int) -> pd.DataFrame:
 
 @dataclass
 class _Config:
-    n_frames: int
+    n_frames: int  # n_source_frames (the field's name enters the cache key: kept)
     height: int
     width: int
     extent: int
@@ -85,7 +86,7 @@ class OpticFlowMovies(Dataset):
 
     Args:
         n_sequences: number of items.
-        n_frames: source frames per item (24 fps).
+        n_source_frames: frames rendered per item (24 fps), before ``transform`` crops a clip.
         height, width: image size in pixels (at least ``BoxEye``'s 391 + 2 * 13 for no
             border effects; 436 x 417 is one Sintel split).
         extent, kernel_size: ``BoxEye`` lattice.
@@ -97,18 +98,21 @@ class OpticFlowMovies(Dataset):
         start: index offset (``split`` uses it for disjoint sets).
         transform: callable on the source-rate item dict, e.g. ``Augment``.
         root: optional on-disk cache folder.
+        n_frames: deprecated spelling of ``n_source_frames``.
 
     **Shapes:** items ``{"lum": (T, n_hexals), "flow": (T, 2, n_hexals)}`` float32 with
-    ``T = ceil(n_frames / (24 dt))``; flow in image heights per source frame.
+    ``T = ceil(n_source_frames / (24 dt))`` without a crop; flow in image heights per source frame.
     """
 
-    def __init__(self, n_sequences: int, n_frames: int = 19, height: int = 436, width: int = 417,
-                 extent: int = 15, dt: float | None = 1 / 50, seed: int = 0,
+    def __init__(self, n_sequences: int, n_source_frames: int = 19, height: int = 436,
+                 width: int = 417, extent: int = 15, dt: float | None = 1 / 50, seed: int = 0,
                  n_objects: tuple[int, int] = (1, 4), ego_motion: bool = True,
                  prior: MotionPrior = MotionPrior(), kernel_size: int = 13, start: int = 0,
                  transform: Callable | None = None, root: str | os.PathLike | None = None,
-                 cache: bool = True) -> None:
-        for name, value in (("n_sequences", n_sequences), ("n_frames", n_frames),
+                 cache: bool = True, *, n_frames: int | None = None) -> None:
+        n_source_frames = renamed_argument("OpticFlowMovies", "n_frames", "n_source_frames",
+                                           n_frames, n_source_frames, 19)
+        for name, value in (("n_sequences", n_sequences), ("n_source_frames", n_source_frames),
                             ("height", height), ("width", width)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -119,7 +123,7 @@ class OpticFlowMovies(Dataset):
                              f"got {n_objects!r}")
         if seed < 0 or start < 0:
             raise ValueError(f"seed and start must be >= 0, got seed={seed}, start={start}")
-        self.config = _Config(n_frames, height, width, extent, kernel_size, int(seed),
+        self.config = _Config(n_source_frames, height, width, extent, kernel_size, int(seed),
                               (int(n_objects[0]), int(n_objects[1])), bool(ego_motion), prior)
         self.n_sequences, self.start, self.dt = n_sequences, int(start), dt
         self.transform, self.cache = transform, cache
@@ -183,5 +187,6 @@ class OpticFlowMovies(Dataset):
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"{type(self).__name__}(n_sequences={self.n_sequences}, n_frames={c.n_frames}, "
-                f"size={c.height}x{c.width}, seed={c.seed}, start={self.start}, dt={self.dt})")
+        return (f"{type(self).__name__}(n_sequences={self.n_sequences}, "
+                f"n_source_frames={c.n_frames}, size={c.height}x{c.width}, seed={c.seed}, "
+                f"start={self.start}, dt={self.dt})")

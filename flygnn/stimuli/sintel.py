@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from flygnn._deprecation import NOT_GIVEN, renamed_argument, warn_renamed
 from flygnn.stimuli.augment import interpolate, temporal_crop
 from flygnn.stimuli.render import BoxEye
 
@@ -103,34 +104,38 @@ class SintelFlow(Dataset):
 
     One sequence per (scene, vertical split), named ``sequence_{ii}_{scene}_split_{jj}``
     and sorted by scene then split (69 for the full training set). Items are the whole
-    scene, cropped to ``n_frames`` (first frames, or by ``transform``, e.g. ``Augment(
-    n_frames=19)``, which crops at random) and resampled from 24 fps to ``1/dt``.
+    scene, cropped to a clip of ``n_clip_frames`` (first frames, or by ``transform``, e.g.
+    ``Augment(n_clip_frames=19)``, which crops at random) and resampled from 24 fps to ``1/dt``.
 
     Args:
         root: Sintel folder holding ``training/final`` and ``training/flow``.
-        n_frames: frames per item (scenes with fewer are skipped); None keeps all.
+        n_clip_frames: source frames per item (scenes with fewer are skipped); None keeps all.
         dt: target time step in seconds (None: 24 fps source frames).
         vertical_splits, center_crop_fraction: as flyvis (3, 0.7).
         extent, kernel_size: ``BoxEye`` lattice.
         transform: callable on the source-rate item (before resampling).
         scenes: restrict to these scene names.
+        n_frames: deprecated spelling of ``n_clip_frames``.
 
     **Shapes:** items ``{"lum": (T, n_hexals), "flow": (T, 2, n_hexals)}`` float32, flow in
     image heights per source frame (x right, y up).
     """
 
-    def __init__(self, root: str | os.PathLike, n_frames: int | None = 19,
+    def __init__(self, root: str | os.PathLike, n_clip_frames: int | None = 19,
                  dt: float | None = 1 / 50, vertical_splits: int = 3,
                  center_crop_fraction: float = 0.7, extent: int = 15, kernel_size: int = 13,
-                 transform: Callable | None = None, scenes: list[str] | None = None) -> None:
+                 transform: Callable | None = None, scenes: list[str] | None = None, *,
+                 n_frames: int | None = NOT_GIVEN) -> None:
+        n_clip_frames = renamed_argument("SintelFlow", "n_frames", "n_clip_frames", n_frames,
+                                         n_clip_frames, 19, missing=NOT_GIVEN)
         self.root = Path(root) / "training"
         for sub in ("final", "flow"):
             if not (self.root / sub).is_dir():
                 raise ValueError(f"{self.root / sub}: Sintel folder not found (expected "
                                  "<root>/training/final/<scene>/*.png and "
                                  "<root>/training/flow/<scene>/*.flo)")
-        if n_frames is not None and n_frames < 1:
-            raise ValueError(f"n_frames must be >= 1 or None, got {n_frames!r}")
+        if n_clip_frames is not None and n_clip_frames < 1:
+            raise ValueError(f"n_clip_frames must be >= 1 or None, got {n_clip_frames!r}")
         if dt is not None and not (math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number or None, got {dt!r}")
         if not 0 < center_crop_fraction <= 1:
@@ -138,7 +143,7 @@ class SintelFlow(Dataset):
                              f"{center_crop_fraction!r}")
         if vertical_splits < 1:
             raise ValueError(f"vertical_splits must be >= 1, got {vertical_splits!r}")
-        self.n_frames, self.dt, self.transform = n_frames, dt, transform
+        self.n_clip_frames, self.dt, self.transform = n_clip_frames, dt, transform
         self.vertical_splits, self.center_crop_fraction = vertical_splits, center_crop_fraction
         self.lum_eye = BoxEye(extent, kernel_size, mode="mean")
         self.flow_eye = BoxEye(extent, kernel_size, mode="sum")
@@ -152,8 +157,8 @@ class SintelFlow(Dataset):
         rows = []
         for scene_index, scene in enumerate(names):
             frames, flows = _scene_files(self.root, scene)
-            if len(frames) - 1 < (n_frames or 1):
-                log.info("skipping %s: %d frames < n_frames + 1", scene, len(frames))
+            if len(frames) - 1 < (n_clip_frames or 1):
+                log.info("skipping %s: %d frames < n_clip_frames + 1", scene, len(frames))
                 continue
             for split, seq in enumerate(self._render_scene(frames, flows)):
                 rows.append(dict(name=f"sequence_{scene_index:02d}_{scene}_split_{split:02d}",
@@ -161,7 +166,8 @@ class SintelFlow(Dataset):
                                  frames=seq["lum"].shape[0]))
                 self._sequences.append(seq)
         if not rows:
-            raise ValueError(f"{self.root}: no scene with at least {(n_frames or 1) + 1} frames")
+            raise ValueError(f"{self.root}: no scene with at least {(n_clip_frames or 1) + 1} "
+                             "frames")
         self.arg_df = pd.DataFrame(rows)
 
     def _render_scene(self, frames: list[Path], flows: list[Path]) -> list[dict[str, torch.Tensor]]:
@@ -189,6 +195,12 @@ class SintelFlow(Dataset):
         return out
 
     @property
+    def n_frames(self) -> int | None:
+        """Deprecated spelling of :attr:`n_clip_frames`."""
+        warn_renamed("SintelFlow", "n_frames", "n_clip_frames")
+        return self.n_clip_frames
+
+    @property
     def names(self) -> list[str]:
         return list(self.arg_df.name)
 
@@ -212,12 +224,12 @@ class SintelFlow(Dataset):
         item = dict(self._sequences[index])
         if self.transform is not None:
             item = self.transform(item)
-        elif self.n_frames is not None:
-            item = temporal_crop(item, self.n_frames, 0)
+        elif self.n_clip_frames is not None:
+            item = temporal_crop(item, self.n_clip_frames, 0)
         if self.dt is not None:
             item = interpolate(item, self.dt, SOURCE_FPS)
         return {k: v.clone() for k, v in item.items()}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={self.root.parent}, sequences={len(self)}, "
-                f"n_frames={self.n_frames}, dt={self.dt})")
+                f"n_clip_frames={self.n_clip_frames}, dt={self.dt})")
