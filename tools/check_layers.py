@@ -34,6 +34,7 @@ MODULE_LAYERS = {
     "flygnn": "apps",  # the package __init__ re-exports everything
     "flygnn._paths": "core",
     "flygnn._checks": "core",
+    "flygnn._deprecation": "core",
     "flygnn.hexgrid": "core",
     "flygnn.connectome": "core",
     "flygnn.datasets": "core",
@@ -89,10 +90,19 @@ def module_name(path: Path, root: Path) -> str:
 
 
 def layer_of(module: str) -> str:
-    best = max((p for p in MODULE_LAYERS if module == p or module.startswith(p + ".")), key=len,
-               default=None)
+    """The layer of ``module``: the longest matching entry of :data:`MODULE_LAYERS` (the
+    package ``flygnn`` itself matches only its ``__init__``, so a new top-level module must be
+    placed in a layer here).
+
+    Raises:
+        KeyError: a module no entry covers.
+    """
+    best = max((p for p in MODULE_LAYERS
+                if module == p or (p != "flygnn" and module.startswith(p + "."))),
+               key=len, default=None)
     if best is None:
-        raise KeyError(module)
+        raise KeyError(f"{module}: not in MODULE_LAYERS of tools/check_layers.py; "
+                       "place the new module in a layer")
     return MODULE_LAYERS[best]
 
 
