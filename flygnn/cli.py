@@ -7,6 +7,8 @@ import argparse
 import logging
 import sys
 
+from flygnn import threads
+
 __all__ = ["main"]
 
 
@@ -209,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    threads.configure_process()  # before torch starts: idle OpenMP threads sleep
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

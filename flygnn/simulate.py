@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import torch
 
+from flygnn import threads
 from flygnn.dynamics import broadcast_state
 from flygnn.linsolve import gmres
 
@@ -99,18 +100,20 @@ def _integrate(net, inputs, dt, state, ctx, index, out):
     """Euler loop over ``inputs`` (a sequence of ``(B, n_hexals)`` frames or None-currents)."""
     dynamics = net.dynamics
     records = []
-    for t, frame in enumerate(inputs):
-        current = None if frame is None else net.frame_input(frame)
-        state = dynamics.step(state, current, ctx, dt)
-        if out is None and index is None:
-            continue
-        activity = dynamics.activity(state)
-        if index is not None:
-            activity = activity.index_select(1, index)
-        if isinstance(out, torch.Tensor):
-            out[:, t].copy_(activity)
-        elif isinstance(out, list):
-            records.append(activity)
+    with threads.num_threads() as loop:  # the thread policy of flygnn's loops
+        for t, frame in enumerate(inputs):
+            loop.tick()
+            current = None if frame is None else net.frame_input(frame)
+            state = dynamics.step(state, current, ctx, dt)
+            if out is None and index is None:
+                continue
+            activity = dynamics.activity(state)
+            if index is not None:
+                activity = activity.index_select(1, index)
+            if isinstance(out, torch.Tensor):
+                out[:, t].copy_(activity)
+            elif isinstance(out, list):
+                records.append(activity)
     return state, records
 
 

@@ -314,6 +314,15 @@ class BoundAdjacency:
         """``M x`` with autograd to ``x``. Shapes: ``(B, N) -> (B, R)`` (node-major memory)."""
         return self.grouped().matmul(x)
 
+    def addmm(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``base + A x`` in one sparse kernel, without autograd (the sum of the product is
+        rounded, then added to ``base``: the same numbers as ``base + matmul(x)``).
+
+        Shapes:
+            base, x ``(B, N)`` (node-major memory avoids a copy) -> ``(B, N)`` node-major.
+        """
+        return torch.addmm(_node_major(base), self.matrix, _node_major(x)).transpose(0, 1)
+
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`y_{b,i} = \sum_{e: t(e)=i} c_e s_{p(e)} x_{b,s(e)}`.
 
