@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import torch
 
-from flygnn import threads
+from flygnn import stacked, threads
 from flygnn.dynamics import broadcast_state
 from flygnn.linsolve import gmres
 
@@ -122,7 +122,10 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     """Responses of a network to a movie.
 
     Args:
-        net: a :class:`~flygnn.network.Network`.
+        net: a :class:`~flygnn.network.Network`, or several networks sharing one graph (a
+            list, an :class:`~flygnn.analysis.ensembles.Ensemble` or a
+            :class:`~flygnn.stacked.StackedNetworks`): simulated in one pass without
+            gradients, responses ``(n_models, B, T, K)`` (:func:`~flygnn.stacked.simulate_stacked`).
         movie: ``(B, T, n_hexals)`` luminance per frame and column (float; cast to the
             network's dtype and device).
         dt: seconds per frame (one Euler step per frame); ``> 1/50`` warns.
@@ -141,6 +144,8 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     Raises:
         ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
     """
+    if stacked.is_stack(net):  # several networks (a list, an Ensemble): one pass
+        return stacked.simulate_stacked(net, movie, dt, t_pre, initial_state, record, return_state)
     dt = check_dt(dt)
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
     batch, steps = movie.shape[:2]
