@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REFERENCE
+
 from flygnn import stacked, threads
 from flygnn.analysis.runners import moving_edge_responses
 from flygnn.dynamics import GradedDynamics, SynapticFilterDynamics
@@ -109,7 +109,8 @@ def test_stacked_simulation_equals_separate_runs(graph_small):
 def test_stacked_runner_equals_separate_runs(graph_small):
     nets = _members(graph_small, 2)
     n_hex = nets[0].n_hexals
-    kw = dict(speeds=(13, 25), offsets=(-2, 3), batch_size=3, dt=1 / 100, n_ommatidia=n_hex)
+    kw = {"speeds": (13, 25), "offsets": (-2, 3), "batch_size": 3, "dt": 1 / 100,
+          "n_ommatidia": n_hex}
     together = moving_edge_responses(nets, **kw).responses
     separate = np.concatenate([moving_edge_responses(n, **kw).responses for n in nets])
     assert together.shape == separate.shape
