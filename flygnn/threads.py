@@ -30,8 +30,8 @@ import os
 import sys
 import time
 
-__all__ = ["LoopThreads", "auto_threads", "configure_process", "get_num_threads", "num_threads",
-           "set_num_threads"]
+__all__ = ["LoopThreads", "auto_threads", "configure_process", "get_num_threads", "last_applied",
+           "num_threads", "set_num_threads"]
 
 _REFRESH_S = 1.0  # seconds between re-checks of the machine's load inside a loop
 
@@ -64,6 +64,14 @@ def set_num_threads(policy: int | str | None) -> None:
     if isinstance(policy, bool) or not isinstance(policy, int) or policy < 1:
         raise ValueError(f"set_num_threads: expected 'auto', None or a positive int, got {policy!r}")
     _policy = int(policy)
+
+
+_last_applied: int | None = None
+
+
+def last_applied() -> int | None:
+    """Threads the last flygnn loop ran with (None: none ran under a policy yet)."""
+    return _last_applied
 
 
 def get_num_threads() -> int | str | None:
@@ -125,7 +133,9 @@ class LoopThreads:
     def _apply(self) -> None:
         import torch
 
+        global _last_applied
         n = self.policy if isinstance(self.policy, int) else auto_threads(self._saved)
+        _last_applied = n
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
         self._checked = time.monotonic()
