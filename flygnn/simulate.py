@@ -24,12 +24,19 @@ import warnings
 import numpy as np
 import torch
 
-from flygnn import stacked, threads
+from flygnn import bptt, stacked, threads
 from flygnn.dynamics import broadcast_state
 from flygnn.linsolve import gmres
 
-__all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "IntegrationWarning",
-           "check_dt", "record_index"]
+__all__ = [
+    "IntegrationWarning",
+    "check_dt",
+    "fade_in_state",
+    "record_index",
+    "relax_rest",
+    "simulate",
+    "steady_state",
+]
 
 MAX_DT = 1 / 50
 _LONG_STEP = 1e3  # seconds: longer than any time constant (the map to the fixed point)
@@ -159,7 +166,10 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         else:
                 state = broadcast_state(initial_state, batch)
         size = net.num_nodes if index is None else len(index)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and bptt.applies(net, state):  # hand-written adjoint
+            with threads.num_threads():
+                responses, state = bptt.simulate_graded(net, ctx, movie, dt, state, index)
+        elif torch.is_grad_enabled():
             state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [])
             responses = torch.stack(records, 1)
         else:
