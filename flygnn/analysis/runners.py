@@ -199,7 +199,10 @@ def _stacked_responses(nets, dataset, dt, t_pre_state, batches, key, record, pro
 
     from flygnn import stacked
 
-    stack = stacked.StackedNetworks(nets)
+    try:
+        stack = stacked.StackedNetworks(nets)
+    except ValueError:  # not flygnn networks of one graph size: model by model
+        return []
     if stack.reason is not None:
         return []
     device = _device_of(nets[0])
