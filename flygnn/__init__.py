@@ -12,6 +12,9 @@ relies on this to configure OpenMP before torch starts (:mod:`flygnn.threads`).
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -45,12 +48,25 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"flygnn.{name}")
+    elif not name.startswith("_") and importlib.util.find_spec(f"flygnn.{name}") is not None:
+        value = importlib.import_module(f"flygnn.{name}")  # any submodule, on first access
     else:
         raise AttributeError(f"module 'flygnn' has no attribute {name!r}")
     globals()[name] = value  # later lookups skip __getattr__
     return value
+
+
+class _Package(types.ModuleType):
+    """``flygnn.simulate`` stays the function when the import system binds the submodule of
+    the same name (use ``importlib.import_module("flygnn.simulate")`` for the module)."""
+
+    def __setattr__(self, name, value):
+        if name == "simulate" and isinstance(value, types.ModuleType):
+            value = value.simulate
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:
