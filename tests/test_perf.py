@@ -188,3 +188,17 @@ def test_cuda_stacked_equals_cpu(graph_small):
     cpu = simulate(nets, movie, 0.01, t_pre=0.05)
     gpu = simulate([n.cuda() for n in nets], movie.cuda(), 0.01, t_pre=0.05)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)
+
+
+@cuda
+def test_cuda_training_gradients_equal_cpu(graph_small):
+    net = Network(graph_small)
+    movie = torch.rand(2, 4, net.n_hexals)
+    grads = []
+    for device in ("cpu", "cuda"):
+        net = net.to(device)
+        start = steady_state(net, 0.05, 0.01, batch_size=2)
+        loss = simulate(net, movie.to(device), 0.01, initial_state=start).square().mean()
+        grads.append([g.cpu() for g in torch.autograd.grad(loss, [net.bias, net.syn_strength])])
+    for cpu, gpu in zip(*grads):
+        torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-7)
