@@ -152,7 +152,8 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``.
     """
     if stacked.is_stack(net):  # several networks (a list, an Ensemble): one pass
-        return stacked.simulate_stacked(net, movie, dt, t_pre, initial_state, record, return_state)
+        return stacked.simulate_stacked(net, movie, dt, t_pre, initial_state, record, return_state,
+                                        grad=grad)
     dt = check_dt(dt)
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
     batch, steps = movie.shape[:2]

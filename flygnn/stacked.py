@@ -245,7 +245,7 @@ def steady_state_stacked(nets, t_pre: float | None, dt: float, batch_size: int =
 
 
 def simulate_stacked(nets, movie, dt: float, t_pre: float = 1.0, initial_state=None,
-                     record=None, return_state: bool = False):
+                     record=None, return_state: bool = False, grad: bool | None = None):
     """:func:`flygnn.simulate.simulate` of every member in one pass (no gradients).
 
     Args:
@@ -253,12 +253,16 @@ def simulate_stacked(nets, movie, dt: float, t_pre: float = 1.0, initial_state=N
         movie: ``(B, T, n_hexals)``, the same for every member.
         dt, t_pre, record, return_state: as for :func:`~flygnn.simulate.simulate`.
         initial_state: ``(K, B or 1, N)`` (None: each member's grey steady state).
+        grad: None or False (True raises: simulate the members one by one for gradients).
 
     Returns:
         responses ``(K, B, T, R)`` (and the final state ``(K, B, N)`` with ``return_state``).
     """
     from flygnn.simulate import check_dt, check_frames, record_index, simulate
 
+    if grad:
+        raise ValueError("grad=True: several networks are simulated without gradients; "
+                         "simulate each network for gradients")
     stack = as_stack(nets)
     dt = check_dt(dt)
     movie = check_frames(movie, stack.n_hexals, "movie", 3, stack.bias)

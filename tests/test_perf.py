@@ -163,6 +163,8 @@ def test_stack_rejects_bad_members(graph_small):
     with pytest.raises(ValueError, match="Network"):
         stacked.StackedNetworks([torch.nn.Linear(2, 2)])
     nets = _members(graph_small, 2)
+    with pytest.raises(ValueError, match="grad"):
+        simulate(nets, torch.rand(1, 2, nets[0].n_hexals), 0.01, grad=True)
     with pytest.raises(ValueError, match="initial_state"):
         simulate(nets, torch.rand(1, 2, nets[0].n_hexals), 0.01,
                  initial_state=torch.zeros(3, 1, nets[0].num_nodes))

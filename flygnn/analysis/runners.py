@@ -124,6 +124,8 @@ def stimulus_responses(
     once; ``t_pre_state = 0`` starts from rest), then batches of ``batch_size`` items in index
     order are simulated from ``s0`` (after a fade-in from grey to each batch's first frames over
     ``t_fade_in`` seconds, when positive) with one Euler step per frame, without gradients.
+    Several networks that share one graph (and no fade-in) run in one pass per batch
+    (:mod:`flygnn.stacked`), with the same results.
 
     Args:
         nets: a :class:`flygnn.network.Network` or a list of them (an ensemble).
