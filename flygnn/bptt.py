@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from flygnn import threads
 from flygnn.dynamics import GradedDynamics
+from flygnn.sparse import spmm
 
 __all__ = ["applies", "simulate_graded"]
 
@@ -119,7 +120,7 @@ def _adjoint(fctx, grad_resp, a: torch.Tensor, acc: dict) -> torch.Tensor:
             gx, gs = bound.backward(f(v).contiguous(), q)
             acc["s"].add_(gs)
         else:
-            gx = torch.sparse.mm(bound.transposed(), q).t()
+            gx = spmm(bound.transposed(), q).t()
         gx = gx.t()  # W^T q, (N, B)
         if relu:
             gx = gx * (v > 0)

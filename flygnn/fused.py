@@ -54,6 +54,6 @@ def graded_euler_step(v: torch.Tensor, activation, input: torch.Tensor | None, c
         v = v.t().contiguous().t()
     bias = node_major_rows(ctx, "bias", ctx.bias, batch)
     inv_tau = node_major_rows(ctx, ("inv_tau", dt), ctx.inv_time_const(dt), batch)
-    drive = ctx.adjacency.addmm(bias - v, activation(v))  # (b - v) + W f(v), one kernel
+    drive = ctx.adjacency.addmm_(bias - v, activation(v))  # (b - v) + W f(v), one kernel
     ctx.add_input(drive, input)
     return drive.mul_(inv_tau).mul_(dt).add_(v)

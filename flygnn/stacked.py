@@ -104,7 +104,7 @@ class _StackContext:
     def addmm(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``base + diag(W_k) x`` for ``(K, B, N)`` tensors in the state layout."""
         k, b, n = x.shape
-        out = torch.addmm(_blocks(base).view(k * n, b), self.matrix, _blocks(x).view(k * n, b))
+        out = _matrix(base).addmm_(self.matrix, _matrix(x))
         return out.view(k, n, b).permute(0, 2, 1)
 
     def add_input(self, drive: torch.Tensor, current: torch.Tensor | None) -> torch.Tensor:
@@ -119,6 +119,13 @@ class _StackContext:
 def _blocks(x: torch.Tensor) -> torch.Tensor:
     """``(K, B, N)`` -> contiguous ``(K, N, B)`` (free in the state layout)."""
     return x.permute(0, 2, 1).contiguous()
+
+
+def _matrix(x: torch.Tensor) -> torch.Tensor:
+    """``(K, B, N)`` -> ``(K * N, B)`` with the standard strides ``(B, 1)`` (also for B = 1)."""
+    k, b, n = x.shape
+    y = _blocks(x).view(k * n, b)
+    return y if y.stride() == (b, 1) else y.as_strided((k * n, b), (b, 1))
 
 
 def _state_layout(x: torch.Tensor) -> torch.Tensor:
