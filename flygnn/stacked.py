@@ -13,7 +13,9 @@ the same. :class:`StackedNetworks` runs ``K`` such networks as one batch:
   resting potentials and time constants expanded into the same layout.
 
 Each model's rows keep the single network's summation order, so the results equal separate
-runs (to the rounding of the sparse kernel's threads; tested to 1e-6). Only graded dynamics
+runs (to the rounding of the sparse kernel's threads; tested to 1e-6). The sparse work is that
+of ``K`` networks (every model reads its own weights); what one pass saves is the per-step
+overhead of ``K`` loops and kernel launches, which dominates on a GPU and at small batches. Only graded dynamics
 (:class:`~flygnn.dynamics.GradedDynamics`, the flyvis model) are stacked, without gradients;
 anything else is simulated model by model with the same call (:func:`simulate_stacked`).
 
