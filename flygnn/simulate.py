@@ -28,15 +28,8 @@ from flygnn import bptt, stacked, threads
 from flygnn.dynamics import broadcast_state
 from flygnn.linsolve import gmres
 
-__all__ = [
-    "IntegrationWarning",
-    "check_dt",
-    "fade_in_state",
-    "record_index",
-    "relax_rest",
-    "simulate",
-    "steady_state",
-]
+__all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "IntegrationWarning",
+           "check_dt", "record_index"]
 
 MAX_DT = 1 / 50
 _LONG_STEP = 1e3  # seconds: longer than any time constant (the map to the fixed point)

@@ -55,7 +55,8 @@ def _simulate_padded(sim, net, movie: torch.Tensor, dt: float, state, record) ->
     n_valid = int((~padded).sum(dim=1).max())
     lead = (net.num_models,) if hasattr(net, "num_models") else ()  # a stack: (K, B, T, R)
     if n_valid == 0:
-        size = len(_record_index(net, record)) if record is not None else net.num_nodes
+        first = getattr(net, "networks", [net])[0]
+        size = len(sim.record_index(first, record)) if record is not None else net.num_nodes
         return np.full((*lead, *movie.shape[:2], size), np.nan, dtype=np.float32)
     clean = torch.nan_to_num(movie[:, :n_valid], nan=0.5)
     resp = sim.simulate(net, clean, dt, initial_state=state, record=record).cpu().numpy()
