@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
+import numpy as np
 import torch
 
-__all__ = ["check_extent", "check_finite", "check_graph", "check_record", "check_state",
-           "check_time", "read_json"]
+__all__ = ["MAX_DT", "IntegrationWarning", "check_dt", "check_extent", "check_finite",
+           "check_frames", "check_graph", "check_record", "check_state", "check_time",
+           "read_json", "record_index"]
 
 #: per-node attributes every cell type's node store needs
 NODE_FIELDS = ("u", "v", "role")
@@ -163,3 +166,60 @@ def check_extent(value, name: str, max_extent: int = 25) -> int:
         raise ValueError(f"{name}: expected an integer lattice extent in [1, {max_extent}], "
                          f"got {value!r}")
     return int(value)
+
+
+MAX_DT = 1 / 50
+
+
+class IntegrationWarning(UserWarning):
+    """A time step large enough to make explicit Euler integration inaccurate."""
+
+
+def check_dt(dt: float) -> float:
+    """``dt`` as a float; ``ValueError`` unless ``0 < dt < inf``; warns if ``dt > 1/50`` s."""
+    if getattr(dt, "ndim", None) == 0:  # numpy / torch scalars
+        dt = float(dt)
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
+    if dt > MAX_DT:
+        warnings.warn(IntegrationWarning(
+            f"dt={dt} is very large for Euler integration (> {MAX_DT:.3g} s)"), stacklevel=3)
+    return float(dt)
+
+
+def check_frames(frames, n_hexals: int, name: str, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Validate a movie ``(B, T, n_hexals)`` (``dim=3``) or frames ``(B, n_hexals)`` (``dim=2``).
+
+    Returns it as a tensor with ``like``'s dtype and device. Raises ``ValueError`` on a
+    wrong shape or non-finite values.
+    """
+    frames = torch.as_tensor(frames)
+    expected = "(B, T, n_hexals)" if dim == 3 else "(B, n_hexals)"
+    if frames.dim() != dim or frames.shape[-1] != n_hexals or 0 in frames.shape:
+        raise ValueError(f"{name}: expected shape {expected} with n_hexals={n_hexals}, "
+                         f"got {tuple(frames.shape)}")
+    if not frames.is_floating_point() and frames.dtype != torch.bool:
+        frames = frames.to(torch.float64)
+    return check_finite(frames.to(dtype=like.dtype, device=like.device), name)
+
+
+def record_index(net, record) -> torch.Tensor | None:
+    """Node indices recorded by ``record`` (None = all nodes, flyvis order).
+
+    ``"central"``: the (0, 0) neuron of each cell type (65); ``"output"``: all neurons of
+    the output types in output order; a list of cell types: their neurons, in that order.
+    """
+    if record is None:
+        return None
+    check_record(record)
+    g = net.graph
+    if isinstance(record, str):
+        if record == "central":
+            return g.central_index
+        if record == "output":
+            return g.nodes_of(g.output_types)
+        record = [record]
+    if not isinstance(record, (list, tuple)) or not all(isinstance(t, str) for t in record):
+        raise ValueError(f"record: expected None, 'central', 'output' or a list of cell types, "
+                         f"got {record!r}")
+    return g.nodes_of(list(record))

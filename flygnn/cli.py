@@ -12,6 +12,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from flygnn import threads
+
 __all__ = ["main"]
 
 
@@ -341,6 +343,7 @@ def _one_line(err: BaseException) -> str:
 def main(argv=None) -> int:
     """Run the command line; errors print one line (``--debug``: the traceback) and return 2
     (1 for an unexpected error, 130 when interrupted)."""
+    threads.configure_process()  # before torch starts: idle OpenMP threads sleep
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -34,6 +34,7 @@ from torch import nn
 
 from flygnn import params
 from flygnn.context import Context, node_major
+from flygnn.fused import graded_euler_step
 from flygnn.sparse import CSRMatmul
 from flygnn.synapses import Synapses
 
@@ -186,6 +187,13 @@ class Graded(NeuronModel):
 
     def decay(self, state, ctx, dt):
         return ctx.inv_time_const(dt)
+
+    def euler_step(self, v, input, ctx, dt):
+        """The fused no-grad Euler step (:func:`flygnn.fused.graded_euler_step`), bit for bit
+        the Euler step of :meth:`derivative`; None for subclasses that change the equation."""
+        if not self.fused or type(self).derivative is not Graded.derivative:
+            return None
+        return graded_euler_step(v, self.f, input, ctx, dt)
 
 
 @register_model

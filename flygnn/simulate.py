@@ -26,7 +26,18 @@ import warnings
 import numpy as np
 import torch
 
-from flygnn._checks import check_finite, check_record, check_state, check_time
+from flygnn import bptt, stacked, threads
+from flygnn._checks import (  # noqa: F401 - check_dt, check_frames, record_index re-exported
+    MAX_DT,
+    IntegrationWarning,
+    check_dt,
+    check_finite,
+    check_frames,
+    check_record,
+    check_state,
+    check_time,
+    record_index,
+)
 from flygnn.integrators import euler, get_integrator
 from flygnn.linsolve import gmres
 from flygnn.neurons import broadcast_state
@@ -34,40 +45,7 @@ from flygnn.neurons import broadcast_state
 __all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "IntegrationWarning",
            "check_dt", "record_index"]
 
-MAX_DT = 1 / 50
 _LONG_STEP = 1e3  # seconds: longer than any time constant (the map to the fixed point)
-
-
-class IntegrationWarning(UserWarning):
-    """A time step large enough to make explicit Euler integration inaccurate."""
-
-
-def check_dt(dt: float) -> float:
-    """``dt`` as a float; ``ValueError`` unless ``0 < dt < inf``; warns if ``dt > 1/50`` s."""
-    if getattr(dt, "ndim", None) == 0:  # numpy / torch scalars
-        dt = float(dt)
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt must be a positive number of seconds, got {dt!r}")
-    if dt > MAX_DT:
-        warnings.warn(IntegrationWarning(
-            f"dt={dt} is very large for Euler integration (> {MAX_DT:.3g} s)"), stacklevel=3)
-    return float(dt)
-
-
-def check_frames(frames, n_hexals: int, name: str, dim: int, like: torch.Tensor) -> torch.Tensor:
-    """Validate a movie ``(B, T, n_hexals)`` (``dim=3``) or frames ``(B, n_hexals)`` (``dim=2``).
-
-    Returns it as a tensor with ``like``'s dtype and device. Raises ``ValueError`` on a
-    wrong shape or non-finite values.
-    """
-    frames = torch.as_tensor(frames)
-    expected = "(B, T, n_hexals)" if dim == 3 else "(B, n_hexals)"
-    if frames.dim() != dim or frames.shape[-1] != n_hexals or 0 in frames.shape:
-        raise ValueError(f"{name}: expected shape {expected} with n_hexals={n_hexals}, "
-                         f"got {tuple(frames.shape)}")
-    if not frames.is_floating_point() and frames.dtype != torch.bool:
-        frames = frames.to(torch.float64)
-    return check_finite(frames.to(dtype=like.dtype, device=like.device), name)
 
 
 def _grad_mode(grad: bool | None):
@@ -76,44 +54,24 @@ def _grad_mode(grad: bool | None):
     return torch.enable_grad() if grad else torch.no_grad()
 
 
-def record_index(net, record) -> torch.Tensor | None:
-    """Node indices recorded by ``record`` (None = all nodes, flyvis order).
-
-    ``"central"``: the (0, 0) neuron of each cell type (65); ``"output"``: all neurons of
-    the output types in output order; a list of cell types: their neurons, in that order.
-    """
-    if record is None:
-        return None
-    check_record(record)
-    g = net.graph
-    if isinstance(record, str):
-        if record == "central":
-            return g.central_index
-        if record == "output":
-            return g.nodes_of(g.output_types)
-        record = [record]
-    if not isinstance(record, (list, tuple)) or not all(isinstance(t, str) for t in record):
-        raise ValueError(f"record: expected None, 'central', 'output' or a list of cell types, "
-                         f"got {record!r}")
-    return g.nodes_of(list(record))
-
-
 def _integrate(net, inputs, dt, state, ctx, index, out, method="euler"):
     """Integration loop over ``inputs`` (a sequence of ``(B, n_hexals)`` frames or None)."""
     dynamics, step = net.dynamics, get_integrator(method)
     records = []
-    for t, frame in enumerate(inputs):
-        current = None if frame is None else net.frame_input(frame)
-        state = step(dynamics, state, current, ctx, dt)
-        if out is None and index is None:
-            continue
-        activity = dynamics.activity(state)
-        if index is not None:
-            activity = activity.index_select(1, index)
-        if isinstance(out, torch.Tensor):
-            out[:, t].copy_(activity)
-        elif isinstance(out, list):
-            records.append(activity)
+    with threads.num_threads() as loop:  # the thread policy of flygnn's loops
+        for t, frame in enumerate(inputs):
+            loop.tick()
+            current = None if frame is None else net.frame_input(frame)
+            state = step(dynamics, state, current, ctx, dt)
+            if out is None and index is None:
+                continue
+            activity = dynamics.activity(state)
+            if index is not None:
+                activity = activity.index_select(1, index)
+            if isinstance(out, torch.Tensor):
+                out[:, t].copy_(activity)
+            elif isinstance(out, list):
+                records.append(activity)
     return state, records
 
 
@@ -122,7 +80,10 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     """Responses of a network to a movie.
 
     Args:
-        net: a :class:`~flygnn.network.Network`.
+        net: a :class:`~flygnn.network.Network`, or several networks sharing one graph (a
+            list, an :class:`~flygnn.analysis.ensembles.Ensemble` or a
+            :class:`~flygnn.stacked.StackedNetworks`): simulated in one pass without
+            gradients, responses ``(n_models, B, T, K)`` (:func:`~flygnn.stacked.simulate_stacked`).
         movie: ``(B, T, n_hexals)`` luminance per frame and column (float; cast to the
             network's dtype and device).
         dt: seconds per frame (one integration step per frame); ``> 1/50`` warns.
@@ -143,6 +104,16 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         ValueError: wrong movie shape, NaN/inf in the movie, ``dt <= 0``, bad ``record``,
             unknown ``method``.
     """
+    if stacked.is_stack(net):  # several networks (a list, an Ensemble)
+        stack = stacked.as_stack(net)
+        if stack.reason is None and method == "euler" and not grad:  # one pass
+            return stacked.simulate_stacked(stack, movie, dt, t_pre, initial_state, record,
+                                            return_state)
+        runs = [simulate(n, movie, dt, t_pre, None if initial_state is None else initial_state[i],
+                         record, grad=grad, return_state=True, method=method)
+                for i, n in enumerate(stack.networks)]  # model by model
+        responses = torch.stack([r[0] for r in runs])
+        return (responses, torch.stack([r[1] for r in runs])) if return_state else responses
     dt, t_pre = check_dt(dt), check_time(t_pre, "t_pre")
     get_integrator(method)  # an unknown name fails before any work
     movie = check_frames(movie, net.n_hexals, "movie", 3, net.bias)
@@ -157,7 +128,10 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
         else:
             state = broadcast_state(check_state(initial_state, net.num_nodes), batch)
         size = net.num_nodes if index is None else len(index)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and method == "euler" and bptt.applies(net, state):
+            with threads.num_threads():  # the hand-written adjoint of graded networks
+                responses, state = bptt.simulate_graded(net, ctx, movie, dt, state, index)
+        elif torch.is_grad_enabled():
             state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [],
                                         method)
             responses = torch.stack(records, 1)

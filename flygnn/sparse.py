@@ -31,7 +31,7 @@ import warnings
 
 import torch
 
-__all__ = ["PairAdjacency", "BoundAdjacency", "CSRMatmul", "gather_scatter"]
+__all__ = ["BoundAdjacency", "CSRMatmul", "PairAdjacency", "gather_scatter", "spmm"]
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, ...]:
@@ -52,9 +52,25 @@ def _sparse_csr(crow, col, values, shape) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
+def spmm(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """``matrix @ dense`` (CSR x contiguous dense) into a fresh tensor.
+
+    On CPU ``torch.sparse.mm`` zero-fills a result and copies it once more before the kernel
+    runs; ``addmm_`` with ``beta=0`` into an empty tensor writes it once (same numbers).
+    """
+    if dense.device.type != "cpu":
+        return torch.sparse.mm(matrix, dense)
+    return dense.new_empty(matrix.shape[0], dense.shape[1]).addmm_(matrix, dense, beta=0)
+
+
 def _node_major(x: torch.Tensor) -> torch.Tensor:
-    """``(B, N)`` -> contiguous ``(N, B)`` (free when ``x`` is already node-major)."""
-    return x.transpose(0, 1).contiguous()
+    """``(B, N)`` -> contiguous ``(N, B)`` (free when ``x`` is already node-major), with the
+    standard strides ``(B, 1)`` even for ``B = 1`` (the sparse kernels pick their algorithm,
+    and with it the rounding, from the strides)."""
+    y = x.transpose(0, 1).contiguous()
+    if y.stride() != (y.shape[1], 1):  # contiguous with a size-1 dimension
+        y = y.as_strided(y.shape, (y.shape[1], 1))
+    return y
 
 
 def gather_scatter(x: torch.Tensor, weight: torch.Tensor, source: torch.Tensor,
@@ -74,11 +90,11 @@ class _MatmulFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, op):
         ctx.op = op
-        return torch.sparse.mm(op.matrix, _node_major(x)).transpose(0, 1)
+        return spmm(op.matrix, _node_major(x)).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad):
-        return torch.sparse.mm(ctx.op.transposed(), _node_major(grad)).transpose(0, 1), None
+        return spmm(ctx.op.transposed(), _node_major(grad)).transpose(0, 1), None
 
 
 class CSRMatmul:
@@ -132,14 +148,14 @@ class _PairSpMM(torch.autograd.Function):
         ctx.bound = bound
         if ctx.needs_input_grad[1]:
             ctx.save_for_backward(x)
-        return torch.sparse.mm(bound.matrix, _node_major(x)).transpose(0, 1)
+        return spmm(bound.matrix, _node_major(x)).transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad):
         bound = ctx.bound
         g = _node_major(grad)  # (N, B)
         if not ctx.needs_input_grad[1]:
-            grad_x = torch.sparse.mm(bound.transposed(), g).transpose(0, 1)
+            grad_x = spmm(bound.transposed(), g).transpose(0, 1)
             return grad_x, None, None
         (x,) = ctx.saved_tensors
         grad_x, grad_s = bound.backward(_node_major(x), g)
@@ -277,10 +293,10 @@ class BoundAdjacency:
             with torch.no_grad():
                 values = self.strength.detach()[grp.row_pair][s.perm_q]
             self._q = _sparse_csr(s.crow_q, s.col_q, values, (s.num_nodes, grp.num_rows))
-        z = torch.sparse.mm(src_matrix, g)  # (R, B): sum over p's edges from j of c_e g[t_e]
-        grad_x = torch.sparse.mm(self._q, z).transpose(0, 1)
+        z = spmm(src_matrix, g)  # (R, B): sum over p's edges from j of c_e g[t_e]
+        grad_x = spmm(self._q, z).transpose(0, 1)
         z.mul_(_gather_rows(x, grp.row_node))
-        grad_s = torch.sparse.mm(pair_sum, z).sum(1)
+        grad_s = spmm(pair_sum, z).sum(1)
         return grad_x, grad_s.to(self.strength.dtype)
 
     def grouped(self) -> CSRMatmul:
@@ -306,6 +322,16 @@ class BoundAdjacency:
     def grouped_matmul(self, x: torch.Tensor) -> torch.Tensor:
         """``M x`` with autograd to ``x``. Shapes: ``(B, N) -> (B, R)`` (node-major memory)."""
         return self.grouped().matmul(x)
+
+    def addmm_(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``base + A x`` in one sparse kernel, without autograd, in place into ``base`` when
+        it is node-major (the sum of the product is rounded, then added to ``base``: the same
+        numbers as ``base + matmul(x)``).
+
+        Shapes:
+            base, x ``(B, N)`` (node-major memory avoids copies) -> ``(B, N)`` node-major.
+        """
+        return _node_major(base).addmm_(self.matrix, _node_major(x)).transpose(0, 1)
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`y_{b,i} = \sum_{e: t(e)=i} c_e s_{p(e)} x_{b,s(e)}`.

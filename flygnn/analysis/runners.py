@@ -53,16 +53,18 @@ def _simulate_padded(net, movie: torch.Tensor, dt: float, state, record) -> np.n
     """
     padded = torch.isnan(movie).any(dim=-1).cumsum(dim=1) > 0  # (B, T)
     n_valid = int((~padded).sum(dim=1).max())
+    lead = (net.num_models,) if hasattr(net, "num_models") else ()  # a stack: (K, B, T, R)
     if n_valid == 0:
-        size = len(record_index(net, record)) if record is not None else net.num_nodes
-        return np.full((*movie.shape[:2], size), np.nan, dtype=np.float32)
+        first = getattr(net, "networks", [net])[0]
+        size = len(record_index(first, record)) if record is not None else net.num_nodes
+        return np.full((*lead, *movie.shape[:2], size), np.nan, dtype=np.float32)
     clean = torch.nan_to_num(movie[:, :n_valid], nan=0.5)
     resp = simulate(net, clean, dt, initial_state=state, record=record).cpu().numpy()
     if n_valid == movie.shape[1] and not padded.any():
         return resp
-    out = np.full((*movie.shape[:2], resp.shape[-1]), np.nan, dtype=np.float32)
-    out[:, :n_valid] = resp
-    out[padded.cpu().numpy()] = np.nan
+    out = np.full((*lead, *movie.shape[:2], resp.shape[-1]), np.nan, dtype=np.float32)
+    out[..., :n_valid, :] = resp
+    out[(slice(None),) * len(lead) + (padded.cpu().numpy(),)] = np.nan
     return out
 
 
@@ -99,9 +101,7 @@ def _cell_types(net, record) -> list[str]:
 
 
 def _record_index(net, record):
-    from flygnn.simulate import record_index
-
-    return record_index(net, record)
+    return record_index(getattr(net, "networks", [net])[0], record)
 
 
 def stimulus_responses(
@@ -123,6 +123,8 @@ def stimulus_responses(
     once; ``t_pre_state = 0`` starts from rest), then batches of ``batch_size`` items in index
     order are simulated from ``s0`` (after a fade-in from grey to each batch's first frames over
     ``t_fade_in`` seconds, when positive) with one Euler step per frame, without gradients.
+    Several networks that share one graph (and no fade-in) run in one pass per batch
+    (:mod:`flygnn.stacked`), with the same results.
 
     Args:
         nets: a :class:`flygnn.network.Network` or a list of them (an ensemble).
@@ -154,8 +156,10 @@ def stimulus_responses(
     order = _by_length(dataset, key) if t_fade_in <= 0 else np.arange(len(dataset))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     out = []
+    if len(nets) > 1 and t_fade_in <= 0:  # an ensemble sharing one graph: one pass
+        out = _stacked_responses(nets, dataset, dt, t_pre_state, batches, key, record, progress)
     with torch.no_grad():
-        for m, net in enumerate(nets):
+        for m, net in enumerate([] if out else nets):
             device = _device_of(net)
             state = None
             if t_pre_state > 0:
@@ -185,6 +189,35 @@ def stimulus_responses(
         model_names=list(model_names) if model_names is not None else None,
         attrs=dict(attrs or {}),
     )
+
+
+def _stacked_responses(nets, dataset, dt, t_pre_state, batches, key, record, progress) -> list:
+    """:func:`stimulus_responses` of several networks in one pass per batch
+    (:mod:`flygnn.stacked`); [] when they cannot share one pass."""
+    from tqdm.auto import tqdm
+
+    from flygnn import stacked
+
+    try:
+        stack = stacked.StackedNetworks(nets)
+    except ValueError:  # not flygnn networks of one graph size: model by model
+        return []
+    if stack.reason is not None:
+        return []
+    device = _device_of(nets[0])
+    chunks = [None] * len(dataset)
+    with torch.no_grad():
+        state = None
+        if t_pre_state > 0:
+            state = stacked.steady_state_stacked(stack, t_pre_state, dt, batch_size=1, value=0.5)
+        for batch in tqdm(batches, desc=f"{len(nets)} models", disable=not progress, leave=False):
+            movie = torch.stack([_item(dataset[int(i)], key) for i in batch]).to(device)
+            if state is None:
+                state = stack.initial_state(stack.prepare(), 1)
+            resp = _simulate_padded(stack, movie, dt, state, record)  # (K, B, T, R)
+            for j, i in enumerate(batch):
+                chunks[int(i)] = resp[:, j]
+    return list(np.stack(chunks, axis=1))
 
 
 def flash_responses(nets, dt: float = 1 / 200, radius: Sequence[int] = (-1, 6), t_stim: float = 1.0,

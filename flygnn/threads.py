@@ -1,0 +1,204 @@
+"""How many CPU threads flygnn's simulation and training loops use (the knob and its policy).
+
+torch parallelises every operation over ``torch.get_num_threads()`` OpenMP threads, which by
+default spin-wait for work between operations. On a machine whose cores are busy with other
+work (a second process, a notebook beside a build, a shared CI runner) a spinning thread
+competes with the thread that does the work, and an Euler step of a few milliseconds can take
+tens. flygnn therefore applies a policy inside its own loops (:func:`flygnn.simulate.simulate`,
+:func:`~flygnn.simulate.steady_state`, the analysis runners, training) and restores torch's
+setting afterwards; nothing is changed at import.
+
+Policies (:func:`set_num_threads`):
+
+* ``"auto"`` (default): torch's thread count, capped by the number of cores that are idle
+  right now (the cores this process may use minus the other runnable tasks of the machine,
+  read from ``/proc/loadavg`` on Linux; elsewhere torch's count), re-checked about once a
+  second in long loops. A quiet machine gets all of torch's threads, a loaded one fewer.
+* an ``int``: exactly that many threads inside flygnn's loops.
+* ``None``: leave torch's setting alone (flygnn never calls ``torch.set_num_threads``).
+
+Environment: ``FLYGNN_NUM_THREADS`` (``auto``, ``torch`` for None, or a number) sets the
+initial policy. The ``flygnn`` command additionally sets ``OMP_WAIT_POLICY=PASSIVE`` before
+torch starts (:func:`configure_process`), unless the variable is already set, so that idle
+OpenMP threads sleep instead of spinning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+__all__ = ["LoopThreads", "auto_threads", "configure_process", "get_num_threads", "last_applied",
+           "num_threads", "set_num_threads"]
+
+_REFRESH_S = 1.0  # seconds between re-checks of the machine's load inside a loop
+
+
+def _initial_policy() -> int | str | None:
+    value = os.environ.get("FLYGNN_NUM_THREADS", "auto").strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if value == "torch":
+        return None
+    try:
+        return max(1, int(value))
+    except ValueError:
+        return "auto"  # a bad variable must not break imports; set_num_threads validates
+
+
+_policy: int | str | None = _initial_policy()
+
+
+def set_num_threads(policy: int | str | None) -> None:
+    """Set the thread policy of flygnn's loops: ``"auto"``, a positive ``int`` or ``None``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    global _policy
+    if policy is None or policy == "auto":
+        _policy = policy
+        return
+    if isinstance(policy, bool) or not isinstance(policy, int) or policy < 1:
+        raise ValueError(f"set_num_threads: expected 'auto', None or a positive int, got {policy!r}")
+    _policy = int(policy)
+
+
+_last_applied: int | None = None
+
+
+def last_applied() -> int | None:
+    """Threads the last flygnn loop ran with (None: none ran under a policy yet)."""
+    return _last_applied
+
+
+def get_num_threads() -> int | str | None:
+    """The current policy (``"auto"``, an ``int`` or ``None``)."""
+    return _policy
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _own_running_threads() -> int:
+    running = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat[stat.rfind(b")") + 2:][:1] == b"R":
+                running += 1
+    except OSError:
+        return 1
+    return max(running, 1)
+
+
+def _other_runnable() -> int | None:
+    """Runnable tasks of the machine that are not this process's threads (Linux), else None."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - _own_running_threads())
+
+
+def auto_threads(requested: int) -> int:
+    """``requested`` capped by the cores idle now (at least 1); see the module docstring."""
+    others = _other_runnable()
+    if others is None:
+        return max(1, requested)
+    return max(1, min(requested, _usable_cores() - others))
+
+
+class LoopThreads:
+    """Applies the policy while a loop runs (a context manager); :meth:`tick` once per step
+    re-checks the load about once a second under ``"auto"``. Restores torch's count on exit."""
+
+    def __init__(self, policy: int | str | None = None, inert: bool = False):
+        self.policy = None if inert else (_policy if policy is None else policy)
+        self._saved = None
+        self._count = 0
+        self._checked = 0.0
+
+    def _apply(self) -> None:
+        import torch
+
+        global _last_applied
+        n = self.policy if isinstance(self.policy, int) else auto_threads(self._saved)
+        _last_applied = n
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        self._checked = time.monotonic()
+
+    def __enter__(self):
+        if self.policy is not None:
+            import torch
+
+            self._saved = torch.get_num_threads()
+            self._apply()
+        return self
+
+    def tick(self) -> None:
+        """Call once per step; cheap (a counter), re-checks the load every ~second."""
+        self._count += 1
+        if self.policy == "auto" and self._saved is not None and self._count % 32 == 0 \
+                and time.monotonic() - self._checked > _REFRESH_S:
+            self._apply()
+
+    def __exit__(self, *exc) -> None:
+        if self._saved is not None:
+            import torch
+
+            if torch.get_num_threads() != self._saved:
+                torch.set_num_threads(self._saved)
+            self._saved = None
+
+
+_depth = 0
+
+
+@contextlib.contextmanager
+def num_threads(policy: int | str | None = None):
+    """Context manager: run the body under a thread policy (default: the current policy).
+
+    Nested uses inside an active one (a runner calling :func:`~flygnn.simulate.simulate`)
+    keep the outer setting. Yields the :class:`LoopThreads` (call ``tick()`` per step).
+    """
+    global _depth
+    if policy is not None and policy != "auto" and (
+            isinstance(policy, bool) or not isinstance(policy, int) or policy < 1):
+        raise ValueError(f"num_threads: expected 'auto', None or a positive int, got {policy!r}")
+    if _depth:
+        _depth += 1
+        try:
+            yield LoopThreads(inert=True)  # inert: the outer manager holds the setting
+        finally:
+            _depth -= 1
+        return
+    _depth += 1
+    try:
+        with LoopThreads(policy) as loop:
+            yield loop
+    finally:
+        _depth -= 1
+
+
+def configure_process(environ: dict | None = None) -> bool:
+    """For programs built on flygnn (the ``flygnn`` command): let idle OpenMP threads sleep
+    (``OMP_WAIT_POLICY=PASSIVE``) unless the variable is set. Effective only before torch is
+    imported; returns whether it was set."""
+    environ = os.environ if environ is None else environ
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in environ:
+        return False
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
