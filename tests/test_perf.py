@@ -11,7 +11,8 @@ from conftest import REFERENCE
 
 from flygnn import bptt, stacked, threads
 from flygnn.analysis.runners import moving_edge_responses
-from flygnn.dynamics import GradedDynamics, SynapticFilterDynamics
+from flygnn.neurons import Graded as GradedDynamics
+from flygnn.neurons import SynapticFilter as SynapticFilterDynamics
 from flygnn.network import Network
 from flygnn.simulate import simulate, steady_state
 
@@ -137,9 +138,8 @@ def test_stacked_simulation_equals_separate_runs(graph_small):
 
 def test_stacked_runner_equals_separate_runs(graph_small):
     nets = _members(graph_small, 2)
-    n_hex = nets[0].n_hexals
     kw = {"speeds": (13, 25), "offsets": (-2, 3), "batch_size": 3, "dt": 1 / 100,
-          "n_ommatidia": n_hex}
+          "extent": graph_small.extent}
     together = moving_edge_responses(nets, **kw).responses
     separate = np.concatenate([moving_edge_responses(n, **kw).responses for n in nets])
     assert together.shape == separate.shape
@@ -150,11 +150,23 @@ def test_stacked_runner_equals_separate_runs(graph_small):
 def test_other_dynamics_run_member_by_member(graph_small):
     nets = _members(graph_small, 2, SynapticFilterDynamics)
     stack = stacked.StackedNetworks(nets)
-    assert stack.reason is not None and "SynapticFilterDynamics" in stack.reason
+    assert stack.reason is not None and "SynapticFilter" in stack.reason
     movie = torch.rand(1, 3, nets[0].n_hexals)
     together = simulate(stack, movie, 0.01, t_pre=0.02)
     with torch.no_grad():
         torch.testing.assert_close(together[1], simulate(nets[1], movie, 0.01, t_pre=0.02))
+
+
+def test_stack_with_gradients_runs_member_by_member(graph_small):
+    nets = _members(graph_small, 2)
+    movie = torch.rand(1, 3, nets[0].n_hexals)
+    together = simulate(nets, movie, 0.01, t_pre=0.02, grad=True)
+    assert together.requires_grad
+    together[1].sum().backward()
+    assert nets[1].bias.grad.abs().sum() > 0
+    assert nets[0].bias.grad is None or not nets[0].bias.grad.any()
+    torch.testing.assert_close(together[0].detach(),
+                               simulate(nets[0], movie, 0.01, t_pre=0.02, grad=False))
 
 
 def test_stack_rejects_bad_members(graph_small):
@@ -163,8 +175,6 @@ def test_stack_rejects_bad_members(graph_small):
     with pytest.raises(ValueError, match="Network"):
         stacked.StackedNetworks([torch.nn.Linear(2, 2)])
     nets = _members(graph_small, 2)
-    with pytest.raises(ValueError, match="grad"):
-        simulate(nets, torch.rand(1, 2, nets[0].n_hexals), 0.01, grad=True)
     with pytest.raises(ValueError, match="initial_state"):
         simulate(nets, torch.rand(1, 2, nets[0].n_hexals), 0.01,
                  initial_state=torch.zeros(3, 1, nets[0].num_nodes))
