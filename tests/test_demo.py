@@ -175,10 +175,10 @@ def test_shipped_models_t4_t5_are_more_direction_selective_than_untrained(edge_t
     degrees."""
     dsi, change, pref = edge_tuning["flow_cpu"]
     dsi0, change0, _ = edge_tuning["untrained"]
-    assert change.loc[T4, 1].mean() > 1.5 * change0.loc[T4, 1].mean()
-    for types, on, least in ((T4, 1, 0.4), (T5, 0, 0.1)):
+    assert change.loc[T4, "ON"].mean() > 1.5 * change0.loc[T4, "ON"].mean()
+    for types, on, least in ((T4, "ON", 0.4), (T5, "OFF", 0.1)):
         assert dsi0.loc[types, on].mean() < 0.01 < least < dsi.loc[types, on].mean()
-    assert (dsi.loc[T4, 1] > 0.3).all()
+    assert (dsi.loc[T4, "ON"] > 0.3).all()
     assert (_distance_deg(pref).loc[T4] < 40).all()
 
 
@@ -192,8 +192,8 @@ def test_protected_models_t4_and_t5_prefer_the_flies_directions(edge_tuning):
     distance = _distance_deg(pref)
     assert (distance.loc[T4 + T5] < 30).all()
     assert dsi0.loc[T4 + T5].max().max() < 0.01
-    assert dsi.loc[T4, 1].mean() > 0.3 and (dsi.loc[T5, 0] > 0.05).all()
-    assert change.loc[T5, 0].mean() > 2 * change0.loc[T5, 0].mean()
+    assert dsi.loc[T4, "ON"].mean() > 0.3 and (dsi.loc[T5, "OFF"] > 0.05).all()
+    assert change.loc[T5, "OFF"].mean() > 2 * change0.loc[T5, "OFF"].mean()
 
 
 def test_threshold_model_t4_and_t5_are_selective_from_a_rest_at_threshold(edge_tuning):
@@ -206,8 +206,8 @@ def test_threshold_model_t4_and_t5_are_selective_from_a_rest_at_threshold(edge_t
 
     dsi, _, pref = edge_tuning["flow_cpu_threshold"]
     distance = _distance_deg(pref)
-    assert (dsi.loc[T4, 1] > 0.6).all() and (distance.loc[T4] < 25).all()
-    assert dsi.loc[T5, 0].mean() > 0.2 and (dsi.loc[["T5b", "T5d"], 0] > 0.2).all()
+    assert (dsi.loc[T4, "ON"] > 0.6).all() and (distance.loc[T4] < 25).all()
+    assert dsi.loc[T5, "OFF"].mean() > 0.2 and (dsi.loc[["T5b", "T5d"], "OFF"] > 0.2).all()
     assert (distance.loc[["T5a", "T5b", "T5d"]] < 35).all()
     net = flygnn.load_pretrained("flow_cpu_threshold", data=flygnn.FlyVisConnectome(extent=5)[0])
     graph = net.network.graph

@@ -96,10 +96,11 @@ def measure(net, extent: int, **edges) -> dict:
     for name, r in (("flyvis", resp), ("change", change)):
         dsi, angle = direction_selectivity_index(r), preferred_direction(r)
         for group, (types, intensity) in TYPES.items():
-            out[f"{name}_{group}_mean"] = float(dsi.loc[types, intensity].mean())
-            out[f"{name}_{group}"] = {t: round(float(dsi.loc[t, intensity]), 4) for t in types}
+            column = "ON" if intensity == 1 else "OFF"
+            out[f"{name}_{group}_mean"] = float(dsi.loc[types, column].mean())
+            out[f"{name}_{group}"] = {t: round(float(dsi.loc[t, column]), 4) for t in types}
             out[f"{name}_{group}_pd_deg"] = {
-                t: round(float(np.degrees(angle.loc[t, intensity])), 1) for t in types}
+                t: round(float(np.degrees(angle.loc[t, column])), 1) for t in types}
     out["tuning_corr"] = {t: round(float(v), 4)
                           for t, v in correlation_to_known_tuning_curves(resp).items()}
     out["breakdown"] = breakdown(resp)
