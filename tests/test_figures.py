@@ -91,9 +91,11 @@ def test_model_figures_show_the_model_and_its_reference_beside_it(tmp_path, capt
         for k, t in enumerate(types):
             arrow, dashed = ax.lines[2 * k], ax.lines[2 * k + 1]
             # the arrow ends at (preferred direction, DSI) of the table
-            assert arrow.get_xdata()[1] == pytest.approx(np.radians(ds.loc[t, f"pd_{contrast}_deg"]))
+            angle = np.radians(ds.loc[t, f"pd_{contrast}_deg"])
+            assert arrow.get_xdata()[1] == pytest.approx(angle)
             assert arrow.get_ydata()[1] == pytest.approx(ds.loc[t, f"dsi_{contrast}_mean"])
-            assert dashed.get_xdata()[0] == pytest.approx(truth[t]) and dashed.get_linestyle() == "--"
+            assert dashed.get_xdata()[0] == pytest.approx(truth[t])
+            assert dashed.get_linestyle() == "--"
             assert f"{t} (known)" in legend
             assert any(txt.get_text() == f"{t}\nknown" for txt in ax.texts)  # labelled on the plot
     assert "DSI" in fig._suptitle.get_text()
