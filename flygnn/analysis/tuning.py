@@ -278,7 +278,10 @@ def direction_selectivity_index(responses, norm=None, **stimulus_kwargs) -> pd.D
     Args:
         responses: moving bar/edge :class:`Responses` (params ``angle`` in degrees, ``width``,
             ``intensity``, ``speed`` on a complete grid), or network(s) simulated with
-            :func:`~flygnn.analysis.runners.moving_edge_responses`.
+            :func:`~flygnn.analysis.runners.moving_edge_responses` (its keyword arguments, e.g.
+            ``progress=`` or ``cache=``, go there: by default a progress bar appears on a
+            terminal, and the rendered edges and the responses are cached on disk, so the same
+            call on the same network returns in seconds).
         norm: optional normalisation passed to :func:`peak_responses`.
 
     Returns:
