@@ -84,6 +84,7 @@ def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            os.chmod(tmp, 0o644)  # as a plain file: mkstemp makes it private
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -65,6 +65,8 @@ def test_model_figures_show_the_model_and_its_reference_beside_it(tmp_path, capt
         assert (out / name).stat().st_size > 0
     pol = pd.read_csv(out / "polarity.csv", index_col="cell_type")
     ds = pd.read_csv(out / "direction_selectivity.csv", index_col="cell_type")
+    corr = pd.read_csv(out / "correlations.csv", index_col="model")
+    assert list(corr.index) == ["trained", "untrained network"]
 
     ax = captured["fri.png"].axes[0]
     heights = [b.get_height() for b in ax.patches]

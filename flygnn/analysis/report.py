@@ -221,6 +221,8 @@ def write_report(
     ds.to_csv(out / "direction_selectivity.csv")
     unknown.to_csv(out / "unknown_predictions.csv")
     n = len(fri_t)
+    if n == 1 and model_name is not None:
+        corr.index = pandas.Index([model_name], name="model")
     ref = _reference(reference)
     if ref is not None:
         corr.loc[ref["name"], "fri_correlation"] = fri_correlation_to_known(ref["fri"])
