@@ -205,7 +205,7 @@ def _train_ensemble(args) -> int:
                               address=args.address, max_retries=args.max_retries,
                               num_cpus_per_member=args.cpus_per_member,
                               num_gpus_per_member=args.gpus_per_member, num_cpus=args.num_cpus,
-                              resume=args.resume, progress=not args.no_progress)
+                              resume=args.resume, progress=_progress(args))
     rows = [{"name": m["name"], "seed": m["seed"], "status": m["status"],
              "attempts": m["attempts"], "best_val_epe": (m["metrics"] or {}).get("best_val_epe"),
              "error": m["error"]} for m in manifest["members"]]
