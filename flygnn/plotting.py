@@ -374,7 +374,7 @@ def direction_arrows(
     ax.tick_params(axis="y", labelsize=6)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.25, 1))
     radius = f"radius: {radial_label}"
-    ax.set_title(f"{title}\n({radius})" if title else radius, pad=44, fontsize=9)
+    ax.set_title(f"{title}\n({radius})" if title else radius, pad=54, fontsize=9)
     return _finish(fig, path, dpi)
 
 

@@ -175,13 +175,14 @@ assert change.to_numpy().min() >= 0 and change.to_numpy().max() <= 1
 # ## Figures
 #
 # Polar tuning curves of T4a-d (peak response to ON edges per direction), arrows of the
-# preferred directions (length = DSI) with the measured directions dashed, and the DSI of
+# preferred directions (length = DSI) with the flies' known directions dashed, and the DSI of
 # every cell type.
 
 # %%
 on = resp.params.intensity.to_numpy() == 1
 curves = np.stack([peak[0, on, resp.cell_types.index(c)] for c in t4])  # (4, 12)
-plotting.polar_tuning(resp.params.angle[on], curves, labels=t4, title="T4, ON edges",
+plotting.polar_tuning(resp.params.angle[on], curves, labels=t4,
+                      title="T4 at ON edges (radius: peak response, a.u.)",
                       path=out / "04_t4_tuning.png")
 plotting.direction_arrows(pref.loc[t4, "ON"], reference=known.preferred_directions(radians=True),
                           lengths=dsi.loc[t4, "ON"], title="T4 preferred directions",
