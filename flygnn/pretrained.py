@@ -236,7 +236,7 @@ def check_movie_range(movie: np.ndarray, name: str) -> None:
     the steady state, 1 white); an 8-bit movie (0-255) must be divided by 255 first.
     """
     values = np.asarray(movie)
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+    if values.dtype.kind not in "biuf":
         raise ValueError(f"{name}: expected real luminance values, got dtype {values.dtype}")
     if values.size == 0:
         raise ValueError(f"{name}: the movie is empty (shape {values.shape})")

@@ -24,7 +24,8 @@ def test_digest_depends_on_every_part():
 def test_corrupted_or_misshapen_files_are_dropped_with_a_warning(tmp_path):
     path = tmp_path / "a.npy"
     diskcache.save_array(path, np.arange(6.0).reshape(2, 3))
-    np.testing.assert_array_equal(diskcache.load_array(path, shape=(2, None)), [[0, 1, 2], [3, 4, 5]])
+    loaded = diskcache.load_array(path, shape=(2, None))
+    np.testing.assert_array_equal(loaded, [[0, 1, 2], [3, 4, 5]])
     with pytest.warns(RuntimeWarning, match="unreadable"):
         assert diskcache.load_array(path, shape=(3, None)) is None
     assert not path.exists()

@@ -356,7 +356,8 @@ def spatial_impulses_responses(nets, dt: float = 1 / 200, impulse_durations: Seq
 
 def naturalistic_responses(nets, dataset=None, dt: float = 1 / 100, n_sequences: int = 16,
                            seed: int = 12345, t_fade_in: float = 2.0, batch_size: int = 4,
-                           model_names=None, *, record="central", progress: bool | None = None) -> Responses:
+                           model_names=None, *, record="central",
+                           progress: bool | None = None) -> Responses:
     """Responses to naturalistic movies: from rest, faded in over 2 s per batch (section 8.1).
 
     Sintel is not shipped, so the default movies are ``n_sequences`` procedural optic-flow movies
