@@ -98,8 +98,14 @@ def prune(folder: str | os.PathLike, keep: int) -> None:
     folder = Path(folder)
     if not folder.is_dir():
         return
-    files = sorted(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in files[keep:]:
+    stamped = []
+    for path in folder.glob("*.npy"):
+        try:
+            stamped.append((path.stat().st_mtime, path))
+        except OSError:  # deleted meanwhile by another process
+            continue
+    stamped.sort(key=lambda item: item[0], reverse=True)
+    for _, path in stamped[keep:]:
         path.unlink(missing_ok=True)
 
 
