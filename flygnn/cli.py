@@ -82,7 +82,7 @@ def _add_demo(sub) -> None:
                  "untrained network, and writes a report folder: flash response (FRI) and\n"
                  "direction selectivity (DSI) indices per cell type, preferred directions,\n"
                  "their agreement with the known data, tables (CSV) and figures (PNG).\n"
-                 "About 2-3 minutes on one CPU core.")
+                 "A few minutes on one CPU core; responses are cached, so a rerun is faster.")
     p.add_argument("--extent", type=int, default=15,
                    help="lattice radius in columns (the shipped models are trained at 15)")
     p.add_argument("--root", default=None, help="connectome cache folder (default: "
