@@ -111,7 +111,7 @@ def run_demo(out: str | Path | None = None, extent: int = 15, model: str | None 
         flashes = flash_responses(list(nets.values()), model_names=names, progress=progress)
         _say(f"simulating moving edges ({12 * 2 * len(speeds)} stimuli per model) ...")
         moving = moving_edge_responses(list(nets.values()), speeds=tuple(speeds), model_names=names,
-                                       batch_size=8, progress=progress)
+                                       progress=progress)
     fri = flash_response_index(flashes, radius=6)
     dsi = direction_selectivity_index(moving)
     pdir = preferred_direction(moving)
