@@ -117,7 +117,7 @@ def _network_digest(net: torch.nn.Module) -> bytes | None:
     dynamics), or None for other modules and custom dynamics (their responses are not cached)."""
     from flygnn.network import Network
 
-    if type(net) is not Network or type(net.dynamics).__module__ != "flygnn.dynamics":
+    if type(net) is not Network or not type(net.dynamics).__module__.startswith("flygnn."):
         return None
     h = hashlib.sha256(repr((net.config(), type(net.dynamics).__name__)).encode())
     g = net.graph
