@@ -202,8 +202,9 @@ def index_bars(
     ax.bar(x, _numpy(values), color=colors, yerr=yerr, width=0.8,
            error_kw={"elinewidth": 0.6, "capsize": 0, "ecolor": "#333333"})
     ax.axhline(0, color="k", lw=0.5)
-    handles = [Patch(color=POLARITY_COLORS[c], label=label) for c, label in
-               ((1, "known ON"), (-1, "known OFF"), (0, "polarity unknown")) if c in codes]
+    handles = [] if polarity is None else [
+        Patch(color=POLARITY_COLORS[c], label=label)
+        for c, label in ((1, "known ON"), (-1, "known OFF"), (0, "polarity unknown")) if c in codes]
     if errors is not None:
         from matplotlib.lines import Line2D
 
