@@ -60,9 +60,10 @@ def test_rendered_edges_are_cached_by_their_parameters(flygnn_cache):
     assert other.shape[0] == 4 and len(list((flygnn_cache / "stimuli").glob("*.npy"))) > len(stamp)
 
 
-def test_a_corrupted_rendering_is_rebuilt(flygnn_cache):
+def test_a_corrupted_rendering_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLYGNN_CACHE", str(tmp_path))  # corrupt no other test's files
     expected = MovingEdges(**EDGES).positions
-    for path in (flygnn_cache / "stimuli").glob("*.npy"):
+    for path in (tmp_path / "stimuli").glob("*.npy"):
         path.write_bytes(path.read_bytes()[:100])
     with pytest.warns(RuntimeWarning, match="rebuilt"):
         assert torch.equal(MovingEdges(**EDGES).positions, expected)
