@@ -1,5 +1,9 @@
-"""The ``flygnn`` command line: ``flygnn demo``, ``flygnn connectome``, and the commands that
-later modules register (train, simulate, validate, train-ensemble)."""
+"""flygnn: the fruit-fly visual system connectome as a graph neural network.
+
+Simulate the shipped trained models on your own movies, score them against the flies' known
+cell-type tuning, and train new models and ensembles. Run "flygnn COMMAND --help" for the
+options of a command.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,30 @@ from pathlib import Path
 
 from flygnn import threads
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' line breaks and appends "(default: X)" to options that have one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) \
+                or action.default == [] or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _command(sub, name: str, summary: str, details: str = ""):
+    """A subcommand whose one-line ``summary`` is listed by ``flygnn --help``."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:]
+                          + "." + (f"\n\n{details}" if details else ""),
+                          formatter_class=_HelpFormatter)
+
+
+def _progress(args) -> bool:
+    """Progress bars only on a terminal, and never with --no-progress."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
 
 def _summary(args) -> int:
@@ -36,9 +63,13 @@ def _summary(args) -> int:
 
 
 def _add_connectome(sub) -> None:
-    p = sub.add_parser("connectome", help="build the connectome and print a summary per cell type")
-    p.add_argument("--extent", type=int, default=15)
-    p.add_argument("--root", default=None, help="cache folder (default: per-user cache)")
+    p = _command(sub, "connectome", "build the connectome and print a summary per cell type",
+                 "Neurons, role and synapses in and out per cell type, on a hexagonal lattice "
+                 "of\n3 * extent * (extent + 1) + 1 columns (721 at extent 15).")
+    p.add_argument("--extent", type=int, default=15, help="lattice radius in columns")
+    p.add_argument("--root", default=None,
+                   help="cache folder (default: $FLYGNN_CACHE/connectome or "
+                        "~/.cache/flygnn/connectome)")
     p.set_defaults(func=_summary)
 
 
@@ -48,7 +79,7 @@ def _demo(args) -> int:
     speeds = _parse_speeds(args.speeds) if args.speeds else None
     kwargs = {"speeds": speeds} if speeds else {}
     run_demo(out=args.out, extent=args.extent, model=args.model, root=args.root,
-             progress=not args.no_progress, **kwargs)
+             progress=_progress(args), **kwargs)
     return 0
 
 
@@ -64,14 +95,24 @@ def _parse_speeds(text: str) -> tuple[float, ...]:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: flash and moving-edge responses of the shipped "
-                                    "model and a report with FRI and DSI against the known tables")
-    p.add_argument("--extent", type=int, default=15)
-    p.add_argument("--root", default=None, help="connectome cache folder (default: per-user cache)")
-    p.add_argument("--out", default="flygnn-demo", help="report folder (a fresh one if it exists)")
-    p.add_argument("--model", default=None, help="shipped model name or training run folder")
-    p.add_argument("--speeds", default=None, help="comma-separated edge speeds (default: flyvis's six)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p = _command(sub, "demo", "score the shipped model against the flies' known tuning",
+                 "Simulates flashes and moving edges with the shipped trained model and the\n"
+                 "untrained network, and writes a report folder: flash response (FRI) and\n"
+                 "direction selectivity (DSI) indices per cell type, preferred directions,\n"
+                 "their agreement with the known data, tables (CSV) and figures (PNG).\n"
+                 "A few minutes on one CPU core; responses are cached, so a rerun is faster.")
+    p.add_argument("--extent", type=int, default=15,
+                   help="lattice radius in columns (the shipped models are trained at 15)")
+    p.add_argument("--root", default=None, help="connectome cache folder (default: "
+                   "$FLYGNN_CACHE/connectome or ~/.cache/flygnn/connectome)")
+    p.add_argument("--out", default=None, help="report folder; a fresh sibling if it exists "
+                   "(default: $FLYGNN_CACHE/demo or ~/.cache/flygnn/demo)")
+    p.add_argument("--model", default=None, help="shipped model name or training run folder "
+                   "(default: flow_cpu_threshold)")
+    p.add_argument("--speeds", default=None, help="comma-separated edge speeds in columns per "
+                   "second (default: 2.4,4.8,9.7,13,19,25, as flyvis)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they appear only on a terminal anyway)")
     p.set_defaults(func=_demo)
 
 
@@ -131,8 +172,8 @@ def _train(args) -> int:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a network and flow decoder on optic flow: a whole "
-                                     "recipe (--recipe) or a single stage (--config)")
+    p = _command(sub, "train", "train a network and flow decoder on optic flow: a whole recipe "
+                               "(--recipe) or a single stage (--config)")
     p.add_argument("--recipe", default=None,
                    help="recipe name (tiny, cpu, flyvis) or JSON file: all its stages")
     p.add_argument("--config", default=None, help="TrainConfig JSON of a single stage "
@@ -156,19 +197,31 @@ def _simulate(args) -> int:
     from flygnn.pretrained import simulate_file
 
     result = simulate_file(args.model, args.movie, args.dt, args.out, record=args.record,
-                           t_pre=args.t_pre)
+                           t_pre=args.t_pre, check_range=not args.any_range)
     print(f"responses {result['responses'].shape} written to {args.out}")
     return 0
 
 
 def _add_simulate(sub) -> None:
-    p = sub.add_parser("simulate", help="responses of a model to a movie file (.npy/.npz)")
-    p.add_argument("--model", required=True, help="shipped model name, run folder or network file")
-    p.add_argument("--movie", required=True, help=".npy/.npz of shape (T, n_hexals) or (B, T, n_hexals)")
+    p = _command(sub, "simulate", "responses of a model to a movie file (.npy or .npz)",
+                 "The movie holds luminance in [0, 1] (0 black, 0.5 grey, 1 white), one value per\n"
+                 "column of the hexagonal eye: shape (T, n_hexals) or (B, T, n_hexals), with\n"
+                 "n_hexals = 721 at extent 15. A movie with values outside [0, 1] (for example\n"
+                 "8-bit 0-255 frames) is refused: divide it by 255 first. Writes responses\n"
+                 "(B, T, K), node_index, node_type, dt and t_pre (and the decoded flow for a\n"
+                 "model with a decoder) to OUT.")
+    p.add_argument("--model", required=True,
+                   help="shipped model name, run folder, Network.save file or flyvis checkpoint")
+    p.add_argument("--movie", required=True, help=".npy, or .npz with a 'movie' array, of "
+                   "luminance in [0, 1]")
     p.add_argument("--dt", type=float, default=0.02, help="seconds per frame")
-    p.add_argument("--t-pre", type=float, default=1.0, help="seconds of grey before the movie")
-    p.add_argument("--record", default=None, help="'central', 'output' or a cell type (default: all)")
-    p.add_argument("--out", required=True, help="output .npz")
+    p.add_argument("--t-pre", type=float, default=1.0,
+                   help="seconds of grey (0.5) before the movie, to reach the steady state")
+    p.add_argument("--record", default=None,
+                   help="'central', 'output' or a cell type (default: every neuron)")
+    p.add_argument("--any-range", action="store_true",
+                   help="simulate a movie with values outside [0, 1] anyway")
+    p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_simulate)
 
 
@@ -177,17 +230,34 @@ def _validate(args) -> int:
 
     from flygnn.pretrained import validate_run
 
-    result = validate_run(args.run, args.out, batch_size=args.batch_size, t_pre=args.t_pre)
+    run = args.run_option or args.run
+    if run is None:
+        raise ValueError("name a run folder or a shipped model, e.g. flygnn validate "
+                         "flow_cpu_threshold")
+    result = validate_run(run, args.out, batch_size=args.batch_size, t_pre=args.t_pre,
+                          progress=_progress(args))
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _add_validate(sub) -> None:
-    p = sub.add_parser("validate", help="validation l2norm and EPE of a training run, as JSON")
-    p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--out", default=None, help="JSON file (default RUN/validation.json)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--t-pre", type=float, default=0.5, help="seconds of grey before each movie")
+    p = _command(sub, "validate", "validation l2norm and EPE of a run or shipped model, as JSON",
+                 "Renders the run's validation movies and scores its network and decoder with\n"
+                 "the run's own validation settings (optim.val_t_pre, optim.val_batch_size), so\n"
+                 "the numbers equal the val_l2norm and val_epe of its metrics.json (shown as\n"
+                 "'recorded'). About a minute at extent 15.")
+    p.add_argument("run", nargs="?", default=None,
+                   help="run folder or shipped model name (e.g. flow_cpu_threshold)")
+    p.add_argument("--run", dest="run_option", default=None, metavar="RUN",
+                   help="the same, as an option")
+    p.add_argument("--out", default=None, help="JSON file to write (default: RUN/validation.json "
+                   "for a run folder, none for a shipped model)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="movies per batch (default: the run's optim.val_batch_size)")
+    p.add_argument("--t-pre", type=float, default=None, help="seconds of grey before each movie "
+                   "(default: the run's optim.val_t_pre)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it appears only on a terminal anyway)")
     p.set_defaults(func=_validate)
 
 
@@ -207,7 +277,7 @@ def _train_ensemble(args) -> int:
                               address=args.address, max_retries=args.max_retries,
                               num_cpus_per_member=args.cpus_per_member,
                               num_gpus_per_member=args.gpus_per_member, num_cpus=args.num_cpus,
-                              resume=args.resume, progress=not args.no_progress)
+                              resume=args.resume, progress=_progress(args))
     rows = [{"name": m["name"], "seed": m["seed"], "status": m["status"],
              "attempts": m["attempts"], "best_val_epe": (m["metrics"] or {}).get("best_val_epe"),
              "error": m["error"]} for m in manifest["members"]]
@@ -216,7 +286,8 @@ def _train_ensemble(args) -> int:
 
 
 def _add_train_ensemble(sub) -> None:
-    p = sub.add_parser("train-ensemble", help="train N models in parallel on Ray (flygnn[ray])")
+    p = _command(sub, "train-ensemble", "train several models in parallel on Ray "
+                 "(pip install 'flygnn[ray]')")
     p.add_argument("--config", default=None, help="TrainConfig JSON (optional with --resume)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. optim.n_iters=1000 (repeatable)")
@@ -265,8 +336,8 @@ def _evaluate_ensemble(args) -> int:
 
 
 def _add_evaluate_ensemble(sub) -> None:
-    p = sub.add_parser("evaluate-ensemble", help="responses, indices and clustering of an "
-                       "ensemble, in parallel on Ray (flygnn[ray])")
+    p = _command(sub, "evaluate-ensemble", "responses, tuning indices and clustering of a "
+                 "trained ensemble, on Ray (pip install 'flygnn[ray]')")
     p.add_argument("dir", help="ensemble folder (written by train-ensemble)")
     p.add_argument("--address", default=None, help="Ray cluster address, as for train-ensemble")
     p.add_argument("--stimuli", nargs="+", default=["flashes", "edges"],
@@ -282,11 +353,13 @@ def _add_evaluate_ensemble(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flygnn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="flygnn", description=__doc__,
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (default: one line)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands",
+                                metavar="COMMAND")
     for add in (_add_demo, _add_connectome, _add_train, _add_simulate, _add_validate,
                 _add_train_ensemble, _add_evaluate_ensemble):
         add(sub)

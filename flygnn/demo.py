@@ -1,8 +1,10 @@
 """The main job, ``flygnn demo``: connectome summary, flash and moving-edge responses of the
 shipped trained model and of the untrained network, and a report against the known tables.
 
-Writes ``<out>/`` with ``summary.md``, CSV tables (FRI, DSI, preferred directions, correlations)
-and PNG figures; never writes into an existing non-empty folder (a fresh ``<out>-N`` is chosen).
+Writes ``<out>/`` (default ``~/.cache/flygnn/demo``, see :func:`default_out`) with
+``summary.md``, CSV tables (FRI, DSI, preferred directions, correlations) and PNG figures of the
+trained model, with the untrained network drawn beside it as a reference; never writes into an
+existing non-empty folder (a fresh ``<out>-N`` is chosen).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["run_demo", "fresh_folder", "DEFAULT_MODEL"]
+__all__ = ["run_demo", "fresh_folder", "default_out", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,22 @@ def _models(data, model: str | None):
     return {"untrained": untrained}, {}
 
 
-def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | None = None,
+def default_out() -> Path:
+    """The default report folder: ``demo/`` in the flygnn cache folder (``$FLYGNN_CACHE``, else
+    ``~/.cache/flygnn``), outside any source tree."""
+    from flygnn._paths import cache_dir
+
+    return cache_dir() / "demo"
+
+
+def run_demo(out: str | Path | None = None, extent: int = 15, model: str | None = None,
              root: str | Path | None = None, speeds=(2.4, 4.8, 9.7, 13, 19, 25),
              progress: bool = True) -> Path:
     """Run the demo and return the report folder.
 
     Args:
-        out: report folder (a fresh sibling is used if it exists and is not empty).
+        out: report folder (a fresh sibling is used if it exists and is not empty); None uses
+            :func:`default_out`.
         extent: lattice extent of the connectome (the shipped model needs 15).
         model: a shipped model name or a training run folder; None uses the default model.
         root: connectome cache folder (None: the per-user cache).
@@ -86,7 +97,7 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
         if not Path(model).exists() and model not in available_models():
             raise ValueError(f"no model {model!r}: shipped models are "
                              f"{available_models() or 'none'}, or pass a training run folder")
-    folder = fresh_folder(out)
+    folder = fresh_folder(default_out() if out is None else out)
     data = FlyVisConnectome(root=root, extent=extent)[0]
     edges = edges_frame(data)
     _say(f"connectome: {len(data.cell_types)} cell types, {data.num_nodes:,} neurons, "
@@ -100,21 +111,30 @@ def run_demo(out: str | Path = "flygnn-demo", extent: int = 15, model: str | Non
         flashes = flash_responses(list(nets.values()), model_names=names, progress=progress)
         _say(f"simulating moving edges ({12 * 2 * len(speeds)} stimuli per model) ...")
         moving = moving_edge_responses(list(nets.values()), speeds=tuple(speeds), model_names=names,
-                                       batch_size=8, progress=progress)
+                                       progress=progress)
     fri = flash_response_index(flashes, radius=6)
     dsi = direction_selectivity_index(moving)
     pdir = preferred_direction(moving)
     if isinstance(fri, pd.Series):
         fri = fri.to_frame(names[0]).T
-    folder = write_report(fri, dsi, pdir, out_dir=folder,
-                          title=f"flygnn demo: {' vs '.join(names)}", overwrite=False)
+    # the report shows the first model alone; the untrained network is its reference
+    main = names[0]
+    reference = None
+    if len(names) > 1:
+        reference = {"name": "untrained network", "fri": fri.loc[names[1]],
+                     "dsi": _dsi_table(dsi, names[1], 1, len(names)),
+                     "pd": _dsi_table(pdir, names[1], 1, len(names))}
+    heading = f"flygnn demo: {main}" + (" (untrained network as reference)" if reference else "")
+    folder = write_report(fri.loc[main].rename(main), _dsi_table(dsi, main, 0, len(names)),
+                          _dsi_table(pdir, main, 0, len(names)), out_dir=folder, title=heading,
+                          overwrite=False, model_name=main, reference=reference)
 
     fri_corr = fri_correlation_to_known(fri)
     dsi_corr = dsi_correlation_to_known(dsi)
     lines = ["", "| model | FRI corr. with known polarity | DSI corr. with known | "
              + " | ".join(T4T5) + " |", "|---" * (3 + len(T4T5)) + "|"]
     polarity = known.polarity()
-    contrast = {t: 1 if polarity[t] > 0 else 0 for t in T4T5}  # ON (1) for T4, OFF (0) for T5
+    contrast = {t: "ON" if polarity[t] > 0 else "OFF" for t in T4T5}  # T4 ON, T5 OFF edges
     for m, name in enumerate(names):
         table = _dsi_table(dsi, name, m, len(names))
         t4t5 = [table.loc[t, contrast[t]] for t in T4T5]

@@ -2,15 +2,15 @@ r"""The network's parameters: what they are, how they start, which constraints t
 
 Five tensors, shared per cell type, type pair or (pair, offset) as in flyvis (all float32):
 
-=============== ======= ===================================== =========== =========================
-name            shape   shared over                           trainable   default
-=============== ======= ===================================== =========== =========================
-``bias``        (65,)   cell type                             yes         Normal(0.5, 0.05), seed 0
-``time_const``  (65,)   cell type                             yes         0.05 s
-``syn_strength``(604,)  (source_type, target_type)            yes         0.01 / mean n_syn of pair
-``sign``        (604,)  (source_type, target_type)            no          +1 / -1 from the file
-``syn_count``   (2355,) (source_type, target_type, du, dv)    no          ln(count), see below
-=============== ======= ===================================== =========== =========================
+================ ======= ===================================== =========== =========================
+name             shape   shared over                           trainable   default
+================ ======= ===================================== =========== =========================
+``bias``         (65,)   cell type                             yes         Normal(0.5, 0.05), seed 0
+``time_const``   (65,)   cell type                             yes         0.05 s
+``syn_strength`` (604,)  (source_type, target_type)            yes         0.01 / mean n_syn of pair
+``sign``         (604,)  (source_type, target_type)            no          +1 / -1 from the file
+``syn_count``    (2355,) (source_type, target_type, du, dv)    no          ln(count), see below
+================ ======= ===================================== =========== =========================
 
 ``syn_count`` is stored as flyvis stores it: ``raw = float32(ln(float64(count)))``; the count
 used by the dynamics is ``exp(raw)`` in float32 (within 2.4e-7 of the file's count). The

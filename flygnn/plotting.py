@@ -25,7 +25,9 @@ __all__ = [
     "dsi_bars",
     "polar_tuning",
     "direction_arrows",
+    "preferred_direction_panels",
     "connectivity_matrix",
+    "loss_curve",
     "prediction_quality",
 ]
 
@@ -71,6 +73,7 @@ def hex_map(
     title: str | None = None,
     path: str | Path | None = None,
     dpi: int = 100,
+    label: str | None = None,
 ):
     """Hexagon per column at ``hexgrid.to_cartesian(u, v)``, coloured by ``values``.
 
@@ -78,6 +81,7 @@ def hex_map(
         values: one value per hexal; without ``u``/``v``, a full lattice in canonical order.
         u, v: hexal coordinates (default: ``hexgrid.disk(extent_of(len(values)))``).
         cmap, vmin, vmax: colour map and limits (default symmetric around 0 for "seismic").
+        label: colour bar label, with the unit (e.g. ``"luminance (0 to 1)"``).
 
     Returns:
         the Figure; its hexagons are ``fig.axes[0].collections[0]`` whose array is ``values``.
@@ -109,7 +113,7 @@ def hex_map(
     ax.set_aspect("equal")
     ax.set_axis_off()
     if colorbar:
-        fig.colorbar(coll, ax=ax, shrink=0.8)
+        fig.colorbar(coll, ax=ax, shrink=0.8, label=label)
     if title:
         ax.set_title(title)
     return _finish(fig, path, dpi)
@@ -148,63 +152,130 @@ def traces(
     return _finish(fig, path, dpi)
 
 
+def _contrast_columns(dsi: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``dsi`` with columns ``"OFF"`` and ``"ON"`` (intensity labels 0 and 1 are renamed)."""
+    if not isinstance(dsi, pd.DataFrame):
+        raise ValueError(f"{name} must be a DataFrame over cell types with columns 'OFF' and 'ON'")
+    dsi = dsi.rename(columns={0: "OFF", 1: "ON"})
+    if not {"OFF", "ON"} <= set(dsi.columns):
+        raise ValueError(f"{name} must have intensity columns 'OFF' and 'ON', "
+                         f"got {list(dsi.columns)}")
+    return dsi
+
+
 def index_bars(
     values: pd.Series,
     polarity: pd.Series | None = None,
     errors: pd.Series | None = None,
     ax=None,
-    ylabel: str = "FRI",
+    ylabel: str = "FRI (-1 to 1, no unit)",
     title: str | None = None,
     path: str | Path | None = None,
     dpi: int = 100,
+    reference: pd.Series | None = None,
+    reference_label: str = "untrained network",
+    error_label: str = "std over models",
 ):
     """Bar per cell type, coloured by known polarity (ON red, OFF blue, unknown grey).
 
     Args:
         values: index per cell type (e.g. FRI), bars in this order.
         polarity: known polarity per cell type (1, -1, 0); missing types count as unknown.
-        errors: optional error bars (e.g. std over an ensemble).
+        errors: optional error bars (e.g. std over an ensemble), labelled ``error_label``.
+        reference: optional values of a reference model (e.g. the untrained network), drawn
+            as black markers over the bars, never mixed into them.
+        reference_label: legend entry of ``reference``.
+
+    Returns:
+        the Figure; ``fig.axes[0].patches`` are the bars (heights = ``values``), the reference
+        markers are ``fig.axes[0].lines[-1]`` and the legend names colours and markers.
     """
+    from matplotlib.patches import Patch
+
     if not isinstance(values, pd.Series):
         raise ValueError(f"values must be a pandas Series, got {type(values).__name__}")
     pol = (polarity if polarity is not None else pd.Series(dtype=int)).reindex(values.index)
-    colors = [POLARITY_COLORS[int(p)] if p == p else POLARITY_COLORS[0] for p in pol]
-    fig, ax = _axes(ax, (max(6, 0.16 * len(values)), 3))
+    codes = [int(p) if pd.notna(p) else 0 for p in pol]
+    colors = [POLARITY_COLORS[c] for c in codes]
+    fig, ax = _axes(ax, (max(6, 0.16 * len(values)), 3.2))
+    x = np.arange(len(values))
     yerr = None if errors is None else _numpy(errors.reindex(values.index))
-    ax.bar(np.arange(len(values)), _numpy(values), color=colors, yerr=yerr, width=0.8)
-    ax.set_xticks(np.arange(len(values)), [str(c) for c in values.index], rotation=90, fontsize=6)
+    ax.bar(x, _numpy(values), color=colors, yerr=yerr, width=0.8,
+           error_kw={"elinewidth": 0.6, "capsize": 0, "ecolor": "#333333"})
     ax.axhline(0, color="k", lw=0.5)
+    handles = [] if polarity is None else [
+        Patch(color=POLARITY_COLORS[c], label=label)
+        for c, label in ((1, "known ON"), (-1, "known OFF"), (0, "polarity unknown")) if c in codes]
+    if errors is not None:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="#333333", lw=0.6, label=error_label))
+    if reference is not None:
+        ref = _numpy(reference.reindex(values.index))
+        handles.append(ax.plot(x, ref, ls="none", marker="_", ms=5, mew=1.5, color="k",
+                               label=reference_label)[0])
+    ax.set_xticks(x, [str(c) for c in values.index], rotation=90, fontsize=6)
     ax.set_xlim(-0.7, len(values) - 0.3)
     ax.set_ylabel(ylabel)
+    if handles:
+        ax.legend(handles=handles, fontsize=7, frameon=False, ncols=len(handles),
+                  loc="lower left", bbox_to_anchor=(0, 1.0))
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=22 if handles else 6)
     return _finish(fig, path, dpi)
 
 
 def dsi_bars(
     dsi: pd.DataFrame,
     ax=None,
-    ylabel: str = "DSI",
+    ylabel: str = "DSI (0 to 1, no unit)",
     title: str | None = None,
     path: str | Path | None = None,
     dpi: int = 100,
+    errors: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "untrained network",
+    error_label: str = "std over models",
 ):
-    """Paired bars per cell type: ON-edge (intensity 1, red) and OFF-edge (0, blue) DSI.
+    """Paired bars per cell type: ON-edge (red) and OFF-edge (blue) DSI.
 
-    **Shapes:** ``dsi`` cell types x intensity columns ``[0, 1]`` (one model).
+    Args:
+        dsi: cell types x columns ``"OFF"``, ``"ON"`` (intensities 0 and 1 are accepted too).
+        errors: optional error bars of the same layout (e.g. std over an ensemble).
+        reference: optional DSI of a reference model (same layout), drawn as black markers on
+            the bars it compares with, never mixed into them.
+
+    Returns:
+        the Figure; ``fig.axes[0].patches`` are the ON bars, then the OFF bars.
+
+    **Shapes:** ``dsi`` ``(n_types, 2)``.
     """
-    if not isinstance(dsi, pd.DataFrame) or not {0, 1} <= set(dsi.columns):
-        raise ValueError("dsi must be a DataFrame over cell types with intensity columns 0 and 1")
-    fig, ax = _axes(ax, (max(6, 0.2 * len(dsi)), 3))
+    dsi = _contrast_columns(dsi, "dsi")
+    fig, ax = _axes(ax, (max(6, 0.2 * len(dsi)), 3.2))
     x = np.arange(len(dsi))
-    ax.bar(x - 0.2, _numpy(dsi[1]), width=0.4, color=POLARITY_COLORS[1], label="ON edges")
-    ax.bar(x + 0.2, _numpy(dsi[0]), width=0.4, color=POLARITY_COLORS[-1], label="OFF edges")
+    err = None if errors is None else _contrast_columns(errors, "errors").reindex(dsi.index)
+    kw = {"elinewidth": 0.6, "capsize": 0, "ecolor": "#333333"}
+    for contrast, shift, code in (("ON", -0.2, 1), ("OFF", 0.2, -1)):
+        ax.bar(x + shift, _numpy(dsi[contrast]), width=0.4, color=POLARITY_COLORS[code],
+               label=f"{contrast} edges", yerr=None if err is None else _numpy(err[contrast]),
+               error_kw=kw)
+    if errors is not None:
+        from matplotlib.lines import Line2D
+
+        ax.add_line(Line2D([], [], color="#333333", lw=0.6, label=error_label))
+    if reference is not None:
+        ref = _contrast_columns(reference, "reference").reindex(dsi.index)
+        ax.plot(np.r_[x - 0.2, x + 0.2], np.r_[_numpy(ref["ON"]), _numpy(ref["OFF"])], ls="none",
+                marker="_", ms=4, mew=1.5, color="k", label=reference_label)
     ax.set_xticks(x, [str(c) for c in dsi.index], rotation=90, fontsize=6)
     ax.set_xlim(-0.7, len(dsi) - 0.3)
+    ax.set_ylim(0, max(1.0, float(np.nanmax(_numpy(dsi[["ON", "OFF"]])))))
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, fontsize=7, frameon=False, ncols=len(handles), loc="lower left",
+              bbox_to_anchor=(0, 1.0))
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=22)
     return _finish(fig, path, dpi)
 
 
@@ -256,29 +327,97 @@ def direction_arrows(
     title: str | None = None,
     path: str | Path | None = None,
     dpi: int = 100,
+    other: pd.Series | None = None,
+    other_lengths: pd.Series | None = None,
+    other_label: str = "untrained network",
+    radial_label: str = "DSI",
 ):
-    """Polar arrows of preferred directions (radians), with optional dashed reference directions.
+    """Polar arrows of preferred directions (radians); length = ``lengths`` (e.g. the DSI).
 
     Args:
-        angles: direction per cell type in radians (label = index).
-        reference: known direction per cell type in radians, drawn dashed in the same colour.
-        lengths: arrow lengths (e.g. DSI); default 1.
+        angles: direction per cell type in radians (label = index); 0 = motion to the right,
+            counter-clockwise positive.
+        reference: known direction per cell type in radians, drawn dashed in the same colour
+            from the centre to the rim and labelled ``"<type> (known)"``.
+        lengths: arrow lengths (e.g. DSI in [0, 1]); default 1. The radial axis is labelled
+            ``radial_label`` and spans at least [0, 1].
+        other: directions of a second model (e.g. the untrained network), thin grey arrows
+            of ``other_lengths`` labelled ``other_label``.
 
     Returns:
-        the Figure; ``fig.axes[0].lines[k]`` is the k-th arrow, ending at ``(angle, length)``.
+        the Figure; ``fig.axes[0].lines[k]`` is the k-th arrow (ending at ``(angle, length)``),
+        each followed by its dashed known direction when ``reference`` has the type.
     """
     if not isinstance(angles, pd.Series):
         raise ValueError(f"angles must be a pandas Series, got {type(angles).__name__}")
     radii = np.ones(len(angles)) if lengths is None else _numpy(lengths.reindex(angles.index))
-    fig, ax = _axes(ax, (4, 4), polar=True)
+    rmax = max(1.0, float(np.nanmax(radii)) if len(radii) else 1.0)
+    fig, ax = _axes(ax, (4.5, 4.5), polar=True)
     for k, (name, angle) in enumerate(angles.items()):
-        line = ax.plot([angle, angle], [0, radii[k]], lw=2, label=str(name))[0]
+        line = ax.plot([angle, angle], [0, radii[k]], lw=2, label=f"{name} (model)")[0]
+        ax.annotate("", xy=(angle, radii[k]), xytext=(angle, 0.85 * radii[k]),
+                    arrowprops={"arrowstyle": "-|>", "color": line.get_color(), "lw": 2})
         if reference is not None and name in reference.index:
-            ref = reference[name]
-            ax.plot([ref, ref], [0, radii[k]], ls="--", lw=1, color=line.get_color())
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.05, 1))
+            ref = float(reference[name])
+            ax.plot([ref, ref], [0, rmax], ls="--", lw=1, color=line.get_color(),
+                    label=f"{name} (known)")
+            ax.text(ref, 1.3 * rmax, f"{name}\nknown", color=line.get_color(), fontsize=7,
+                    ha="center", va="center")
+    if other is not None:
+        o_len = (np.ones(len(other)) if other_lengths is None
+                 else _numpy(other_lengths.reindex(other.index)))
+        for k, angle in enumerate(_numpy(other)):
+            ax.plot([angle, angle], [0, o_len[k]], lw=1, color="#777777",
+                    label=other_label if k == 0 else None)
+    ax.set_ylim(0, rmax)
+    ax.set_rlabel_position(67.5)
+    ax.set_xticks(np.radians(np.arange(0, 360, 45)), [f"{d}°" for d in range(0, 360, 45)],
+                  fontsize=6, color="#555555")
+    ax.tick_params(axis="y", labelsize=6)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.25, 1))
+    radius = f"radius: {radial_label}"
+    ax.set_title(f"{title}\n({radius})" if title else radius, pad=54, fontsize=9)
+    return _finish(fig, path, dpi)
+
+
+def preferred_direction_panels(
+    angles: pd.Series,
+    lengths: pd.Series,
+    known: pd.Series,
+    groups: dict[str, Sequence[str]],
+    title: str | None = None,
+    other: pd.Series | None = None,
+    other_lengths: pd.Series | None = None,
+    other_label: str = "untrained network",
+    path: str | Path | None = None,
+    dpi: int = 100,
+):
+    """One polar panel of :func:`direction_arrows` per group of cell types (e.g. T4 and T5).
+
+    Args:
+        angles, lengths: preferred direction (radians) and DSI per cell type.
+        known: the flies' preferred direction per cell type (radians), dashed and labelled.
+        groups: panel title -> cell types, e.g. ``{"T4, ON edges": ["T4a", ...]}``.
+        other, other_lengths: the same for a second model, drawn thin and grey.
+
+    Returns:
+        the Figure, one polar axes per group.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6 * len(groups), 5.0))
+    FigureCanvasAgg(fig)
+    for k, (name, types) in enumerate(groups.items()):
+        ax = fig.add_subplot(1, len(groups), k + 1, projection="polar")
+        types = list(types)
+        direction_arrows(angles.loc[types], known, lengths.loc[types], ax=ax, title=name,
+                         other=None if other is None else other.loc[types],
+                         other_lengths=None if other_lengths is None else other_lengths.loc[types],
+                         other_label=other_label)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.06, right=0.78, wspace=1.0, top=0.72)
     return _finish(fig, path, dpi)
 
 

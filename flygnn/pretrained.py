@@ -25,8 +25,8 @@ from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["TrainedModel", "available_models", "load_ensemble", "load_model", "load_pretrained",
-           "simulate_file", "transfer", "validate_run"]
+__all__ = ["TrainedModel", "available_models", "check_movie_range", "load_ensemble",
+           "load_model", "load_pretrained", "simulate_file", "transfer", "validate_run"]
 
 
 @dataclass
@@ -198,25 +198,61 @@ def _connectome_key(path: Path) -> str:
         "connectome"], sort_keys=True)
 
 
+def _run_folder(run: str | os.PathLike) -> tuple[Path, bool]:
+    """A run folder, or a shipped model's folder by name; flag whether it is shipped."""
+    path = Path(run)
+    if path.is_dir():
+        shipped = _models_dir().resolve() in path.resolve().parents
+        return path, shipped
+    if str(run) in available_models():
+        return _models_dir() / str(run), True
+    raise ValueError(f"no run folder or shipped model {str(run)!r}; shipped models: "
+                     f"{available_models() or 'none'}")
+
+
 def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
-                 batch_size: int = 4, t_pre: float = 0.5, progress: bool = False) -> dict:
+                 batch_size: int | None = None, t_pre: float | None = None,
+                 progress: bool = False) -> dict:
     """Validation ``l2norm`` and EPE of a run's (best) model on its validation movies.
 
-    Writes the result as JSON to ``out`` (default ``run/validation.json``) with the
-    error of predicting zero flow (``zero_flow``) for comparison.
+    By default the run's own validation settings are used (``optim.val_t_pre`` and
+    ``optim.val_batch_size`` of its ``config.json``), so a finished run or a shipped model
+    reproduces the ``val_l2norm`` and ``val_epe`` of its ``metrics.json`` (given as
+    ``recorded``). The result, with the zero-flow error for comparison, is written as JSON to
+    ``out``; by default to ``run/validation.json`` for a run folder, and nowhere for a shipped
+    model (the package folder is left as installed).
+
+    Args:
+        run: a run folder or a shipped model's name (:func:`available_models`).
+        out: JSON file to write (see above).
+        batch_size: validation batch size (default: the run's ``optim.val_batch_size``).
+        t_pre: seconds of grey before each movie (default: the run's ``optim.val_t_pre``).
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: unknown run or name, or a folder without ``config.json`` or decoder.
     """
     from flygnn.task import evaluate, zero_flow_error
 
-    model = load_model(run)
+    folder, shipped = _run_folder(run)
+    model = load_model(folder)
     if model.config is None or model.decoder is None:
-        raise ValueError(f"run folder {str(run)!r} lacks config.json or a decoder")
+        raise ValueError(f"run folder {str(folder)!r} lacks config.json or a decoder")
+    optim = model.config.optim
+    t_pre = optim.val_t_pre if t_pre is None else float(t_pre)
+    batch_size = optim.val_batch_size if batch_size is None else int(batch_size)
     _, val = build_datasets(model.config)
     metrics = evaluate(model.network, model.decoder, val, model.config.data.dt, t_pre, batch_size,
                        progress)
-    result = {"run": str(run), "n_val": len(val), "t_pre": t_pre, "dt": model.config.data.dt,
-              **metrics, "zero_flow": zero_flow_error(val)}
-    atomic_write_text(Path(out) if out is not None else Path(run) / "validation.json",
-                      json.dumps(result, indent=2) + "\n")
+    result = {"run": str(run), "n_val": len(val), "t_pre": t_pre, "batch_size": batch_size,
+              "dt": model.config.data.dt, **metrics, "zero_flow": zero_flow_error(val)}
+    recorded = {k: model.metrics[f"val_{k}"] for k in ("l2norm", "epe")
+                if f"val_{k}" in model.metrics}
+    if recorded:
+        result["recorded"] = recorded
+    if out is not None or not shipped:
+        atomic_write_text(Path(out) if out is not None else folder / "validation.json",
+                          json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -264,30 +300,57 @@ def _resolve(model: str) -> TrainedModel:
     return load_pretrained(model)
 
 
+def check_movie_range(movie: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` unless every value of ``movie`` is a luminance in ``[0, 1]``.
+
+    The network's photoreceptors expect luminance in ``[0, 1]`` (0 black, 0.5 the grey of
+    the steady state, 1 white); an 8-bit movie (0-255) must be divided by 255 first.
+    """
+    values = np.asarray(movie)
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected real luminance values, got dtype {values.dtype}")
+    if values.size == 0:
+        raise ValueError(f"{name}: the movie is empty (shape {values.shape})")
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(f"{name}: the movie contains NaN")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 1:
+        hint = " (an 8-bit movie? divide it by 255)" if low >= 0 and 1 < high <= 255 else ""
+        raise ValueError(f"{name}: luminance must lie in [0, 1] (0 black, 0.5 grey, 1 white), got "
+                         f"values in [{low:g}, {high:g}]{hint}")
+
+
 def simulate_file(model: str, movie: str | os.PathLike, dt: float, out: str | os.PathLike,
-                  record: str | None = None, t_pre: float = 1.0) -> dict:
+                  record: str | None = None, t_pre: float = 1.0, check_range: bool = True) -> dict:
     """Responses of a model to a movie file, written as ``.npz``.
 
     Args:
         model: a shipped model name, a model/run folder, a ``Network.save`` file or a flyvis
             checkpoint.
         movie: ``.npy`` / ``.npz`` (key ``movie``) of shape ``(T, n_hexals)`` or
-            ``(B, T, n_hexals)``.
+            ``(B, T, n_hexals)``, luminance in ``[0, 1]`` (0 black, 0.5 grey, 1 white).
         dt: seconds per frame.
         out: the ``.npz`` to write: ``responses (B, T, K)``, ``node_index (K,)``,
             ``node_type (K,)`` names, ``dt``, ``t_pre``; with a decoder and ``record=None``
             also the decoded ``flow (B, T, 2, n_hexals)``.
         record: None (all neurons), ``"central"``, ``"output"`` or a cell type.
         t_pre: seconds of grey before the movie.
+        check_range: refuse a movie with values outside ``[0, 1]`` (:func:`check_movie_range`).
 
     Returns:
         the written arrays.
+
+    Raises:
+        ValueError: an unreadable movie, or (with ``check_range``) values outside ``[0, 1]``.
     """
     from flygnn.simulate import record_index, simulate, steady_state
 
+    array = _read_movie(Path(movie))
+    if check_range:
+        check_movie_range(array, f"movie file {str(movie)!r}")
     trained = _resolve(str(model))
     net = trained.network
-    frames = torch.from_numpy(_read_movie(Path(movie)).astype(np.float32))
+    frames = torch.from_numpy(array.astype(np.float32))
     with torch.no_grad():
         state = steady_state(net, t_pre, dt)
         responses = simulate(net, frames, dt, initial_state=state, record=record)

@@ -18,6 +18,13 @@ def cache_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("flygnn_cache")
 
 
+@pytest.fixture(autouse=True)
+def _session_cache(cache_root, monkeypatch):
+    """Every test caches (connectomes, rendered stimuli, responses) in the session folder, never
+    in the user's cache."""
+    monkeypatch.setenv("FLYGNN_CACHE", str(cache_root))
+
+
 @pytest.fixture
 def flygnn_cache(cache_root, monkeypatch) -> Path:
     """Point flygnn's default cache (``$FLYGNN_CACHE``) at the session cache for one test."""

@@ -66,6 +66,13 @@ def test_demo_writes_a_report_and_keeps_earlier_ones(tmp_path, capsys):
     flyvis, change = t4_t5("untrained")
     assert max(flyvis) < 0.01 < max(change)
     assert t4_t5(DEFAULT_MODEL)[0] != t4_t5(DEFAULT_MODEL)[1]
+    # the report's tables and figures are the trained model's own values, not a mean with the
+    # untrained network (which is the reference row of correlations.csv)
+    ds = pd.read_csv(folder / "direction_selectivity.csv", index_col="cell_type")
+    own = ds.loc[["T4a", "T4b", "T4c", "T4d"], "dsi_on_mean"].round(3).tolist()
+    assert own == t4_t5(DEFAULT_MODEL)[0][:4]
+    assert list(table["model"]) == [DEFAULT_MODEL, "untrained network"]
+    assert "One model: " + DEFAULT_MODEL in summary
 
 
 def test_demo_names_a_missing_model(tmp_path):
@@ -118,7 +125,7 @@ def test_default_models_scores_are_reproduced(tmp_path):
                                  extent=5)
     dsi, pref = direction_selectivity_index(resp), preferred_direction(resp)
     saved = model.metrics["direction_selectivity_extent5"]
-    for types, on, key in ((T4, 1, "T4"), (T5, 0, "T5")):
+    for types, on, key in ((T4, "ON", "T4"), (T5, "OFF", "T5")):
         for t in types:
             assert dsi.loc[t, on] == pytest.approx(saved[f"flyvis_{key}"][t], abs=1e-3), t
             assert np.degrees(pref.loc[t, on]) == pytest.approx(saved[f"flyvis_{key}_pd_deg"][t],

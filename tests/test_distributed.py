@@ -282,8 +282,8 @@ def test_evaluation_files_round_trip(evaluated, trained):
     np.testing.assert_allclose(fri.to_numpy(), evaluated["fri"].to_numpy(), rtol=1e-6)
     table = pd.read_csv(folder / "direction.csv", dtype={"model": str})
     assert len(table) == 2 * 65 * 2
-    row = table[(table.model == "001") & (table.cell_type == "T4c") & (table.intensity == 1)]
-    assert row["dsi"].item() == pytest.approx(evaluated["dsi"].loc["T4c", ("001", 1)], rel=1e-6)
+    row = table[(table.model == "001") & (table.cell_type == "T4c") & (table.intensity == "ON")]
+    assert row["dsi"].item() == pytest.approx(evaluated["dsi"].loc["T4c", ("001", "ON")], rel=1e-6)
     summary = json.loads((folder / "evaluation.json").read_text())
     assert summary["members"] == ["000", "001"] and summary["cluster_types"] == ["T4c", "T5c"]
 

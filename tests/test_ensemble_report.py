@@ -65,8 +65,8 @@ def test_prediction_table_matches_a_direct_computation(analysis):
         polarity = known.known_polarity()
         wrong = int((np.sign(fri[polarity.index]) != polarity).sum())
         assert row.n_wrong_polarity == wrong
-        assert row.dsi_T4c == pytest.approx(dsi.loc["T4c", 1], abs=1e-6)
-        assert row.dsi_T5a == pytest.approx(dsi.loc["T5a", 0], abs=1e-6)
+        assert row.dsi_T4c == pytest.approx(dsi.loc["T4c", "ON"], abs=1e-6)
+        assert row.dsi_T5a == pytest.approx(dsi.loc["T5a", "OFF"], abs=1e-6)
     # the two seeds differ, so the table is not one model's values repeated
     assert table.task_error.nunique() == 2
 

@@ -61,13 +61,13 @@ def test_index_bars_coloured_by_known_polarity(tmp_path):
 
 
 def test_dsi_bars_heights(tmp_path):
-    dsi = pd.DataFrame({0: [0.1, 0.7], 1: [0.6, 0.2]}, index=["T4a", "T5a"])
+    dsi = pd.DataFrame({"OFF": [0.1, 0.7], "ON": [0.6, 0.2]}, index=["T4a", "T5a"])
     fig = plotting.dsi_bars(dsi, path=tmp_path / "dsi.png")
     heights = [b.get_height() for b in fig.axes[0].patches]
     np.testing.assert_allclose(heights, [0.6, 0.2, 0.1, 0.7])  # ON bars, then OFF bars
     assert (tmp_path / "dsi.png").exists()
     with pytest.raises(ValueError, match="intensity columns"):
-        plotting.dsi_bars(dsi[[0]])
+        plotting.dsi_bars(dsi[["OFF"]])
 
 
 def test_polar_tuning_closed_curves(tmp_path):

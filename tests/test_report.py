@@ -22,10 +22,10 @@ def _inputs(n_models=1, seed=0):
     for t in ("T4a", "T4b", "T4c", "T4d"):
         dsi_vals[:, 1, TYPES.index(t)] = 0.6
     if n_models == 1:
-        cols = pd.Index([0, 1], name="intensity")
+        cols = pd.Index(["OFF", "ON"], name="intensity")
         return (fri.iloc[0].rename("fri"), pd.DataFrame(dsi_vals[0].T, index=TYPES, columns=cols),
                 pd.DataFrame(pd_vals[0].T, index=TYPES, columns=cols))
-    cols = pd.MultiIndex.from_product([fri.index, [0, 1]], names=["model", "intensity"])
+    cols = pd.MultiIndex.from_product([fri.index, ["OFF", "ON"]], names=["model", "intensity"])
     flat = lambda a: a.transpose(2, 0, 1).reshape(65, -1)  # noqa: E731
     return (fri, pd.DataFrame(flat(dsi_vals), index=TYPES, columns=cols),
             pd.DataFrame(flat(pd_vals), index=TYPES, columns=cols))
@@ -41,12 +41,12 @@ def test_single_model_report(tmp_path):
     np.testing.assert_array_equal(pol.predicted_polarity, np.sign(fri.to_numpy()).astype(int))
     np.testing.assert_array_equal(pol.known_polarity, known.polarity().to_numpy())
     ds = pd.read_csv(out / "direction_selectivity.csv", index_col="cell_type")
-    np.testing.assert_allclose(ds.dsi_on_mean, dsi[1])
-    np.testing.assert_allclose(ds.dsi_off_mean, dsi[0])
+    np.testing.assert_allclose(ds.dsi_on_mean, dsi["ON"])
+    np.testing.assert_allclose(ds.dsi_off_mean, dsi["OFF"])
     assert list(ds.index[ds.predicted_direction_selective]) == ["T4a", "T4b", "T4c", "T4d"]
     assert ds.loc["T5a", "known_direction_selective"] == "OFF"
     assert ds.loc["Mi1", "known_direction_selective"] == "not"
-    np.testing.assert_allclose(np.radians(ds.pd_on_deg), pdir[1], atol=1e-9)
+    np.testing.assert_allclose(np.radians(ds.pd_on_deg), pdir["ON"], atol=1e-9)
     corr = pd.read_csv(out / "correlations.csv")
     assert corr.fri_correlation.item() == pytest.approx(comparison.fri_correlation_to_known(fri))
     assert corr.dsi_correlation.item() == pytest.approx(comparison.dsi_correlation_to_known(dsi))
@@ -67,7 +67,7 @@ def test_ensemble_report_means_and_stds(tmp_path):
     np.testing.assert_allclose(pol.fri_mean, fri.mean(axis=0))
     np.testing.assert_allclose(pol.fri_std, fri.std(axis=0, ddof=0))
     ds = pd.read_csv(out / "direction_selectivity.csv", index_col="cell_type")
-    on = dsi.xs(1, level="intensity", axis=1)
+    on = dsi.xs("ON", level="intensity", axis=1)
     np.testing.assert_allclose(ds.dsi_on_mean, on.mean(axis=1))
     corr = pd.read_csv(out / "correlations.csv", index_col="model")
     assert list(corr.index) == ["m0", "m1", "m2"]

@@ -62,7 +62,7 @@ def test_peak_dsi_and_preferred_direction_match_flyvis_fixture():
     assert peak.shape == (1, 48, 65)
     np.testing.assert_allclose(peak[0], data["peak"], rtol=1e-6, atol=1e-7)
     dsi = tuning.direction_selectivity_index(resp)
-    assert list(dsi.columns) == [0, 1] and list(dsi.index) == resp.cell_types
+    assert list(dsi.columns) == ["OFF", "ON"] and list(dsi.index) == resp.cell_types
     _assert_index_close(dsi.to_numpy().T, data["dsi"], 1e-8, 1e-4, 1e-5)
     pd_ = tuning.preferred_direction(resp)
     # directions of (numerically) isotropic cells are noise: compare where the DSI is not tiny
@@ -160,9 +160,9 @@ def test_dsi_and_preferred_direction_exact_cases():
     expected = np.array([[0, 1], [0, 0], [0.5, 1], [np.sqrt(3) / 2, 0]])
     np.testing.assert_allclose(dsi.to_numpy(), expected, atol=1e-12)
     pd_ = tuning.preferred_direction(resp)
-    assert pd_.loc["c0", 1] == pytest.approx(np.pi / 2)
-    assert pd_.loc["c2", 1] == pytest.approx(0.0) and abs(pd_.loc["c2", 0]) == pytest.approx(np.pi)
-    assert pd_.loc["c3", 0] == pytest.approx(np.pi / 2)
+    assert pd_.loc["c0", "ON"] == pytest.approx(np.pi / 2)
+    assert pd_.loc["c2", "ON"] == pytest.approx(0.0) and abs(pd_.loc["c2", "OFF"]) == pytest.approx(np.pi)
+    assert pd_.loc["c3", "OFF"] == pytest.approx(np.pi / 2)
     np.testing.assert_allclose(tuning.peak_responses(resp)[0, :, 1], 0.7, rtol=1e-6)
 
 
@@ -196,8 +196,8 @@ def test_several_models_layouts():
     )
     dsi = tuning.direction_selectivity_index(two)
     assert dsi.columns.names == ["model", "intensity"]
-    assert dsi.loc["c0", ("a", 1)] == pytest.approx(1.0)
-    assert dsi.loc["c0", ("b", 1)] == pytest.approx(1.0)
+    assert dsi.loc["c0", ("a", "ON")] == pytest.approx(1.0)
+    assert dsi.loc["c0", ("b", "ON")] == pytest.approx(1.0)
     flashes = _flash_responses(np.ones((600, 3)), np.zeros((600, 3)))
     fri = tuning.flash_response_index(
         Responses(np.stack([flashes.responses[0]] * 2), flashes.params, flashes.dt, 1.0,
@@ -222,8 +222,8 @@ def test_fri_correlation_perfect_and_nan_dropped():
 def test_dsi_correlation_and_missing_types():
     types = known.cell_types()
     truth = known.known_dsi()
-    dsi = pd.DataFrame(0.1, index=pd.Index(types, name="cell_type"), columns=[0, 1])
-    dsi.loc[truth.index[truth == 1], 1] = 0.8
+    dsi = pd.DataFrame(0.1, index=pd.Index(types, name="cell_type"), columns=["OFF", "ON"])
+    dsi.loc[truth.index[truth == 1], "ON"] = 0.8
     assert comparison.dsi_correlation_to_known(dsi) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="lacks cell types"):
         comparison.dsi_correlation_to_known(dsi.drop(index="T4a"))
@@ -248,13 +248,13 @@ def test_tuning_curve_correlation_exact():
 
 def test_angular_distance_to_known():
     truth = known.preferred_directions(radians=True)
-    table = pd.DataFrame(0.0, index=pd.Index(known.cell_types(), name="cell_type"), columns=[0, 1])
+    table = pd.DataFrame(0.0, index=pd.Index(known.cell_types(), name="cell_type"), columns=["OFF", "ON"])
     for t, angle in truth.items():
-        table.loc[t, 1 if t.startswith("T4") else 0] = angle
+        table.loc[t, "ON" if t.startswith("T4") else "OFF"] = angle
     np.testing.assert_allclose(comparison.angular_distance_to_known(table).to_numpy(), 0.0, atol=1e-12)
-    table.loc["T4a", 1] = -np.pi + 0.1  # known 180 deg -> distance 0.1 across the wrap
-    table.loc["T5b", 0] = 2 * np.pi - 0.2  # known 0 deg -> 0.2
-    table.loc["T4c", 0] = 1.0  # wrong intensity column is ignored
+    table.loc["T4a", "ON"] = -np.pi + 0.1  # known 180 deg -> distance 0.1 across the wrap
+    table.loc["T5b", "OFF"] = 2 * np.pi - 0.2  # known 0 deg -> 0.2
+    table.loc["T4c", "OFF"] = 1.0  # wrong intensity column is ignored
     dist = comparison.angular_distance_to_known(table)
     assert dist["T4a"] == pytest.approx(0.1) and dist["T5b"] == pytest.approx(0.2)
     assert dist["T4c"] == pytest.approx(0.0)

@@ -34,6 +34,7 @@ LAYERS = ["core", "io", "stimuli", "train", "analysis", "apps"]
 MODULE_LAYERS = {
     "flygnn": "apps",  # the package __init__ re-exports everything
     "flygnn._paths": "core",
+    "flygnn.diskcache": "core",
     "flygnn._checks": "core",
     "flygnn._deprecation": "core",
     "flygnn.hexgrid": "core",

@@ -26,9 +26,15 @@ print("first outputs:", data.output_types[:6])
 # edge store with local `edge_index`, the offsets `du`, `dv`, the mean synapse count and sign.
 
 # %%
-print(data["T4a"])
+def shapes(store):
+    """The attributes of a PyG store with their shapes (printing the store lists every value)."""
+    return {key: tuple(value.shape) if hasattr(value, "shape") else value
+            for key, value in store.items()}
+
+
+print("T4a:", shapes(data["T4a"]))
 store = data["Mi1", "chem", "T4a"]
-print(store)
+print("Mi1 -> T4a:", shapes(store))
 print("Mi1 -> T4a offsets:", sorted(set(zip(store.du.tolist(), store.dv.tolist()))))
 
 # %% [markdown]
@@ -51,7 +57,7 @@ assert len(nodes) == 45669 and len(edges) == 1513231
 
 # %%
 central = flygnn.central_index(data)
-print(nodes.loc[central.tolist()].head(10))
+print(nodes.loc[central.tolist()].head(5))
 
 # %% [markdown]
 # ## networkx: the cell-type graph

@@ -129,7 +129,7 @@ dsi = analysis.direction_selectivity_index(resp)  # cell types x intensity (0 OF
 pref = analysis.preferred_direction(resp)  # radians
 t4, t5 = ["T4a", "T4b", "T4c", "T4d"], ["T5a", "T5b", "T5c", "T5d"]
 print("DSI of T4 (ON edges) and T5 (OFF edges):")
-print(pd.DataFrame({"T4 (ON)": dsi.loc[t4, 1].to_numpy(), "T5 (OFF)": dsi.loc[t5, 0].to_numpy()},
+print(pd.DataFrame({"T4 (ON)": dsi.loc[t4, "ON"].to_numpy(), "T5 (OFF)": dsi.loc[t5, "OFF"].to_numpy()},
                    index=list("abcd")).to_string(float_format="%.3g"))
 print("correlation of DSI with the known direction selectivity of 18 types: %.2f"
       % analysis.dsi_correlation_to_known(dsi))
@@ -140,7 +140,7 @@ k = resp.cell_types.index("T4a")
 z = {i: (peak[0, resp.params.intensity == i, k] * np.exp(1j * angles[resp.params.intensity == i]))
      for i in (0, 1)}
 by_hand = abs(z[1].sum()) / (max(abs(z[0]).sum(), abs(z[1]).sum()) + 1e-15)
-assert np.isclose(dsi.loc["T4a", 1], by_hand, rtol=1e-5)
+assert np.isclose(dsi.loc["T4a", "ON"], by_hand, rtol=1e-5)
 assert dsi.to_numpy().min() >= 0 and dsi.to_numpy().max() <= 1
 
 # %% [markdown]
@@ -151,7 +151,7 @@ assert dsi.to_numpy().min() >= 0 and dsi.to_numpy().max() <= 1
 # %%
 distance = analysis.angular_distance_to_known(pref)
 table = {"known (deg)": known.preferred_directions().loc[t4 + t5],
-         "model (deg)": np.degrees([pref.loc[c, 1 if c in t4 else 0] for c in t4 + t5]) % 360,
+         "model (deg)": np.degrees([pref.loc[c, "ON" if c in t4 else "OFF"] for c in t4 + t5]) % 360,
          "distance (deg)": np.degrees(distance.loc[t4 + t5])}
 print(pd.DataFrame(table).round(0).to_string())
 assert np.all((distance >= 0) & (distance <= np.pi))
@@ -167,7 +167,7 @@ assert np.all((distance >= 0) & (distance <= np.pi))
 # %%
 change = analysis.direction_selectivity_index(resp.change_from_rest())
 print("DSI of the change from rest:")
-print(pd.DataFrame({"T4 (ON)": change.loc[t4, 1].to_numpy(), "T5 (OFF)": change.loc[t5, 0].to_numpy()},
+print(pd.DataFrame({"T4 (ON)": change.loc[t4, "ON"].to_numpy(), "T5 (OFF)": change.loc[t5, "OFF"].to_numpy()},
                    index=list("abcd")).to_string(float_format="%.3g"))
 assert change.to_numpy().min() >= 0 and change.to_numpy().max() <= 1
 
@@ -175,16 +175,17 @@ assert change.to_numpy().min() >= 0 and change.to_numpy().max() <= 1
 # ## Figures
 #
 # Polar tuning curves of T4a-d (peak response to ON edges per direction), arrows of the
-# preferred directions (length = DSI) with the measured directions dashed, and the DSI of
+# preferred directions (length = DSI) with the flies' known directions dashed, and the DSI of
 # every cell type.
 
 # %%
 on = resp.params.intensity.to_numpy() == 1
 curves = np.stack([peak[0, on, resp.cell_types.index(c)] for c in t4])  # (4, 12)
-plotting.polar_tuning(resp.params.angle[on], curves, labels=t4, title="T4, ON edges",
+plotting.polar_tuning(resp.params.angle[on], curves, labels=t4,
+                      title="T4 at ON edges (radius: peak response, a.u.)",
                       path=out / "04_t4_tuning.png")
-plotting.direction_arrows(pref.loc[t4, 1], reference=known.preferred_directions(radians=True),
-                          lengths=dsi.loc[t4, 1], title="T4 preferred directions",
+plotting.direction_arrows(pref.loc[t4, "ON"], reference=known.preferred_directions(radians=True),
+                          lengths=dsi.loc[t4, "ON"], title="T4 preferred directions",
                           path=out / "04_t4_directions.png")
 plotting.dsi_bars(dsi, title=f"DSI ({'trained' if models else 'untrained'})",
                   path=out / "04_dsi.png")

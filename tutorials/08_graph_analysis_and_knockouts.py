@@ -154,7 +154,7 @@ def t4a_selectivity(network) -> dict:
                                        attrs={"offsets": (-10, 11)})
     centre = resp.sel(cell_type="T4a")  # the central T4a neuron
     peak = analysis.peak_responses(centre)[0, :, 0]  # (4 directions,)
-    dsi = analysis.direction_selectivity_index(centre).loc["T4a", 1]
+    dsi = analysis.direction_selectivity_index(centre).loc["T4a", "ON"]
     return {"DSI": float(dsi), "peak at 180 deg": float(peak[centre.params.angle == 180][0])}
 
 

@@ -121,7 +121,8 @@ def correlation_to_known_tuning_curves(responses, **stimulus_kwargs) -> pd.Serie
 def angular_distance_to_known(pd_: pd.DataFrame) -> pd.Series | pd.DataFrame:
     """Angle (radians, [0, pi]) between predicted and known preferred directions of T4a-d / T5a-d.
 
-    T4 types are read at intensity 1, T5 at intensity 0; known: a 180, b 0, c 90, d 270 degrees.
+    T4 types are read in the ``"ON"`` column, T5 in ``"OFF"``; known: a 180, b 0, c 90, d 270
+    degrees.
     ``d = |a mod 2pi - b mod 2pi|``, replaced by ``2pi - d`` where ``d > pi``.
 
     Args:
@@ -136,9 +137,10 @@ def angular_distance_to_known(pd_: pd.DataFrame) -> pd.Series | pd.DataFrame:
     for model, table in models.items():
         row = {}
         for cell_type in _T4 + _T5:
-            intensity = 1 if cell_type in _T4 else 0
+            intensity = "ON" if cell_type in _T4 else "OFF"
             if intensity not in table.columns:
-                raise ValueError(f"preferred direction lacks intensity {intensity} column")
+                raise ValueError(f"preferred direction lacks the {intensity!r} column "
+                                 f"(columns: {list(table.columns)})")
             pred = _select(table, [cell_type], "preferred direction")[intensity].iloc[0]
             d = abs(np.mod(pred, 2 * np.pi) - np.mod(truth[cell_type], 2 * np.pi))
             row[cell_type] = 2 * np.pi - d if d > np.pi else d

@@ -49,9 +49,10 @@ T4T5 = ("T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d")
 QUALITY = ("fri_correlation", "dsi_correlation")
 
 
-def _contrast(cell_type: str) -> int:
-    """The edge intensity at which a T4/T5 type is known to be selective (ON 1, OFF 0)."""
-    return 1 if cell_type.startswith("T4") else 0
+def _contrast(cell_type: str) -> str:
+    """The edge contrast at which a T4/T5 type is known to be selective (T4 ``"ON"``, T5
+    ``"OFF"``)."""
+    return "ON" if cell_type.startswith("T4") else "OFF"
 
 
 def _fri_frame(fri) -> pd.DataFrame:

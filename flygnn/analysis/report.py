@@ -57,11 +57,39 @@ def _stack_models(table, name: str) -> tuple[np.ndarray, list, pandas.Index]:
     models, _ = _split_models(table, name)
     arrays = []
     for model, t in models.items():
-        if not {0, 1} <= set(t.columns):
-            raise ValueError(f"{name} of model {model} lacks intensity columns 0 and 1")
-        arrays.append(t[[0, 1]].to_numpy(dtype=np.float64))
+        t = t.rename(columns={0: "OFF", 1: "ON"})
+        if not {"OFF", "ON"} <= set(t.columns):
+            raise ValueError(f"{name} of model {model} lacks the intensity columns 'OFF' and "
+                             f"'ON' (columns: {list(t.columns)})")
+        arrays.append(t[["OFF", "ON"]].to_numpy(dtype=np.float64))
     index = next(iter(models.values())).index
     return np.stack(arrays), list(models), index
+
+
+def _one_model(table: pandas.DataFrame) -> pandas.DataFrame:
+    """A one-model DSI or direction table with columns ``"OFF"``, ``"ON"``."""
+    _, single = _split_models(table, "reference")
+    if not single:
+        raise ValueError("reference tables must hold one model, got columns "
+                         f"{list(table.columns)}")
+    return table.rename(columns={0: "OFF", 1: "ON"})
+
+
+def _fri_series(fri) -> pandas.Series:
+    table = _fri_table(fri)
+    if len(table) != 1:
+        raise ValueError(f"reference fri must hold one model, got {len(table)}")
+    return table.iloc[0]
+
+
+def _reference(reference: dict | None) -> dict | None:
+    if reference is None:
+        return None
+    missing = {"name", "fri", "dsi"} - set(reference)
+    if missing:
+        raise ValueError(f"reference lacks the keys {sorted(missing)}; expected name, fri, dsi "
+                         "and optionally pd")
+    return {"pd": None, **reference, "name": str(reference["name"])}
 
 
 def _known_ds(cell_type: str, ds: pandas.DataFrame) -> str:
@@ -94,8 +122,15 @@ def write_report(
     title: str = "flygnn prediction report",
     dsi_threshold: float = 0.2,
     overwrite: bool = False,
+    model_name: str | None = None,
+    reference: dict | None = None,
 ) -> Path:
     """Write CSV tables, PNG figures and a Markdown summary of polarity and DSI predictions.
+
+    The tables and figures describe one model, or an ensemble (the mean over its models, with
+    their standard deviation as error bars; figures say "ensemble of N models"). A reference
+    model (e.g. the untrained network) is drawn beside it as black markers and thin grey
+    arrows and gets its own row in ``correlations.csv``; it never enters the means.
 
     Args:
         fri: :func:`~flygnn.analysis.tuning.flash_response_index` result (one model or models x
@@ -107,6 +142,10 @@ def write_report(
         dsi_threshold: a type is predicted direction selective if its mean max-over-intensity
             DSI reaches this value (a flygnn convention; flyvis only reports DSI values).
         overwrite: allow writing into an existing non-empty folder (files are replaced).
+        model_name: name of a single model in titles (default: its name in the tables, else
+            "model").
+        reference: optional ``{"name": str, "fri": Series, "dsi": DataFrame, "pd": DataFrame
+            or None}`` of one reference model, in the layouts of one model.
 
     Returns:
         the folder.
@@ -180,31 +219,70 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     pol.to_csv(out / "polarity.csv")
     ds.to_csv(out / "direction_selectivity.csv")
-    corr.to_csv(out / "correlations.csv")
     unknown.to_csv(out / "unknown_predictions.csv")
     n = len(fri_t)
-    suffix = f" (mean of {n} models)" if n > 1 else ""
+    if n == 1 and model_name is not None:
+        corr.index = pandas.Index([model_name], name="model")
+    ref = _reference(reference)
+    if ref is not None:
+        corr.loc[ref["name"], "fri_correlation"] = fri_correlation_to_known(ref["fri"])
+        corr.loc[ref["name"], "dsi_correlation"] = dsi_correlation_to_known(ref["dsi"])
+        if pd is not None and ref["pd"] is not None:
+            dist = angular_distance_to_known(ref["pd"])
+            for cell_type in dist.index:
+                corr.loc[ref["name"], f"angular_distance_{cell_type}_deg"] = np.degrees(
+                    dist[cell_type])
+    corr.to_csv(out / "correlations.csv")
+    if n > 1:
+        who = f"ensemble of {n} models"
+        what = f"{who}: mean {{}} ± std"
+    else:
+        who = model_name or (str(fri_t.index[0]) if fri_t.index[0] != "model" else "model")
+        what = f"{who}: {{}}"
+    ref_kw = {} if ref is None else {"reference_label": ref["name"]}
     plotting.index_bars(
         pol.fri_mean, polarity, errors=pol.fri_std if n > 1 else None,
-        title=f"flash response index{suffix}", path=out / "fri.png",
+        reference=None if ref is None else _fri_series(ref["fri"]).reindex(pol.index),
+        title=what.format("flash response index (radius-6 flashes)"), path=out / "fri.png",
+        error_label=f"std over {n} models", **ref_kw,
     )
+    contrast = ["dsi_off_mean", "dsi_on_mean"]
     plotting.dsi_bars(
-        ds[["dsi_off_mean", "dsi_on_mean"]].set_axis([0, 1], axis=1),
-        title=f"direction selectivity index{suffix}", path=out / "dsi.png",
+        ds[contrast].set_axis(["OFF", "ON"], axis=1),
+        errors=ds[["dsi_off_std", "dsi_on_std"]].set_axis(["OFF", "ON"], axis=1) if n > 1 else None,
+        reference=None if ref is None else _one_model(ref["dsi"]).reindex(ds.index),
+        title=what.format("direction selectivity index (moving edges)"), path=out / "dsi.png",
+        error_label=f"std over {n} models", **ref_kw,
     )
     if pd is not None:
-        types = [t for t in known.preferred_directions().index if t in ds.index]
-        col = ["pd_on_deg" if t.startswith("T4") else "pd_off_deg" for t in types]
-        predicted = pandas.Series(
-            [np.radians(ds.loc[t, c]) for t, c in zip(types, col)], index=types
-        )
-        plotting.direction_arrows(
-            predicted, known.preferred_directions(radians=True),
-            title="preferred directions (T4: ON edges, T5: OFF edges)",
+        known_dirs = known.preferred_directions(radians=True)
+        t4 = [t for t in known_dirs.index if t.startswith("T4") and t in ds.index]
+        t5 = [t for t in known_dirs.index if t.startswith("T5") and t in ds.index]
+        angles = pandas.concat([np.radians(ds.loc[t4, "pd_on_deg"]),
+                                np.radians(ds.loc[t5, "pd_off_deg"])])
+        lengths = pandas.concat([ds.loc[t4, "dsi_on_mean"], ds.loc[t5, "dsi_off_mean"]])
+        other = other_len = None
+        if ref is not None and ref["pd"] is not None:
+            rpd, rdsi = _one_model(ref["pd"]), _one_model(ref["dsi"])
+            other = pandas.concat([rpd.loc[t4, "ON"], rpd.loc[t5, "OFF"]])
+            other_len = pandas.concat([rdsi.loc[t4, "ON"], rdsi.loc[t5, "OFF"]])
+        plotting.preferred_direction_panels(
+            angles, lengths, known_dirs, {"T4 at ON edges": t4, "T5 at OFF edges": t5},
+            title=what.format("preferred directions (arrow length = DSI; dashed: the flies')"),
+            other=other, other_lengths=other_len,
+            other_label=ref["name"] if ref is not None else "untrained network",
             path=out / "preferred_directions.png",
         )
 
-    lines = [f"# {title}", "", f"Models: {n}.", ""]
+    described = (f"An ensemble of {n} models: every value is the mean over the models "
+                 "(figures: error bars are the standard deviation)." if n > 1
+                 else f"One model: {who}.")
+    lines = [f"# {title}", "", described, ""]
+    if ref is not None:
+        note = (f"Reference: {ref['name']}, drawn beside the model in the figures (black "
+                "markers, grey arrows) and listed in the last row of the correlations; it is "
+                "not part of any other number.")
+        lines += [note, ""]
     lines += ["## Agreement with known data", "", _markdown(corr), ""]
     known_pol = pol[pol.known_polarity != 0]
     lines += [

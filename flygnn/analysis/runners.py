@@ -19,11 +19,14 @@ naturalistic_responses      OpticFlowMovies lum, dt 1/100    none         2 s
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from flygnn._paths import cache_dir
 from flygnn.analysis.responses import Responses
 from flygnn.simulate import fade_in_state, record_index, simulate, steady_state
 
@@ -104,6 +107,44 @@ def _record_index(net, record):
     return record_index(getattr(net, "networks", [net])[0], record)
 
 
+# responses of this many (network, stimulus set) pairs are kept on disk (~40 MB each for the
+# default moving edges); the least recently used are deleted first
+KEEP_RESPONSES = 8
+
+
+def _network_digest(net: torch.nn.Module) -> bytes | None:
+    """SHA-256 of everything a flygnn Network's responses depend on (parameters, buffers, graph,
+    dynamics), or None for other modules and custom dynamics (their responses are not cached)."""
+    from flygnn.network import Network
+
+    if type(net) is not Network or not type(net.dynamics).__module__.startswith("flygnn."):
+        return None
+    h = hashlib.sha256(repr((net.config(), type(net.dynamics).__name__)).encode())
+    g = net.graph
+    tensors = [*net.state_dict().items(),
+               *((n, getattr(g, n)) for n in ("node_type", "source", "target", "pair_index",
+                                               "offset_index"))]
+    for name, tensor in tensors:
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:{tensor.device.type}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    h.update(repr(net.input_nodes.tolist() if isinstance(net.input_nodes, torch.Tensor)
+                  else net.input_nodes).encode())
+    return h.digest()
+
+
+def _response_key(net, dataset, protocol: dict) -> str | None:
+    token = getattr(dataset, "cache_token", None)
+    if token is None or not getattr(dataset, "cache", True):
+        return None
+    net_digest = _network_digest(net)
+    if net_digest is None:
+        return None
+    from flygnn.diskcache import digest
+
+    return digest(token(), protocol, extra=net_digest)
+
+
 def stimulus_responses(
     nets: torch.nn.Module | Sequence[torch.nn.Module],
     dataset,
@@ -115,7 +156,8 @@ def stimulus_responses(
     t_fade_in: float = 0.0,
     record: str | Sequence[str] | None = "central",
     key: str | None = "lum",
-    progress: bool = False,
+    progress: bool | None = None,
+    cache: bool = True,
 ) -> Responses:
     """Responses of one or several networks to every item of a stimulus dataset.
 
@@ -137,7 +179,13 @@ def stimulus_responses(
         t_fade_in: seconds of contrast fade-in per batch (naturalistic protocol).
         record: ``"central"`` (one cell per type), None (all cells) or a list of cell types.
         key: entry of dict items holding the luminance.
-        progress: show a tqdm progress bar over batches.
+        progress: show a tqdm progress bar over batches (after 2 s); None: only when standard
+            error is a terminal.
+        cache: keep the responses on disk, keyed by a hash of the network (parameters, graph,
+            dynamics), the stimulus parameters and this protocol, for datasets that name their
+            parameters (``dataset.cache_token()``, e.g. moving bars and edges) and flygnn's own
+            network and dynamics classes; the next call with the same inputs loads them
+            (:mod:`flygnn.diskcache`; the last ``KEEP_RESPONSES`` sets are kept).
 
     Returns:
         :class:`Responses`; responses are NaN from an item's first NaN (padding) frame on.
@@ -152,21 +200,42 @@ def stimulus_responses(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from tqdm.auto import tqdm
 
+    if progress is None:
+        progress = sys.stderr.isatty()
     dt = float(dataset.dt)
-    order = _by_length(dataset, key) if t_fade_in <= 0 else np.arange(len(dataset))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = None
+
+    def make_batches():  # items of one length together (not needed when the cache answers)
+        order = _by_length(dataset, key) if t_fade_in <= 0 else np.arange(len(dataset))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+    protocol = {"t_pre_state": t_pre_state, "t_fade_in": t_fade_in, "batch_size": batch_size,
+                "record": record, "key": key, "runner_version": 1}
+    n_cells = len(_cell_types(nets[0], record))
     out = []
     if len(nets) > 1 and t_fade_in <= 0:  # an ensemble sharing one graph: one pass
-        out = _stacked_responses(nets, dataset, dt, t_pre_state, batches, key, record, progress)
+        out = _stacked_responses(nets, dataset, dt, t_pre_state, make_batches(), key, record,
+                                 progress)
     with torch.no_grad():
         for m, net in enumerate([] if out else nets):
+            response_key = _response_key(net, dataset, protocol) if cache else None
+            if response_key is not None:
+                from flygnn.diskcache import load_array
+
+                path = cache_dir() / "responses" / f"{response_key}.npy"
+                hit = load_array(path, shape=(len(dataset), None, n_cells))
+                if hit is not None:
+                    out.append(hit)
+                    continue
+            if batches is None:
+                batches = make_batches()
             device = _device_of(net)
             state = None
             if t_pre_state > 0:
                 state = steady_state(net, t_pre_state, dt, batch_size=1, value=0.5)
             chunks = [None] * len(dataset)
             label = f"model {m + 1}/{len(nets)}" if len(nets) > 1 else type(dataset).__name__
-            for batch in tqdm(batches, desc=label, disable=not progress, leave=False):
+            for batch in tqdm(batches, desc=label, disable=not progress, leave=False, delay=2.0):
                 movie = torch.stack([_item(dataset[int(i)], key) for i in batch]).to(device)
                 first = state
                 if t_fade_in > 0:
@@ -175,6 +244,11 @@ def stimulus_responses(
                 for i, resp in zip(batch, _simulate_padded(net, movie, dt, first, record)):
                     chunks[int(i)] = resp
             out.append(np.stack(chunks))
+            if response_key is not None:
+                from flygnn.diskcache import prune, save_array
+
+                save_array(path, out[-1])
+                prune(path.parent, KEEP_RESPONSES)
     params = getattr(dataset, "params", None)
     if params is None or callable(params):
         import pandas as pd
@@ -222,7 +296,7 @@ def _stacked_responses(nets, dataset, dt, t_pre_state, batches, key, record, pro
 
 def flash_responses(nets, dt: float = 1 / 200, radius: Sequence[int] = (-1, 6), t_stim: float = 1.0,
                     t_pre: float = 1.0, batch_size: int = 4, model_names=None, *,
-                    record="central", progress: bool = False, **stimulus_kwargs) -> Responses:
+                    record="central", progress: bool | None = None, **stimulus_kwargs) -> Responses:
     """Responses to ON/OFF flashes (flyvis ``flash_responses``): grey state of 1 s.
 
     **Shapes:** result ``(n_models, n_flashes, n_frames, n_cells)``; defaults 4 flashes x 600
@@ -250,9 +324,14 @@ def moving_edge_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = 
                           intensities: Sequence[float] = (0, 1),
                           speeds: Sequence[float] = (2.4, 4.8, 9.7, 13, 19, 25), height: float = 80,
                           post_pad_mode: str = "continue", t_pre: float = 1.0, t_post: float = 1.0,
-                          batch_size: int = 4, model_names=None, *, record="central",
-                          progress: bool = False, **stimulus_kwargs) -> Responses:
+                          batch_size: int = 24, model_names=None, *, record="central",
+                          progress: bool | None = None, **stimulus_kwargs) -> Responses:
     """Responses to moving ON/OFF edges (flyvis ``moving_edge_responses``): 144 items by default.
+
+    Items are simulated 24 at a time (the 12 directions x 2 contrasts of one speed share a
+    length), which gives the same responses as any other batch size, faster. Progress is shown
+    on a terminal; rendered edges and responses are cached on disk (see
+    :func:`stimulus_responses`; pass ``cache=False`` to skip both).
 
     **Shapes:** result ``(n_models, n_angles * n_intensities * n_speeds, n_frames, n_cells)``.
     """
@@ -266,7 +345,7 @@ def moving_bar_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = (
                          speeds: Sequence[float] = (2.4, 4.8, 9.7, 13, 19, 25), height: float = 9,
                          post_pad_mode: str = "continue", t_pre: float = 1.0, t_post: float = 1.0,
                          batch_size: int = 4, model_names=None, *, record="central",
-                         progress: bool = False, **stimulus_kwargs) -> Responses:
+                         progress: bool | None = None, **stimulus_kwargs) -> Responses:
     """Responses to moving ON/OFF bars (flyvis ``moving_bar_responses``): 432 items by default.
 
     **Shapes:** result ``(n_models, n_angles * n_widths * n_intensities * n_speeds, n_frames,
@@ -281,7 +360,7 @@ def moving_bar_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = (
 def central_impulses_responses(nets, dt: float = 1 / 200,
                                impulse_durations: Sequence[float] = (5, 20, 50, 100, 200, 300),
                                t_stim: float = 2.0, t_pre: float = 1.0, batch_size: int = 4,
-                               model_names=None, *, record="central", progress: bool = False,
+                               model_names=None, *, record="central", progress: bool | None = None,
                                **stimulus_kwargs) -> Responses:
     """Responses to ON/OFF impulses at the central column (durations in ms): grey state of 4 s.
 
@@ -298,7 +377,7 @@ def central_impulses_responses(nets, dt: float = 1 / 200,
 def spatial_impulses_responses(nets, dt: float = 1 / 200, impulse_durations: Sequence[float] = (5, 20),
                                max_extent: int = 4, t_stim: float = 2.0, t_pre: float = 1.0,
                                batch_size: int = 4, model_names=None, *, record="central",
-                               progress: bool = False, **stimulus_kwargs) -> Responses:
+                               progress: bool | None = None, **stimulus_kwargs) -> Responses:
     """Responses to ON/OFF impulses at every column within ``max_extent``: grey state of 4 s.
 
     **Shapes:** result ``(n_models, n_positions * 2 * n_durations, n_frames, n_cells)``.
@@ -313,7 +392,8 @@ def spatial_impulses_responses(nets, dt: float = 1 / 200, impulse_durations: Seq
 
 def naturalistic_responses(nets, dataset=None, dt: float = 1 / 100, n_sequences: int = 16,
                            seed: int = 12345, t_fade_in: float = 2.0, batch_size: int = 4,
-                           model_names=None, *, record="central", progress: bool = False) -> Responses:
+                           model_names=None, *, record="central",
+                           progress: bool | None = None) -> Responses:
     """Responses to naturalistic movies: from rest, faded in over 2 s per batch (section 8.1).
 
     Sintel is not shipped, so the default movies are ``n_sequences`` procedural optic-flow movies

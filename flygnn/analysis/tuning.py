@@ -9,7 +9,8 @@ Layouts:
 
 * FRI: ``DataFrame`` (models x cell types), a ``Series`` over cell types for one model.
 * DSI, preferred direction: ``DataFrame`` with index ``cell_type`` and columns ``intensity``
-  (0 = OFF edges, 1 = ON edges); for several models the columns are ``(model, intensity)``.
+  (``"OFF"`` for edges of intensity 0, ``"ON"`` for intensity 1; other intensities keep their
+  value); for several models the columns are ``(model, intensity)``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ __all__ = [
     "direction_selectivity_index",
     "preferred_direction",
 ]
+
+# column labels of edge intensities 0 (dark edges on grey) and 1 (bright edges)
+CONTRAST = {0: "OFF", 1: "ON"}
 
 LED_DEG = 2.25  # width of one LED position of the bar/edge stimuli, degrees
 OMMATIDIUM_DEG = 5.8  # angular width of one ommatidium (column), degrees
@@ -74,6 +78,8 @@ def _by_intensity(values: np.ndarray, intensities: np.ndarray, resp: Responses) 
     n_models, n_int, _ = values.shape
     if np.all(np.mod(intensities, 1) == 0):
         intensities = intensities.astype(int)
+    if set(intensities.tolist()) <= set(CONTRAST):
+        intensities = np.asarray([CONTRAST[i] for i in intensities.tolist()], dtype=object)
     data = values.transpose(2, 0, 1).reshape(len(resp.cell_types), n_models * n_int)
     if n_models == 1:
         columns = pd.Index(intensities, name="intensity")
@@ -275,11 +281,14 @@ def direction_selectivity_index(responses, norm=None, **stimulus_kwargs) -> pd.D
     Args:
         responses: moving bar/edge :class:`Responses` (params ``angle`` in degrees, ``width``,
             ``intensity``, ``speed`` on a complete grid), or network(s) simulated with
-            :func:`~flygnn.analysis.runners.moving_edge_responses`.
+            :func:`~flygnn.analysis.runners.moving_edge_responses` (its keyword arguments, e.g.
+            ``progress=`` or ``cache=``, go there: by default a progress bar appears on a
+            terminal, and the rendered edges and the responses are cached on disk, so the same
+            call on the same network returns in seconds).
         norm: optional normalisation passed to :func:`peak_responses`.
 
     Returns:
-        DSI in [0, 1]: index ``cell_type``, columns ``intensity`` (0 OFF, 1 ON), or
+        DSI in [0, 1]: index ``cell_type``, columns ``intensity`` (``"OFF"``, ``"ON"``), or
         ``(model, intensity)`` for several models.
 
     **Shapes:** ``(n_models, n_samples, n_frames, n_cells)`` -> ``(n_cells, [n_models x] 2)``.

@@ -141,7 +141,8 @@ def evaluate_ensemble(out_dir: str | os.PathLike, address: str | None = None,
 
     Writes into ``out_dir/evaluation/``: ``<stimulus>_responses.npz`` (+ ``_params.csv``,
     ``_attrs.json``; read with :func:`load_responses`), ``fri.csv`` (members x cell types),
-    ``direction.csv`` (long: model, cell_type, intensity, dsi, preferred_direction),
+    ``direction.csv`` (long: model, cell_type, intensity (``OFF``/``ON``), dsi,
+    preferred_direction),
     ``clustering.json`` (per cell type: labels, embedding, valid, n_clusters, bic) and
     ``evaluation.json`` (the settings).
 

@@ -31,6 +31,7 @@ from flygnn.stimuli.temporal import pad, resample_indices
 __all__ = ["MovingBars", "MovingEdges", "bar_image", "rotate_image"]
 
 LED_DEG = 2.25  # width of one LED of the Gruntman (2018) arena, degrees
+RENDER_VERSION = 1  # bump when rendering changes: cached renderings are then ignored
 
 
 def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:
@@ -111,6 +112,8 @@ class MovingBars(StimulusDataset):
         shuffle_offsets, seed: shuffle the position order (``numpy.random.default_rng``).
         extent, ppo: the ``HexEye`` (lattice radius, pixels per ommatidium).
         n_ommatidia: deprecated spelling of the lattice size (hexal count).
+        cache: keep the rendered positions on disk (:mod:`flygnn.diskcache`, keyed by the
+            rendering parameters), so the next dataset with the same parameters loads them.
 
     **Shapes:** ``dataset[i]`` is ``(n_frames, n_hexals)`` float32 (may hold NaN frames).
     """
@@ -134,10 +137,12 @@ class MovingBars(StimulusDataset):
         seed: int = 0,
         extent: int = 15,
         ppo: int = 25,
+        cache: bool = True,
         *,
         n_ommatidia: int | None = None,
     ) -> None:
         super().__init__(dt=dt, t_pre=t_pre)
+        self.cache = bool(cache)
         self.t_post = check_positive("t_post", t_post, strict=False)
         check_choice("post_pad_mode", post_pad_mode, ("value", "continue"))
         check_range("intensities", intensities)
@@ -185,8 +190,32 @@ class MovingBars(StimulusDataset):
     def positions(self) -> torch.Tensor:
         """Rendered positions, ``(n_angle * n_width * n_intensity, n_pos, n_hexals)`` float64."""
         if self._positions is None:
-            self._positions = self._render()
+            if self.cache:
+                from flygnn.diskcache import cached_array, digest
+
+                shape = (len(self.angles) * len(self.widths) * len(self.intensities),
+                         len(self.offsets), self.n_hexals)
+                key = digest(self._render_token())
+                self._positions = torch.from_numpy(cached_array(
+                    "stimuli", key, lambda: self._render().numpy(), shape=shape))
+            else:
+                self._positions = self._render()
         return self._positions
+
+    def _render_token(self) -> dict:
+        """Everything the rendered positions depend on (their disk-cache key)."""
+        return {"class": "MovingBars", "render_version": RENDER_VERSION,
+                "angles": self.angles, "widths": self.widths, "intensities": self.intensities,
+                "offsets": self.offsets, "height": self.height, "bg": self.bg,
+                "bar_loc": [self.bar_loc_horizontal, self.bar_loc_vertical],
+                "n_ommatidia": self.eye.n_ommatidia, "ppo": self.eye.ppo,
+                "ommatidium_deg": self.eye.ommatidium_deg}
+
+    def cache_token(self) -> dict:
+        """Everything the items depend on: rendering, speeds and timing (a cache key part)."""
+        return {**self._render_token(), "class": type(self).__name__, "speeds": self.speeds,
+                "dt": self.dt, "t_pre": self.t_pre, "t_post": self.t_post,
+                "post_pad_mode": self.post_pad_mode}
 
     def _render(self) -> torch.Tensor:
         eye, side = self.eye, self.eye.side
