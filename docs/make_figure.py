@@ -10,11 +10,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-import flygnn  # noqa: E402
-from flygnn import plotting  # noqa: E402
+import flygnn
+from flygnn import plotting
 
 
 def main() -> None:

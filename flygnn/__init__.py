@@ -39,7 +39,7 @@ _EXPORTS = {
 }
 _SUBMODULES = ("graph", "hexgrid", "stimuli", "analysis")
 
-__all__ = [  # noqa: RUF022 - grouped as _EXPORTS
+__all__ = [
     "FlyVisConnectome", "TableConnectome", "FlatGraph", "flatten", "nodes_frame", "edges_frame",
     "central_index", "Network", "NeuronModel", "Graded", "SynapticFilter", "LIF", "Synapses",
     "register_model", "INTEGRATORS", "Dynamics", "GradedDynamics", "SynapticFilterDynamics",

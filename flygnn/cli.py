@@ -53,9 +53,11 @@ def _summary(args) -> int:
     per_type = nodes.groupby("type", sort=False).agg(role=("role", "first"), neurons=("u", "size"))
     per_type["in_synapses"] = edges.groupby("target_type", sort=False)["n_syn"].sum()
     per_type["out_synapses"] = edges.groupby("source_type", sort=False)["n_syn"].sum()
-    per_type[["in_synapses", "out_synapses"]] = per_type[["in_synapses", "out_synapses"]].astype(float).fillna(0.0).round(1)
+    cols = ["in_synapses", "out_synapses"]
+    per_type[cols] = per_type[cols].astype(float).fillna(0.0).round(1)
     print(f"flygnn connectome (extent {data.extent}): {len(per_type)} cell types, "
-          f"{len(nodes):,} neurons, {len(edges):,} synapse edges in {len(data.edge_types)} type pairs, "
+          f"{len(nodes):,} neurons, {len(edges):,} synapse edges in {len(data.edge_types)} "
+          "type pairs, "
           f"{edges['n_syn'].astype(float).sum():,.1f} synapses")
     with __import__("pandas").option_context("display.max_rows", 100, "display.width", 120):
         print(per_type.to_string())

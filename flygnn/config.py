@@ -103,19 +103,22 @@ class DataConfig:
         if self.seed < 0:
             _fail(f"{prefix}.seed", f"must be >= 0, got {self.seed}")
         if len(self.n_objects) != 2 or not 0 <= self.n_objects[0] <= self.n_objects[1]:
-            _fail(f"{prefix}.n_objects", f"must be [lo, hi] with 0 <= lo <= hi, got {list(self.n_objects)}")
+            _fail(f"{prefix}.n_objects",
+                  f"must be [lo, hi] with 0 <= lo <= hi, got {list(self.n_objects)}")
         for name in ("speed", "object_speed"):
             if not 0 <= getattr(self, name) < math.inf:
                 _fail(f"{prefix}.{name}", f"must be a finite speed >= 0 (pixels per source frame), "
                                           f"got {getattr(self, name)}")
         lo_hi = self.texture_contrast
         if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
-            _fail(f"{prefix}.texture_contrast", f"must be [lo, hi] with 0 <= lo <= hi, got {list(lo_hi)}")
+            _fail(f"{prefix}.texture_contrast",
+                  f"must be [lo, hi] with 0 <= lo <= hi, got {list(lo_hi)}")
         for name in ("p_rot", "p_flip"):
             if not 0 <= getattr(self, name) <= 1:
                 _fail(f"{prefix}.{name}", f"must be in [0, 1], got {getattr(self, name)}")
         if any(a not in (0, 1, 2, 3) for a in self.flip_axes):
-            _fail(f"{prefix}.flip_axes", f"entries must be 0, 1, 2 or 3, got {list(self.flip_axes)}")
+            _fail(f"{prefix}.flip_axes",
+                  f"entries must be 0, 1, 2 or 3, got {list(self.flip_axes)}")
         for name in ("contrast_std", "brightness_std", "noise_std"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
@@ -145,7 +148,8 @@ class DecoderConfig:
         if self.hidden < 1:
             _fail(f"{prefix}.hidden", f"must be >= 1, got {self.hidden}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            _fail(f"{prefix}.kernel_size", f"must be a positive odd integer, got {self.kernel_size}")
+            _fail(f"{prefix}.kernel_size",
+                  f"must be a positive odd integer, got {self.kernel_size}")
         for name in ("p_dropout", "type_dropout", "pathway_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
@@ -156,7 +160,8 @@ class DecoderConfig:
             _fail(f"{prefix}.input_reference", f"must be none, rest or rest_positive: "
                                                f"{self.input_reference!r}")
         if self.input_norm not in ("none", "rms"):
-            _fail(f"{prefix}.input_norm", f"must be 'none' (flyvis) or 'rms', got {self.input_norm!r}")
+            _fail(f"{prefix}.input_norm",
+                  f"must be 'none' (flyvis) or 'rms', got {self.input_norm!r}")
         if not 0 < self.norm_momentum <= 1:
             _fail(f"{prefix}.norm_momentum", f"must be in (0, 1], got {self.norm_momentum}")
 

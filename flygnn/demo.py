@@ -24,7 +24,8 @@ T4T5 = ["T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d"]
 
 
 def fresh_folder(out: str | Path) -> Path:
-    """``out`` if it is missing or empty, else the first missing or empty ``out-1``, ``out-2``, ..."""
+    """``out`` if it is missing or empty, else the first missing or empty ``out-1``,
+    ``out-2``, ..."""
     out = Path(out)
     candidate, k = out, 0
     while candidate.exists() and any(candidate.iterdir()):
@@ -79,9 +80,9 @@ def run_demo(out: str | Path | None = None, extent: int = 15, model: str | None 
     import torch
 
     from flygnn.analysis import known
+    from flygnn.analysis.comparison import dsi_correlation_to_known, fri_correlation_to_known
     from flygnn.analysis.report import write_report
     from flygnn.analysis.runners import flash_responses, moving_edge_responses
-    from flygnn.analysis.comparison import dsi_correlation_to_known, fri_correlation_to_known
     from flygnn.analysis.tuning import (
         direction_selectivity_index,
         flash_response_index,
@@ -138,7 +139,8 @@ def run_demo(out: str | Path | None = None, extent: int = 15, model: str | None 
     for m, name in enumerate(names):
         table = _dsi_table(dsi, name, m, len(names))
         t4t5 = [table.loc[t, contrast[t]] for t in T4T5]
-        lines.append(f"| {name} | {_value(fri_corr, name, m):.3f} | {_value(dsi_corr, name, m):.3f} | "
+        lines.append(f"| {name} | {_value(fri_corr, name, m):.3f} | "
+                     f"{_value(dsi_corr, name, m):.3f} | "
                      + " | ".join(f"{v:.3f}" for v in t4t5) + " |")
     lines.append("")
     lines.append("DSI of T4 at ON edges and T5 at OFF edges (their known contrast preference).")

@@ -45,7 +45,8 @@ INTEGRATORS: dict[str, Callable] = {}
 
 
 def register_integrator(name: str) -> Callable:
-    """Decorator: make ``fn(model, state, input, ctx, dt) -> state`` available as ``method=name``."""
+    """Decorator: make ``fn(model, state, input, ctx, dt) -> state`` available as
+    ``method=name``."""
     def wrap(fn: Callable) -> Callable:
         INTEGRATORS[name] = fn
         return fn

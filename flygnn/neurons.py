@@ -121,7 +121,8 @@ class NeuronModel(nn.Module):
 
     def initial_state(self, ctx: Context, batch_size: int) -> State:
         """The state at rest (``(B, N)`` tensors, e.g. ``ctx.rest(batch_size)``)."""
-        raise NotImplementedError(f"{type(self).__name__}: implement initial_state(ctx, batch_size)")
+        raise NotImplementedError(f"{type(self).__name__}: implement "
+                                  "initial_state(ctx, batch_size)")
 
     def derivative(self, state: State, input: torch.Tensor | None, ctx: Context,
                    dt: float) -> State:

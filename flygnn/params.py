@@ -69,7 +69,9 @@ def init_bias(n_types: int, mean: float = 0.5, std: float = 0.05, seed: int = 0)
 
 
 def init_time_const(n_types: int, value: float = 0.05) -> torch.Tensor:
-    """Membrane time constants in seconds (flyvis: 0.05 s for every type). Shapes: ``(n_types,)``."""
+    """Membrane time constants in seconds (flyvis: 0.05 s for every type).
+
+    Shapes: ``(n_types,)``."""
     return torch.full((n_types,), value, dtype=torch.float32)
 
 
@@ -84,7 +86,9 @@ def syn_count_value(raw: torch.Tensor) -> torch.Tensor:
 
 
 def init_syn_strength(pair_mean_n_syn: torch.Tensor, scale: float = 0.01) -> torch.Tensor:
-    """``float32(scale / mean_pair_n_syn)`` with the float64 mean over the pair's edges. ``(P,)``."""
+    """``float32(scale / mean_pair_n_syn)`` with the float64 mean over the pair's edges.
+
+    Shapes: ``(P,)``."""
     return (scale / pair_mean_n_syn.to(torch.float64)).to(torch.float32)
 
 
@@ -164,7 +168,8 @@ def from_series(name: str, table: pd.Series, graph, current: torch.Tensor) -> to
     """
     index = table_index(name, graph)
     if isinstance(table, dict):
-        table = pd.Series(list(table.values()), index=pd.Index(list(table.keys()), tupleize_cols=True))
+        table = pd.Series(list(table.values()),
+                          index=pd.Index(list(table.keys()), tupleize_cols=True))
     if not isinstance(table, pd.Series):
         raise ValueError(f"{name}: expected a pandas Series, got {type(table).__name__}")
     keys = list(table.index)

@@ -497,7 +497,8 @@ def loss_curve(
     ax.set_ylabel("l2norm")
     if "val_l2norm" in log and log["val_l2norm"].notna().any():
         val = log.dropna(subset=["val_l2norm"])
-        ax.plot(val["iteration"], val["val_l2norm"], "o-", color="#c0392b", ms=3, label="val l2norm")
+        ax.plot(val["iteration"], val["val_l2norm"], "o-", color="#c0392b", ms=3,
+                label="val l2norm")
     lines, labels = ax.get_legend_handles_labels()
     if "val_epe" in log and log["val_epe"].notna().any():
         val = log.dropna(subset=["val_epe"])

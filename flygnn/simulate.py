@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-import numpy as np
 import torch
 
 from flygnn import bptt, stacked, threads

@@ -136,7 +136,8 @@ class CSRMatmul:
 def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[index]`` for a contiguous ``(N, B)`` tensor; rows of 4, 8 or 16 bytes move as one
     element of a 1-D gather (on CPU about twice as fast as a row gather)."""
-    wide = {4: torch.float32, 8: torch.float64, 16: torch.complex128}.get(x.shape[1] * x.element_size())
+    widths = {4: torch.float32, 8: torch.float64, 16: torch.complex128}
+    wide = widths.get(x.shape[1] * x.element_size())
     if x.device.type == "cpu" and wide is not None:
         return x.view(wide).view(-1).index_select(0, index).view(x.dtype).view(-1, x.shape[1])
     return x.index_select(0, index)

@@ -1,4 +1,5 @@
-r"""Several networks that share one graph, simulated in one pass (structure shared, weights stacked).
+r"""Several networks that share one graph, simulated in one pass (structure shared, weights
+stacked).
 
 An ensemble of trained models (the paper evaluates 50 per stimulus) differs only in its
 parameters: the graph, and with it the sparsity structure of every model's weight matrix, is
@@ -15,7 +16,8 @@ the same. :class:`StackedNetworks` runs ``K`` such networks as one batch:
 Each model's rows keep the single network's summation order, so the results equal separate
 runs (to the rounding of the sparse kernel's threads; tested to 1e-6). The sparse work is that
 of ``K`` networks (every model reads its own weights); what one pass saves is the per-step
-overhead of ``K`` loops and kernel launches, which dominates on a GPU and at small batches. Only graded dynamics
+overhead of ``K`` loops and kernel launches, which dominates on a GPU and at small batches.
+Only graded dynamics
 (:class:`~flygnn.dynamics.Graded`, the flyvis model) are stacked, without gradients;
 anything else is simulated model by model with the same call (:func:`simulate_stacked`).
 
@@ -162,7 +164,8 @@ class StackedNetworks:
         if len(sizes) != 1:
             raise ValueError(f"networks: members of different graph sizes {sorted(sizes)}")
         self.networks = nets
-        self.graph, self.num_nodes, self.n_hexals = nets[0].graph, nets[0].num_nodes, nets[0].n_hexals
+        first = nets[0]
+        self.graph, self.num_nodes, self.n_hexals = first.graph, first.num_nodes, first.n_hexals
         self.reason = _stackable(nets)
         self._block = None
 

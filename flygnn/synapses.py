@@ -81,6 +81,7 @@ class Synapses(MessagePassing):
         """``w_e x_{s(e)}`` per edge. Shapes: ``x_j (E, B)``, ``edge_weight (E,)``."""
         return x_j if edge_weight is None else edge_weight.unsqueeze(-1) * x_j
 
-    def message_and_aggregate(self, adj: BoundAdjacency | CSRMatmul, x: torch.Tensor) -> torch.Tensor:
+    def message_and_aggregate(self, adj: BoundAdjacency | CSRMatmul,
+                              x: torch.Tensor) -> torch.Tensor:
         """Fused path: one CSR x dense product, ``(B, N_src) -> (B, N_dst)`` node-major."""
         return adj.matmul(x)

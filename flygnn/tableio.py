@@ -102,7 +102,8 @@ def to_tables(data: HeteroData, folder: str | os.PathLike, format: str = "csv") 
                              "n_syn": edges["n_syn"].astype(np.float64),
                              "sign": edges["sign"].astype(np.int64),
                              "n_syn_certainty": edges["n_syn_certainty"].astype(np.float64)})
-    majority = edges.groupby("source_type")["sign"].agg(lambda s: 1 if (s > 0).mean() >= 0.5 else -1)
+    majority = edges.groupby("source_type")["sign"].agg(
+        lambda s: 1 if (s > 0).mean() >= 0.5 else -1)
     role = {"input": "input", "intermediate": "hidden", "output": "output"}
     types = pd.DataFrame({"type": graph.cell_types,
                           "sign": [int(majority.get(t, 1)) for t in graph.cell_types],

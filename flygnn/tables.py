@@ -102,7 +102,8 @@ def _types(types: pd.DataFrame, file, transmitter_signs) -> tuple[list, dict, di
                 _fail(file, i, "sign", f"expected +1 or -1, got {sign!r}")
             signs[name] = int(sign)
     elif "transmitter" in types.columns:
-        table = {k.lower(): v for k, v in {**TRANSMITTER_SIGNS, **(transmitter_signs or {})}.items()}
+        merged = {**TRANSMITTER_SIGNS, **(transmitter_signs or {})}
+        table = {k.lower(): v for k, v in merged.items()}
         for i, (name, nt) in enumerate(zip(names, types["transmitter"])):
             key = nt.lower() if isinstance(nt, str) else nt
             if key not in table:
@@ -311,7 +312,8 @@ class TableConnectome(InMemoryDataset):
         extent, uncolumned, transmitter_signs: see :func:`tables_to_graph`.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, neurons: str | os.PathLike | None = None,
+    def __init__(self, root: str | os.PathLike | None = None,
+                 neurons: str | os.PathLike | None = None,
                  synapses: str | os.PathLike | None = None, types: str | os.PathLike | None = None,
                  force_reload: bool = False, transform: Callable | None = None,
                  pre_transform: Callable | None = None, *, extent: int | None = None,
@@ -386,7 +388,8 @@ def pack(data: HeteroData) -> dict:
             "input_types": list(data.input_types), "output_types": list(data.output_types),
             "extent": int(data.extent), "edge_types": [list(k) for k in keys],
             "num_nodes": torch.tensor([data[t].num_nodes for t in types]),
-            "num_edges": torch.tensor([data[k].edge_index.shape[1] for k in keys], dtype=torch.long)}
+            "num_edges": torch.tensor([data[k].edge_index.shape[1] for k in keys],
+                                      dtype=torch.long)}
     for name in NODE_ATTRS:
         blob[name] = torch.cat([data[t][name] for t in types])
     blob["edge_index"] = torch.cat([data[k].edge_index for k in keys], 1) if keys else \

@@ -122,8 +122,8 @@ class FlowDecoder(nn.Module):
         u, v = hexgrid.disk(graph.extent)
         size = 2 * graph.extent + 1
         self.register_buffer("output_index", graph.nodes_of(graph.output_types), persistent=False)
-        self.register_buffer("map_index", torch.as_tensor((u + graph.extent) * size + v + graph.extent),
-                             persistent=False)
+        index = (u + graph.extent) * size + v + graph.extent
+        self.register_buffer("map_index", torch.as_tensor(index), persistent=False)
         self.base = nn.Sequential(
             HexConv2d(self.n_types, hidden, kernel_size, const_weight),
             nn.BatchNorm2d(hidden),
@@ -173,7 +173,9 @@ class FlowDecoder(nn.Module):
         return out.reshape(*x.shape[:-1], size, size)
 
     def from_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Read the lattice positions of an axial map: ``(..., 2E+1, 2E+1)`` -> ``(..., n_hexals)``."""
+        """Read the lattice positions of an axial map.
+
+        Shapes: ``(..., 2E+1, 2E+1)`` -> ``(..., n_hexals)``."""
         return x.flatten(-2)[..., self.map_index]
 
     @property

@@ -62,7 +62,8 @@ def set_num_threads(policy: int | str | None) -> None:
         _policy = policy
         return
     if isinstance(policy, bool) or not isinstance(policy, int) or policy < 1:
-        raise ValueError(f"set_num_threads: expected 'auto', None or a positive int, got {policy!r}")
+        raise ValueError("set_num_threads: expected 'auto', None or a positive int, "
+                         f"got {policy!r}")
     _policy = int(policy)
 
 

@@ -188,7 +188,8 @@ class Trainer:
                 g.set_state(blob["rng"][k])
             except RuntimeError:  # a state saved on another device type: not bit-exact any more
                 log.warning("could not restore the %r generator state; reseeded", k)
-        self.iteration, self.epoch, self.position = blob["iteration"], blob["epoch"], blob["position"]
+        self.iteration, self.epoch = blob["iteration"], blob["epoch"]
+        self.position = blob["position"]
         self.order, self.epoch_start = blob["order"], int(blob.get("epoch_start", 0))
         state = blob["epoch_state"]
         self.epoch_state = None if state is None else state.to(self.device)
@@ -216,7 +217,9 @@ class Trainer:
                                             self.config.data.dt)
 
     def step(self, lum: torch.Tensor, flow: torch.Tensor) -> float:
-        """One optimisation step on a batch; returns the loss. Shapes: ``(B, T, n)``, ``(B, T, 2, n)``."""
+        """One optimisation step on a batch; returns the loss.
+
+        Shapes: ``(B, T, n)``, ``(B, T, 2, n)``."""
         o, net = self.config.optim, self.network
         net.train()
         self.decoder.train()

@@ -23,7 +23,8 @@ transform                       keeps                                           
 :class:`LatticeDensity` changes ``N_t`` and ``E_p``, and :class:`Knockout` removes stores.
 
 Degree-preserving rewired edges get ``du, dv`` from their new endpoints; their counts then
-vary along the lattice, which :func:`flygnn.flat.flatten` supports (one count group per distinct count).
+vary along the lattice, which :func:`flygnn.flat.flatten` supports (one count group per
+distinct count).
 Note that a fresh :class:`~flygnn.network.Network` starts each pair's strength at
 ``0.01 / mean count``: a uniform count scaling leaves its initial weights unchanged.
 """
@@ -44,7 +45,8 @@ __all__ = ["TRANSFORMS", "Knockout", "LatticeDensity", "RewireDegreePreserving",
 
 def _check(data) -> None:
     if not isinstance(data, HeteroData) or not hasattr(data, "cell_types"):
-        raise ValueError(f"expected a connectome HeteroData (dataset[0]), got {type(data).__name__}")
+        raise ValueError("expected a connectome HeteroData (dataset[0]), got "
+                         f"{type(data).__name__}")
 
 
 def _edge_types(data) -> list[tuple[str, str, str]]:
@@ -354,7 +356,8 @@ class LatticeDensity(BaseTransform):
             ok = isinstance(stride, (tuple, list)) and len(stride) == 2 and all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in stride)
             if not ok:
-                raise ValueError(f"strides[{name!r}]: expected two positive integers, got {stride!r}")
+                raise ValueError(f"strides[{name!r}]: expected two positive integers, "
+                                 f"got {stride!r}")
             self.strides[name] = tuple(stride)
         self.compensate = bool(compensate)
 
@@ -390,7 +393,8 @@ class LatticeDensity(BaseTransform):
                 continue
             n_edges = ei.shape[1]
             for attr, value in list(store.items()):
-                if attr != "edge_index" and torch.is_tensor(value) and value.shape[:1] == (n_edges,):
+                per_edge = torch.is_tensor(value) and value.shape[:1] == (n_edges,)
+                if attr != "edge_index" and per_edge:
                     store[attr] = value[keep]
             store.edge_index = ei[:, keep]
             if self.compensate and s in ratio:

@@ -16,14 +16,14 @@ import time
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 
-from flygnn.cli import main  # noqa: E402
-from flygnn.config import TrainConfig  # noqa: E402
-from flygnn.distributed import (  # noqa: E402
+from flygnn.cli import main
+from flygnn.config import TrainConfig
+from flygnn.distributed import (
     evaluate_ensemble,
     load_responses,
     read_manifest,
@@ -242,8 +242,11 @@ def test_evaluated_responses_equal_in_process_responses(evaluated, reference):
 
 
 def test_indices_equal_the_tuning_functions_on_the_stacked_responses(evaluated, reference):
-    from flygnn.analysis import direction_selectivity_index, flash_response_index
-    from flygnn.analysis import preferred_direction
+    from flygnn.analysis import (
+        direction_selectivity_index,
+        flash_response_index,
+        preferred_direction,
+    )
 
     fri = flash_response_index(reference[1]["flashes"])
     pd.testing.assert_frame_equal(evaluated["fri"], fri, check_names=False, rtol=1e-4, atol=1e-6)

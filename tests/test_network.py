@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import REFERENCE
+
 from flygnn.dynamics import SynapticFilterDynamics
 from flygnn.network import Network
 from flygnn.simulate import simulate, steady_state

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from flygnn.stimuli.opticflow import OpticFlowMovies
+from flygnn.stimuli.render import box_centers
 from flygnn.stimuli.scenes import (
     Layer,
     MotionPrior,
@@ -15,7 +16,6 @@ from flygnn.stimuli.scenes import (
     render_movie,
     render_points,
 )
-from flygnn.stimuli.render import box_centers
 
 H = W = 160  # BoxEye(extent=5, kernel 13) needs 131 px: no resizing, no border effects
 EXTENT, K = 5, 13

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REFERENCE
+
 from flygnn import params
 from flygnn.network import Network
 

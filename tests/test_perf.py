@@ -11,9 +11,9 @@ from conftest import REFERENCE
 
 from flygnn import bptt, stacked, threads
 from flygnn.analysis.runners import moving_edge_responses
+from flygnn.network import Network
 from flygnn.neurons import Graded as GradedDynamics
 from flygnn.neurons import SynapticFilter as SynapticFilterDynamics
-from flygnn.network import Network
 from flygnn.simulate import simulate, steady_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

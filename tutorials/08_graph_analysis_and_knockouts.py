@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.figure import Figure
 

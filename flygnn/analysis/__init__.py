@@ -11,6 +11,12 @@ from flygnn.analysis.circuits import (
     receptive_field,
     weighted_type_graph,
 )
+from flygnn.analysis.comparison import (
+    angular_distance_to_known,
+    correlation_to_known_tuning_curves,
+    dsi_correlation_to_known,
+    fri_correlation_to_known,
+)
 from flygnn.analysis.ensembles import (
     Clustering,
     Ensemble,
@@ -33,12 +39,6 @@ from flygnn.analysis.runners import (
     naturalistic_responses,
     spatial_impulses_responses,
     stimulus_responses,
-)
-from flygnn.analysis.comparison import (
-    angular_distance_to_known,
-    correlation_to_known_tuning_curves,
-    dsi_correlation_to_known,
-    fri_correlation_to_known,
 )
 from flygnn.analysis.tuning import (
     direction_selectivity_index,

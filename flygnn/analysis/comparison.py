@@ -46,7 +46,8 @@ def fri_correlation_to_known(fri: pd.Series | pd.DataFrame) -> float | pd.Series
     """Pearson correlation of the FRIs of the 32 types of known polarity with that polarity (+-1).
 
     Args:
-        fri: output of :func:`~flygnn.analysis.tuning.flash_response_index` (Series over types or models x types).
+        fri: output of :func:`~flygnn.analysis.tuning.flash_response_index` (Series over
+            types or models x types).
 
     Returns:
         one correlation (a float, or a Series over models).

@@ -35,7 +35,7 @@ def known_dir() -> Path:
     return data_dir() / "known"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(name: str) -> pd.DataFrame:
     path = known_dir() / name
     if not path.exists():

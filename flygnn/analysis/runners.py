@@ -239,7 +239,8 @@ def stimulus_responses(
                 movie = torch.stack([_item(dataset[int(i)], key) for i in batch]).to(device)
                 first = state
                 if t_fade_in > 0:
-                    first = fade_in_state(net, t_fade_in, dt, torch.nan_to_num(movie[:, 0], nan=0.5),
+                    first = fade_in_state(net, t_fade_in, dt,
+                                          torch.nan_to_num(movie[:, 0], nan=0.5),
                                               state=state)
                 for i, resp in zip(batch, _simulate_padded(net, movie, dt, first, record)):
                     chunks[int(i)] = resp
@@ -337,7 +338,8 @@ def moving_edge_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = 
     """
     return _moving("MovingEdges", nets, offsets, "moving_edge", batch_size, model_names, record,
                    progress, intensities=tuple(intensities), speeds=tuple(speeds), height=height,
-                   post_pad_mode=post_pad_mode, dt=dt, t_pre=t_pre, t_post=t_post, **stimulus_kwargs)
+                   post_pad_mode=post_pad_mode, dt=dt, t_pre=t_pre, t_post=t_post,
+                   **stimulus_kwargs)
 
 
 def moving_bar_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = (-10, 11),
@@ -374,7 +376,8 @@ def central_impulses_responses(nets, dt: float = 1 / 200,
                               {"stimulus": "central_impulses"}, record=record, progress=progress)
 
 
-def spatial_impulses_responses(nets, dt: float = 1 / 200, impulse_durations: Sequence[float] = (5, 20),
+def spatial_impulses_responses(nets, dt: float = 1 / 200,
+                               impulse_durations: Sequence[float] = (5, 20),
                                max_extent: int = 4, t_stim: float = 2.0, t_pre: float = 1.0,
                                batch_size: int = 4, model_names=None, *, record="central",
                                progress: bool | None = None, **stimulus_kwargs) -> Responses:

@@ -9,7 +9,7 @@ the frame on the photoreceptor nodes and whose ``edge_index`` tensors ARE the ba
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import (

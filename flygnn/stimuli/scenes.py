@@ -169,9 +169,9 @@ def _affine(layer: Layer, ego: Layer, t: float, is_object: bool) -> tuple[np.nda
     d = np.asarray(ego.velocity) * t
     if not is_object:
         return E, d
-    O = math.exp(layer.expansion * t) * _rot(layer.angle + layer.rotation * t)
+    obj = math.exp(layer.expansion * t) * _rot(layer.angle + layer.rotation * t)
     p = np.asarray(layer.position) + np.asarray(layer.velocity) * t
-    return E @ O, E @ p + d
+    return E @ obj, E @ p + d
 
 
 def _sample(tex: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
