@@ -20,6 +20,12 @@ with :math:`a = \partial L / \partial v_{t+1}` and :math:`q = a \, \tau^{-1} dt`
 
 Gradients reach the per-node bias and time constants, the pair strengths, the input currents
 (hence the movie) and the initial state (hence :func:`flygnn.simulate.relax_rest`).
+
+Opt-in (``flygnn.bptt.ENABLED = True``): it equals autograd on the tests of
+``tests/test_perf.py``, but in a training step whose grey rest comes from
+:func:`~flygnn.simulate.relax_rest` a few entries (one time constant, one strength at 0 out of
+669) differ from autograd by up to 8 % (``tests/test_train_gradients.py``), so
+:func:`~flygnn.simulate.simulate` uses autograd unless it is enabled.
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ from flygnn import threads
 from flygnn.neurons import Graded
 from flygnn.sparse import spmm
 
-__all__ = ["applies", "simulate_graded"]
+__all__ = ["ENABLED", "applies", "simulate_graded"]
+
+#: whether :func:`flygnn.simulate.simulate` takes this path when it applies (off by default)
+ENABLED = False
 
 
 def applies(net, state) -> bool:
-    """Whether ``net`` and ``state`` take this path (fused :class:`Graded`, one tensor)."""
+    """Whether ``net`` and ``state`` take this path (:data:`ENABLED`, fused :class:`Graded`,
+    one tensor)."""
     dyn = net.dynamics
-    return (type(dyn) is Graded and dyn.fused and isinstance(state, torch.Tensor)
+    return ENABLED and (type(dyn) is Graded and dyn.fused and isinstance(state, torch.Tensor)
             and state.dim() == 2)
 
 

@@ -130,9 +130,9 @@ def tables_to_graph(neurons: pd.DataFrame, synapses: pd.DataFrame, types: pd.Dat
         files: names used in error messages (the paths).
 
     Returns:
-        the ``HeteroData``. **Shapes:** per cell type ``u, v`` ``(N_t,)``; per type pair
-        ``edge_index`` ``(2, E_p)`` (local indices) and ``n_syn, n_syn_certainty, sign, du,
-        dv`` ``(E_p,)``.
+        the ``HeteroData``. Shapes: per cell type ``u, v`` ``(N_t,)``; per type pair
+        ``edge_index`` ``(2, E_p)`` (local indices) and ``n_syn``, ``n_syn_certainty``,
+        ``sign``, ``du``, ``dv`` ``(E_p,)``.
 
     Raises:
         ValueError: naming the file, row (data rows count from 0) and column.

@@ -109,7 +109,8 @@ def test_train_config_that_is_not_utf8(capsys, tmp_path):
 
 
 def test_validate_a_missing_run(capsys, tmp_path):
-    _fails(capsys, ["validate", "--run", str(tmp_path / "nope")], "not found")
+    _fails(capsys, ["validate", "--run", str(tmp_path / "nope")], "nope",
+           "no run folder or shipped model")
 
 
 def test_simulate_a_missing_movie(capsys, tmp_path, model_file, flygnn_cache):
@@ -126,7 +127,7 @@ def test_simulate_a_movie_of_the_wrong_width(capsys, tmp_path, model_file, flygn
 def test_simulate_a_float64_movie_of_1e300(capsys, tmp_path, model_file, flygnn_cache):
     np.save(tmp_path / "m.npy", np.full((3, 19), 1e300))
     _fails(capsys, _simulate(model_file, tmp_path / "m.npy", tmp_path / "r.npz"), "movie",
-           "NaN or infinite")
+           "must lie in [0, 1]", "1e+300")
 
 
 def test_simulate_with_nan_t_pre(capsys, tmp_path, model_file, movie, flygnn_cache):

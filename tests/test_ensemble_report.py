@@ -79,7 +79,7 @@ def test_summary_holds_medians_and_the_median_indices(analysis):
     assert result.summary.loc["median_indices", "fri_correlation"] == pytest.approx(
         fri_correlation_to_known(median_fri))
     dsi = result.dsi
-    median_t4c = np.median([dsi[(m, 1)].loc["T4c"] for m in ("0", "1")])
+    median_t4c = np.median([dsi[(m, "ON")].loc["T4c"] for m in ("0", "1")])
     assert result.summary.loc["median_indices", "dsi_T4c"] == pytest.approx(median_t4c)
 
 

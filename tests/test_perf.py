@@ -66,6 +66,7 @@ def test_adjoint_gradients_equal_autograd(graph_small, monkeypatch, activation, 
         return out, torch.autograd.grad(loss, [net.bias, net.time_const, net.syn_strength,
                                                movie, start])
 
+    monkeypatch.setattr(bptt, "ENABLED", True)
     assert bptt.applies(net, start)
     out, grads = run()
     monkeypatch.setattr(bptt, "applies", lambda *args: False)
