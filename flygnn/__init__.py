@@ -27,7 +27,7 @@ _EXPORTS = {
     "NeuronModel": "flygnn.neurons", "Graded": "flygnn.neurons",
     "SynapticFilter": "flygnn.neurons", "register_model": "flygnn.neurons",
     "LIF": "flygnn.spiking", "Synapses": "flygnn.synapses", "INTEGRATORS": "flygnn.integrators",
-    "Dynamics": "flygnn.dynamics", "GradedDynamics": "flygnn.dynamics",
+    "Dynamics": "flygnn.dynamics", "GradedDynamics": "flygnn.dynamics",  # deprecated: warn
     "SynapticFilterDynamics": "flygnn.dynamics",
     "simulate": "flygnn.simulate", "steady_state": "flygnn.simulate",
     "fade_in_state": "flygnn.simulate",
@@ -42,7 +42,7 @@ _SUBMODULES = ("graph", "hexgrid", "stimuli", "analysis")
 __all__ = [
     "FlyVisConnectome", "TableConnectome", "FlatGraph", "flatten", "nodes_frame", "edges_frame",
     "central_index", "Network", "NeuronModel", "Graded", "SynapticFilter", "LIF", "Synapses",
-    "register_model", "INTEGRATORS", "Dynamics", "GradedDynamics", "SynapticFilterDynamics",
+    "register_model", "INTEGRATORS",
     "simulate", "steady_state", "fade_in_state", "load_pretrained", "load_model",
     "load_ensemble", "available_models",
     "StackedNetworks", "set_num_threads", "get_num_threads", "num_threads",

@@ -3,10 +3,13 @@
 The models now live in :mod:`flygnn.neurons` (a model returns ``d state / dt``; the
 integrators of :mod:`flygnn.integrators` advance it), the per-forward
 :class:`~flygnn.context.Context` in :mod:`flygnn.context` and the synaptic layer in
-:mod:`flygnn.synapses`. The names below are aliases of the new ones.
+:mod:`flygnn.synapses`. The old names (``Dynamics``, ``GradedDynamics``, ``SynapticFilterDynamics``,
+``DYNAMICS``, ``register_dynamics``, ``make_dynamics``) still work for one release and warn.
 """
 
 from __future__ import annotations
+
+import warnings
 
 from flygnn.context import Context
 from flygnn.neurons import (
@@ -21,22 +24,23 @@ from flygnn.neurons import (
     register_model,
 )
 
-__all__ = [
-    "ACTIVATIONS",
-    "DYNAMICS",
-    "Context",
-    "Dynamics",
-    "GradedDynamics",
-    "SynapticFilterDynamics",
-    "broadcast_state",
-    "make_dynamics",
-    "node_major",
-    "register_dynamics",
-]
+__all__ = ["ACTIVATIONS", "Context", "broadcast_state", "node_major"]
 
-Dynamics = NeuronModel
-GradedDynamics = Graded
-SynapticFilterDynamics = SynapticFilter
-DYNAMICS = MODELS
-register_dynamics = register_model
-make_dynamics = make_model
+#: old name -> the new object; reading an old name warns (DeprecationWarning)
+_RENAMED = {
+    "Dynamics": ("flygnn.neurons.NeuronModel", NeuronModel),
+    "GradedDynamics": ("flygnn.neurons.Graded", Graded),
+    "SynapticFilterDynamics": ("flygnn.neurons.SynapticFilter", SynapticFilter),
+    "DYNAMICS": ("flygnn.neurons.MODELS", MODELS),
+    "register_dynamics": ("flygnn.neurons.register_model", register_model),
+    "make_dynamics": ("flygnn.neurons.make_model", make_model),
+}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        new, value = _RENAMED[name]
+        warnings.warn(f"flygnn.dynamics.{name} is deprecated and will be removed; use {new}",
+                      DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module 'flygnn.dynamics' has no attribute {name!r}")

@@ -184,3 +184,17 @@ def test_warnings_point_at_the_callers_line(tmp_path):
         DecoderConfig(baseline="rest")
         activity_penalty(torch.zeros(1, 4, 2), torch.tensor([0]), baseline=1.0)
     assert len(record) == 3 and all(w.filename == __file__ for w in record)
+
+
+def test_old_dynamics_names_warn_and_are_the_neuron_models():
+    import flygnn.dynamics as old
+    from flygnn import neurons
+
+    pairs = {"Dynamics": neurons.NeuronModel, "GradedDynamics": neurons.Graded,
+             "SynapticFilterDynamics": neurons.SynapticFilter, "DYNAMICS": neurons.MODELS,
+             "register_dynamics": neurons.register_model, "make_dynamics": neurons.make_model}
+    for name, new in pairs.items():
+        with pytest.warns(DeprecationWarning, match=f"dynamics.{name} is deprecated"):
+            assert getattr(old, name) is new
+    with pytest.raises(AttributeError, match="no attribute 'Dynamic'"):
+        old.Dynamic  # noqa: B018

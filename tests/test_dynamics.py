@@ -4,9 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from flygnn import dynamics as dyn
-from flygnn.dynamics import Dynamics, GradedDynamics, SynapticFilterDynamics
+from flygnn import neurons as dyn
 from flygnn.network import Network
+from flygnn.neurons import Graded as GradedDynamics
+from flygnn.neurons import NeuronModel as Dynamics
+from flygnn.neurons import SynapticFilter as SynapticFilterDynamics
 from flygnn.simulate import simulate, steady_state
 
 
@@ -237,19 +239,19 @@ def test_user_dynamics_plugs_in(graph_small, tmp_path):
 
 
 def test_registry():
-    assert dyn.make_dynamics("graded").config() == {"activation": "relu", "fused": True}
-    filt = dyn.make_dynamics("synaptic_filter", {"syn_time_const": 0.02})
+    assert dyn.make_model("graded").config() == {"activation": "relu", "fused": True}
+    filt = dyn.make_model("synaptic_filter", {"syn_time_const": 0.02})
     assert isinstance(filt, SynapticFilterDynamics) and filt.init_syn_time_const == 0.02
 
 
 def test_registry_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown dynamics 'spiking'"):
-        dyn.make_dynamics("spiking")
+        dyn.make_model("spiking")
 
 
 def test_register_requires_a_name():
     with pytest.raises(ValueError, match="name"):
-        dyn.register_dynamics(type("Nameless", (Dynamics,), {}))
+        dyn.register_model(type("Nameless", (Dynamics,), {}))
 
 
 def test_unknown_activation():

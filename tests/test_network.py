@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import REFERENCE
 
-from flygnn.dynamics import SynapticFilterDynamics
 from flygnn.network import Network
+from flygnn.neurons import SynapticFilter as SynapticFilterDynamics
 from flygnn.simulate import simulate, steady_state
 
 CHKPT = REFERENCE / "flyvis_chkpt_public.pt"
