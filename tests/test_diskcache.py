@@ -10,7 +10,7 @@ from flygnn import diskcache
 from flygnn.analysis import direction_selectivity_index, runners
 from flygnn.stimuli import MovingEdges
 
-EDGES = {"n_ommatidia": 37, "offsets": (-3, 4), "speeds": (19, 25), "angles": (0, 90, 180, 270),
+EDGES = {"extent": 3, "offsets": (-3, 4), "speeds": (19, 25), "angles": (0, 90, 180, 270),
          "dt": 0.01, "t_pre": 0.2, "t_post": 0.2}
 
 

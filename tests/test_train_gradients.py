@@ -168,7 +168,7 @@ def test_log_steps_move_strengths_by_a_relative_rate(tmp_path, data):
 
 
 def test_relax_rest_handles_states_of_several_tensors(data):
-    from flygnn.dynamics import SynapticFilterDynamics
+    from flygnn.neurons import SynapticFilter as SynapticFilterDynamics
 
     net = Network(data, SynapticFilterDynamics(syn_time_const=0.03))
     with torch.no_grad():
