@@ -37,14 +37,16 @@ def _tables(n_models, seed):
 def captured(monkeypatch):
     """The figures write_report saves, by file name."""
     figures = {}
-    finish = plotting._finish
+    from flygnn.plotting import _common
+
+    finish = _common._finish
 
     def keep(fig, path, dpi):
         if path is not None:
             figures[path.name] = fig
         return finish(fig, path, dpi)
 
-    monkeypatch.setattr(plotting, "_finish", keep)
+    monkeypatch.setattr(_common, "_finish", keep)
     return figures
 
 

@@ -1,155 +1,18 @@
-"""Figures: hex activity maps, response traces, index bar plots, polar tuning, connectivity.
-
-The only module of flygnn that uses matplotlib. It is imported lazily inside each function, and
-figures are built with ``matplotlib.figure.Figure`` on an Agg canvas, so neither pyplot's global
-state nor the backend is touched. Every function returns the Figure and, given ``path``, also
-saves it as an image (PNG by the file suffix).
-"""
+"""Tuning figures: FRI/DSI bar plots, polar tuning curves and preferred directions."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from flygnn import hexgrid
+from flygnn.plotting import _common
+from flygnn.plotting._common import POLARITY_COLORS, _axes, _numpy
 
-__all__ = [
-    "POLARITY_COLORS",
-    "hex_map",
-    "traces",
-    "index_bars",
-    "dsi_bars",
-    "polar_tuning",
-    "direction_arrows",
-    "preferred_direction_panels",
-    "connectivity_matrix",
-    "loss_curve",
-    "prediction_quality",
-]
-
-# colours of ON (1), OFF (-1) and unknown (0) polarity in bar plots
-POLARITY_COLORS = {1: "#c0392b", -1: "#2166ac", 0: "#9e9e9e"}
-
-
-def _numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _axes(ax, figsize, polar: bool = False):
-    """Use ``ax`` or make a Figure on an Agg canvas (no pyplot)."""
-    if ax is not None:
-        return ax.figure, ax
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot(projection="polar" if polar else None)
-
-
-def _finish(fig, path, dpi: int):
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return fig
-
-
-def hex_map(
-    values,
-    u=None,
-    v=None,
-    ax=None,
-    cmap: str = "seismic",
-    vmin: float | None = None,
-    vmax: float | None = None,
-    colorbar: bool = True,
-    title: str | None = None,
-    path: str | Path | None = None,
-    dpi: int = 100,
-    label: str | None = None,
-):
-    """Hexagon per column at ``hexgrid.to_cartesian(u, v)``, coloured by ``values``.
-
-    Args:
-        values: one value per hexal; without ``u``/``v``, a full lattice in canonical order.
-        u, v: hexal coordinates (default: ``hexgrid.disk(extent_of(len(values)))``).
-        cmap, vmin, vmax: colour map and limits (default symmetric around 0 for "seismic").
-        label: colour bar label, with the unit (e.g. ``"luminance (0 to 1)"``).
-
-    Returns:
-        the Figure; its hexagons are ``fig.axes[0].collections[0]`` whose array is ``values``.
-
-    **Shapes:** ``values``, ``u``, ``v`` ``(n_hexals,)``.
-    """
-    from matplotlib.collections import PolyCollection
-
-    values = _numpy(values).ravel()
-    if u is None or v is None:
-        u, v = hexgrid.disk(hexgrid.extent_of(len(values)))
-    u, v = np.asarray(u).ravel(), np.asarray(v).ravel()
-    if not len(u) == len(v) == len(values):
-        lengths = (len(values), len(u), len(v))
-        raise ValueError(f"values, u and v must have equal lengths, got {lengths}")
-    x, y = hexgrid.to_cartesian(u, v)
-    # flat-topped hexagons of circumradius 1 (neighbours are sqrt(3) apart)
-    corners = np.exp(1j * np.radians(np.arange(0, 360, 60)))
-    verts = np.stack([x[:, None] + corners.real, y[:, None] + corners.imag], axis=-1)
-    if vmin is None and vmax is None and cmap == "seismic":
-        lim = float(np.nanmax(np.abs(values))) or 1.0
-        vmin, vmax = -lim, lim
-    fig, ax = _axes(ax, (5, 5))
-    coll = PolyCollection(verts, array=values, cmap=cmap, edgecolors="none")
-    coll.set_clim(vmin, vmax)
-    ax.add_collection(coll)
-    ax.set_xlim(x.min() - 1.5, x.max() + 1.5)
-    ax.set_ylim(y.min() - 1.5, y.max() + 1.5)
-    ax.set_aspect("equal")
-    ax.set_axis_off()
-    if colorbar:
-        fig.colorbar(coll, ax=ax, shrink=0.8, label=label)
-    if title:
-        ax.set_title(title)
-    return _finish(fig, path, dpi)
-
-
-def traces(
-    time,
-    responses,
-    labels: Sequence[str] | None = None,
-    ax=None,
-    xlabel: str = "time (s)",
-    ylabel: str = "response (a.u.)",
-    title: str | None = None,
-    path: str | Path | None = None,
-    dpi: int = 100,
-):
-    """One line per trace over time.
-
-    **Shapes:** ``time`` ``(n_frames,)``; ``responses`` ``(n_frames,)`` or ``(n_traces, n_frames)``.
-    """
-    time = _numpy(time).ravel()
-    data = np.atleast_2d(_numpy(responses))
-    if data.shape[1] != len(time):
-        raise ValueError(f"responses {data.shape} must have {len(time)} frames on the last axis")
-    if labels is not None and len(labels) != len(data):
-        raise ValueError(f"labels has {len(labels)} entries for {len(data)} traces")
-    fig, ax = _axes(ax, (6, 3.5))
-    for k, trace in enumerate(data):
-        ax.plot(time, trace, label=None if labels is None else labels[k], lw=1)
-    if labels is not None:
-        ax.legend(fontsize=7, frameon=False)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    return _finish(fig, path, dpi)
+__all__ = ["index_bars", "dsi_bars", "polar_tuning", "direction_arrows",
+           "preferred_direction_panels"]
 
 
 def _contrast_columns(dsi: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -222,7 +85,7 @@ def index_bars(
                   loc="lower left", bbox_to_anchor=(0, 1.0))
     if title:
         ax.set_title(title, pad=22 if handles else 6)
-    return _finish(fig, path, dpi)
+    return _common._finish(fig, path, dpi)
 
 
 def dsi_bars(
@@ -276,7 +139,7 @@ def dsi_bars(
               bbox_to_anchor=(0, 1.0))
     if title:
         ax.set_title(title, pad=22)
-    return _finish(fig, path, dpi)
+    return _common._finish(fig, path, dpi)
 
 
 def polar_tuning(
@@ -316,7 +179,7 @@ def polar_tuning(
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.05, 1))
     if title:
         ax.set_title(title)
-    return _finish(fig, path, dpi)
+    return _common._finish(fig, path, dpi)
 
 
 def direction_arrows(
@@ -377,7 +240,7 @@ def direction_arrows(
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.25, 1))
     radius = f"radius: {radial_label}"
     ax.set_title(f"{title}\n({radius})" if title else radius, pad=54, fontsize=9)
-    return _finish(fig, path, dpi)
+    return _common._finish(fig, path, dpi)
 
 
 def preferred_direction_panels(
@@ -418,151 +281,4 @@ def preferred_direction_panels(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.78, wspace=1.0, top=0.72)
-    return _finish(fig, path, dpi)
-
-
-def connectivity_matrix(
-    matrix: pd.DataFrame,
-    ax=None,
-    cmap: str = "viridis",
-    log: bool = False,
-    label: str = "synapses",
-    title: str | None = None,
-    path: str | Path | None = None,
-    dpi: int = 100,
-):
-    """Type x type matrix image (rows: presynaptic/source, columns: postsynaptic/target).
-
-    Args:
-        matrix: values per (source type, target type); NaN = no connection.
-        log: show ``log10`` of the values (zeros and NaN left blank).
-
-    Returns:
-        the Figure; ``fig.axes[0].images[0].get_array()`` holds the shown (possibly log) values.
-
-    **Shapes:** ``matrix`` ``(n_types, n_types)``.
-    """
-    if not isinstance(matrix, pd.DataFrame):
-        raise ValueError(f"matrix must be a pandas DataFrame, got {type(matrix).__name__}")
-    data = matrix.to_numpy(dtype=np.float64)
-    if log:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            data = np.where(data > 0, np.log10(data), np.nan)
-    n_rows, n_cols = data.shape
-    fig, ax = _axes(ax, (max(4, 0.12 * n_cols + 1.5), max(4, 0.12 * n_rows + 1)))
-    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, interpolation="nearest", aspect="auto")
-    fontsize = max(3, min(8, int(math.floor(400 / max(n_rows, n_cols, 1)))))
-    columns = [str(c) for c in matrix.columns]
-    ax.set_xticks(np.arange(n_cols), columns, rotation=90, fontsize=fontsize)
-    ax.set_yticks(np.arange(n_rows), [str(c) for c in matrix.index], fontsize=fontsize)
-    ax.set_xlabel("target type")
-    ax.set_ylabel("source type")
-    fig.colorbar(image, ax=ax, shrink=0.8, label=f"log10 {label}" if log else label)
-    if title:
-        ax.set_title(title)
-    return _finish(fig, path, dpi)
-
-
-def loss_curve(
-    log: pd.DataFrame,
-    ax=None,
-    smooth: int = 50,
-    title: str | None = None,
-    path: str | Path | None = None,
-    dpi: int = 100,
-):
-    """Training loss per iteration (raw and running mean) and validation l2norm / EPE.
-
-    Args:
-        log: a training log (``flygnn.train`` ``log.csv``) with columns ``iteration``,
-            ``loss`` and optionally ``val_l2norm``, ``val_epe`` (NaN where not validated).
-        smooth: window (iterations) of the running mean of the training loss.
-
-    Returns:
-        the Figure: ``axes[0]`` holds the loss lines (raw, running mean, validation
-        l2norm), ``axes[1]`` (a twin axis) the validation EPE when present.
-
-    **Shapes:** ``log`` ``(n_rows, columns)``.
-    """
-    if not isinstance(log, pd.DataFrame) or not {"iteration", "loss"} <= set(log.columns):
-        raise ValueError("log must be a DataFrame with columns 'iteration' and 'loss'")
-    fig, ax = _axes(ax, (6, 3.5))
-    it = log["iteration"].to_numpy(dtype=np.float64)
-    loss = log["loss"].to_numpy(dtype=np.float64)
-    ax.plot(it, loss, color="#bbbbbb", lw=0.6, label="train l2norm")
-    if len(loss) > 1:
-        mean = pd.Series(loss).rolling(max(1, min(smooth, len(loss))), min_periods=1).mean()
-        ax.plot(it, mean.to_numpy(), color="#222222", lw=1.2, label=f"running mean ({smooth})")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("l2norm")
-    if "val_l2norm" in log and log["val_l2norm"].notna().any():
-        val = log.dropna(subset=["val_l2norm"])
-        ax.plot(val["iteration"], val["val_l2norm"], "o-", color="#c0392b", ms=3,
-                label="val l2norm")
-    lines, labels = ax.get_legend_handles_labels()
-    if "val_epe" in log and log["val_epe"].notna().any():
-        val = log.dropna(subset=["val_epe"])
-        twin = ax.twinx()
-        twin.plot(val["iteration"], val["val_epe"], "s--", color="#2166ac", ms=3, label="val EPE")
-        twin.set_ylabel("EPE")
-        more = twin.get_legend_handles_labels()
-        lines, labels = lines + more[0], labels + more[1]
-    ax.legend(lines, labels, fontsize=7, loc="upper right")
-    if title:
-        ax.set_title(title)
-    return _finish(fig, path, dpi)
-
-
-def prediction_quality(
-    table: pd.DataFrame,
-    quality: Sequence[str] = ("fri_correlation", "dsi_correlation"),
-    error: str = "task_error",
-    title: str | None = None,
-    path: str | Path | None = None,
-    dpi: int = 100,
-):
-    """Task error against prediction quality, one point per model (Lappalainen et al. 2024,
-    Fig. 2): a panel per quality column; with an ``ensemble`` column (from
-    :func:`flygnn.analysis.ensemble_report.compare_ensembles`) one colour per ensemble, its
-    median as a large marker and its Spearman rho in the legend.
-
-    Args:
-        table: :func:`flygnn.analysis.ensemble_report.prediction_table` (or the comparison's
-            table).
-        quality: the columns on the y axes.
-        error: the task-error column on the x axes.
-
-    Returns:
-        the Figure, ``len(quality)`` axes.
-
-    **Shapes:** ``table`` ``(n_models, columns)``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from flygnn.analysis.ensemble_report import task_error_relation
-
-    missing = [c for c in (error, *quality) if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks columns {missing}; it has {list(table.columns)}")
-    groups = dict(iter(table.groupby("ensemble", sort=False))) if "ensemble" in table \
-        else {None: table}
-    fig = Figure(figsize=(3.4 * len(quality), 3.2))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(quality), squeeze=False)[0]
-    colors = ["#222222", "#c0392b", "#2166ac", "#27ae60", "#8e44ad"]
-    for ax, column in zip(axes, quality):
-        for k, (name, group) in enumerate(groups.items()):
-            rho = task_error_relation(group, (column,), error).loc[column, "spearman"]
-            label = f"{name or 'models'} (n={len(group)}, rho={rho:.2f})"
-            color = colors[k % len(colors)]
-            ax.plot(group[error], group[column], "o", color=color, ms=5, alpha=0.7, label=label)
-            ax.plot(group[error].median(), group[column].median(), "D", color=color, ms=10,
-                    mec="white")
-        ax.set_xlabel(error.replace("_", " "))
-        ax.set_ylabel(column.replace("_", " "))
-        ax.legend(fontsize=7, loc="best")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _finish(fig, path, dpi)
+    return _common._finish(fig, path, dpi)
