@@ -13,7 +13,7 @@ column ``(0, 0)``, or else the first one nearest to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,10 +24,17 @@ from flygnn._checks import check_graph
 
 __all__ = ["FlatGraph", "flatten", "nodes_frame", "edges_frame", "central_index"]
 
+EDGE_ATTRS = ("du", "dv", "n_syn", "n_syn_certainty", "sign")
+
 
 @dataclass(frozen=True)
 class FlatGraph:
     """Flat node and edge tensors (CPU) of a connectome graph in flyvis's order.
+
+    The edge attributes ``du``, ``dv``, ``n_syn``, ``n_syn_certainty`` and ``sign`` are
+    stored once per type pair or per offset group when they are constant over it (always,
+    for a :class:`~flygnn.datasets.FlyVisConnectome`), and gathered into ``(E,)`` tensors on
+    access (:meth:`edge_attr`): equal values, a fifth of the memory.
 
     Shapes:
         node tensors ``(N,)``; edge tensors ``(E,)``; ``type_ptr`` ``(n_types + 1,)``;
@@ -47,11 +54,6 @@ class FlatGraph:
     central_index: torch.Tensor
     source: torch.Tensor
     target: torch.Tensor
-    du: torch.Tensor
-    dv: torch.Tensor
-    n_syn: torch.Tensor
-    n_syn_certainty: torch.Tensor
-    sign: torch.Tensor
     pairs: list[tuple[str, str]]
     relations: list[str]
     pair_index: torch.Tensor
@@ -60,10 +62,48 @@ class FlatGraph:
     offsets: list[tuple[str, str, int, int]]
     offset_index: torch.Tensor
     offset_n_syn: torch.Tensor
+    edge_tables: dict[str, tuple[str, torch.Tensor]] = field(repr=False)
 
     def __deepcopy__(self, memo) -> FlatGraph:
         """A frozen graph is shared, not copied (its tensors are never written)."""
         return self
+
+    def edge_attr(self, name: str) -> torch.Tensor:
+        """The ``(E,)`` tensor of one edge attribute (``du``, ``dv``, ``n_syn``,
+        ``n_syn_certainty``, ``sign``), gathered on each access from the table it is
+        constant over (``edge_tables[name]``: ``("pair", (P,))``, ``("offset", (O,))`` or
+        ``("edge", (E,))``, the last stored as is)."""
+        if name not in self.edge_tables:
+            raise ValueError(f"unknown edge attribute {name!r}; known: {list(self.edge_tables)}")
+        group, table = self.edge_tables[name]
+        if group == "edge":
+            return table
+        return table[self.pair_index if group == "pair" else self.offset_index]
+
+    @property
+    def du(self) -> torch.Tensor:
+        """``(E,)`` lattice offset ``u_target - u_source`` of every edge."""
+        return self.edge_attr("du")
+
+    @property
+    def dv(self) -> torch.Tensor:
+        """``(E,)`` lattice offset ``v_target - v_source`` of every edge."""
+        return self.edge_attr("dv")
+
+    @property
+    def n_syn(self) -> torch.Tensor:
+        """``(E,)`` synapse count of every edge."""
+        return self.edge_attr("n_syn")
+
+    @property
+    def n_syn_certainty(self) -> torch.Tensor:
+        """``(E,)`` certainty of every edge's count."""
+        return self.edge_attr("n_syn_certainty")
+
+    @property
+    def sign(self) -> torch.Tensor:
+        """``(E,)`` sign (+1 / -1) of every edge."""
+        return self.edge_attr("sign")
 
     @property
     def num_nodes(self) -> int:
@@ -110,8 +150,70 @@ def _first_appearance(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse.reshape(-1)], first[order]
 
 
+def _edge_stores(data: HeteroData) -> list[tuple]:
+    """``(source type, relation, target type, store)`` of every connected pair (file order)."""
+    out = []
+    for s, rel, t in data.edge_types:
+        store = data[s, rel, t]
+        if "edge_index" in store:  # not an empty store (e.g. created by a lookup)
+            out.append((s, rel, t, store))
+    return out
+
+
+def _dtype(stores: list[tuple], name: str) -> torch.dtype:
+    """The dtype ``torch.cat`` gives the stores' ``name`` tensors."""
+    dtypes = [store[name].dtype for *_, store in stores]
+    out = dtypes[0]
+    for dtype in dtypes[1:]:
+        out = torch.promote_types(out, dtype)
+    return out
+
+
+def _bits(x: torch.Tensor) -> np.ndarray:
+    return x.contiguous().numpy().view(np.uint8)
+
+
+class _Tables:
+    """Per-pair and per-offset tables of the edge attributes, and whether each attribute is
+    constant over the pairs (else the offset groups) of every store seen so far."""
+
+    def __init__(self, names):
+        self.parts = {name: {"pair": [], "offset": []} for name in names}
+        self.valid = {name: {"pair": True, "offset": True} for name in names}
+
+    def add(self, store, group: np.ndarray, first: np.ndarray) -> None:
+        index, first = torch.from_numpy(group), torch.from_numpy(first)
+        for name, parts in self.parts.items():
+            values, valid = store[name], self.valid[name]
+            parts["pair"].append(values[:1])
+            parts["offset"].append(values[first])
+            if valid["pair"]:  # bit for bit
+                valid["pair"] = bool((_bits(values) == _bits(values[:1].expand(len(values))))
+                                     .all())
+            if valid["offset"]:
+                valid["offset"] = bool((_bits(values) == _bits(parts["offset"][-1][index]))
+                                       .all())
+
+    def table(self, name: str, group: str) -> torch.Tensor:
+        """The concatenated table (the dtype ``torch.cat`` gives the stores' tensors)."""
+        return torch.cat(self.parts[name][group])
+
+    def result(self, stores: list) -> dict[str, tuple[str, torch.Tensor]]:
+        out = {}
+        for name in self.parts:
+            group = next((g for g in ("pair", "offset") if self.valid[name][g]), "edge")
+            out[name] = (group, self.table(name, group) if group != "edge"
+                         else torch.cat([store[name] for *_, store in stores]))
+        return out
+
+
 def flatten(data: HeteroData) -> FlatGraph:
-    """Concatenate a connectome ``HeteroData`` into a :class:`FlatGraph` (flyvis order)."""
+    """Concatenate a connectome ``HeteroData`` into a :class:`FlatGraph` (flyvis order).
+
+    Edge indices are written pair by pair into tensors of their final size and offset
+    groups are found within each pair (they never span two), so that the peak memory is
+    the graph plus its flat copy.
+    """
     _check(data)
     cell_types = list(data.cell_types)
     counts = [data[t].num_nodes for t in cell_types]
@@ -127,36 +229,39 @@ def flatten(data: HeteroData) -> FlatGraph:
                                  for k in range(len(cell_types))])
 
     index = {t: k for k, t in enumerate(cell_types)}
-    src, tgt, du, dv, n_syn, cert, sign, pair_index = [], [], [], [], [], [], [], []
-    pairs, relations, pair_sign = [], [], []
-    for s, rel, t in data.edge_types:
-        store = data[s, rel, t]
-        if "edge_index" not in store:  # an empty store (e.g. created by a lookup)
-            continue
+    stores = _edge_stores(data)
+    num_edges = sum(store.edge_index.shape[1] for *_, store in stores)
+    index_dtype = _dtype(stores, "edge_index")
+    edge = {"source": torch.empty(num_edges, dtype=index_dtype),
+            "target": torch.empty(num_edges, dtype=index_dtype),
+            "pair_index": torch.empty(num_edges, dtype=torch.long),
+            "offset_index": torch.empty(num_edges, dtype=torch.long)}
+    tables = _Tables(EDGE_ATTRS)
+    pairs, relations, pair_sign, offsets = [], [], [], []
+    sums, sizes = np.zeros(len(stores)), np.zeros(len(stores), dtype=np.int64)
+    start = 0
+    for k, (s, rel, t, store) in enumerate(stores):
         ei = store.edge_index
-        src.append(ei[0] + type_ptr[index[s]])
-        tgt.append(ei[1] + type_ptr[index[t]])
-        du.append(store.du)
-        dv.append(store.dv)
-        n_syn.append(store.n_syn)
-        cert.append(store.n_syn_certainty)
-        sign.append(store.sign)
-        pair_index.append(torch.full((ei.shape[1],), len(pairs), dtype=torch.long))
+        part = slice(start, start + ei.shape[1])
+        torch.add(ei[0], type_ptr[index[s]], out=edge["source"][part])
+        torch.add(ei[1], type_ptr[index[t]], out=edge["target"][part])
+        edge["pair_index"][part] = k
+        # offset groups of this pair: (du, dv, count) in order of first appearance
+        n_syn = store.n_syn.numpy()
+        count_rank = np.unique(n_syn, return_inverse=True)[1].reshape(-1)
+        keys = np.stack([store.du.numpy(), store.dv.numpy(), count_rank], axis=1)
+        group, first = _first_appearance(keys)
+        edge["offset_index"][part] = torch.from_numpy(group + len(offsets))
+        offsets += [(s, t, int(keys[i, 0]), int(keys[i, 1])) for i in first]
+        tables.add(store, group, first)
+        # the mean count of the pair, summed in edge order in float64 (as np.bincount)
+        sums[k] = np.bincount(np.zeros(len(n_syn), dtype=np.intp),
+                              weights=n_syn.astype(np.float64), minlength=1)[0]
+        sizes[k] = len(n_syn)
         pairs.append((s, t))
         relations.append(rel)
         pair_sign.append(float(store.sign[0]))
-    pair_index_t = torch.cat(pair_index)
-    du_t, dv_t, n_syn_t = torch.cat(du), torch.cat(dv), torch.cat(n_syn)
-
-    count_rank = np.unique(n_syn_t.numpy(), return_inverse=True)[1].reshape(-1)
-    keys = np.stack([pair_index_t.numpy(), du_t.numpy(), dv_t.numpy(), count_rank], axis=1)
-    offset_index, first = _first_appearance(keys)
-    offsets = [(pairs[keys[i, 0]][0], pairs[keys[i, 0]][1], int(keys[i, 1]), int(keys[i, 2]))
-               for i in first]
-    n_pairs = len(pairs)
-    sums = np.bincount(pair_index_t.numpy(), weights=n_syn_t.numpy().astype(np.float64),
-                       minlength=n_pairs)
-    sizes = np.bincount(pair_index_t.numpy(), minlength=n_pairs)
+        start = part.stop
 
     return FlatGraph(
         extent=int(data.extent),
@@ -169,21 +274,17 @@ def flatten(data: HeteroData) -> FlatGraph:
         v=v,
         type_ptr=type_ptr,
         central_index=central_index,
-        source=torch.cat(src),
-        target=torch.cat(tgt),
-        du=du_t,
-        dv=dv_t,
-        n_syn=n_syn_t,
-        n_syn_certainty=torch.cat(cert),
-        sign=torch.cat(sign),
+        source=edge["source"],
+        target=edge["target"],
         pairs=pairs,
         relations=relations,
-        pair_index=pair_index_t,
+        pair_index=edge["pair_index"],
         pair_sign=torch.tensor(pair_sign, dtype=torch.float32),
         pair_mean_n_syn=torch.from_numpy(sums / sizes),
         offsets=offsets,
-        offset_index=torch.from_numpy(offset_index),
-        offset_n_syn=n_syn_t[torch.from_numpy(first)],
+        offset_index=edge["offset_index"],
+        offset_n_syn=tables.table("n_syn", "offset"),  # each group's first edge
+        edge_tables=tables.result(stores),
     )
 
 

@@ -35,14 +35,16 @@ __all__ = ["BoundAdjacency", "CSRMatmul", "PairAdjacency", "gather_scatter", "sp
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, ...]:
-    """Row pointer, column indices (int32: the CPU kernels convert int64 on every call) and
-    the permutation from input order to CSR order (stable: a row keeps the input order)."""
+    """Row pointer, column indices and the permutation from input order to CSR order (stable:
+    a row keeps the input order), all int32 (the CPU kernels convert int64 indices on every
+    call, and half the bytes are half the memory)."""
     if rows.numel() >= 2**31:
         raise ValueError(f"{rows.numel()} non-zeros exceed the int32 CSR index range")
-    perm = torch.argsort(rows, stable=True)
+    perm = torch.argsort(rows.to(torch.int32), stable=True)  # the same order as int64 keys
     crow = torch.zeros(num_rows + 1, dtype=torch.int32, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-    return crow, cols[perm].to(torch.int32), perm
+    col = cols.to(torch.int32).index_select(0, perm)
+    return crow, col, perm.to(torch.int32)
 
 
 def _sparse_csr(crow, col, values, shape) -> torch.Tensor:
@@ -112,7 +114,7 @@ class CSRMatmul:
             self.matrix = values
         else:
             crow, col, perm = _csr(rows, cols, self.shape[0])
-            self.matrix = _sparse_csr(crow, col, values[perm], self.shape)
+            self.matrix = _sparse_csr(crow, col, values.index_select(0, perm), self.shape)
         self._coo = (rows, cols, values)
         self._make_t = transposed
         self._t = None
@@ -125,7 +127,8 @@ class CSRMatmul:
             else:
                 rows, cols, values = self._coo
                 crow, col, perm = _csr(cols, rows, self.shape[1])
-                self._t = _sparse_csr(crow, col, values[perm], self.shape[::-1])
+                self._t = _sparse_csr(crow, col, values.index_select(0, perm),
+                                      self.shape[::-1])
         return self._t
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,19 +168,32 @@ class _PairSpMM(torch.autograd.Function):
         return grad_x, grad_s, None
 
 
+def _check_pairs(pair_index: torch.Tensor, num_pairs: int) -> torch.Tensor:
+    """Entries per pair; ``ValueError`` unless every pair in ``[0, num_pairs)`` has one."""
+    counts = torch.bincount(pair_index, minlength=num_pairs)
+    if counts.numel() != num_pairs or bool((counts == 0).any()):
+        raise ValueError(f"pair_index: expected values in [0, {num_pairs}) with every pair used "
+                         "by at least one edge")
+    return counts
+
+
 class _Grouping:
     """Rows = the distinct (pair, node) combinations of the edges (pair-major); the CSR of
-    the edges' other endpoint, with ``perm`` from edge order to CSR order."""
+    the edges' other endpoint, with ``perm`` from edge order to CSR order (int32 indices)."""
 
     def __init__(self, pair_index, node, other, num_nodes: int, num_pairs: int):
-        keys, row = torch.unique(pair_index * num_nodes + node, return_inverse=True)
+        small = num_pairs * num_nodes < 2**31  # the keys fit int32: half the bytes to sort
+        dtype = torch.int32 if small else torch.int64
+        keys = pair_index.to(dtype) * num_nodes
+        keys += node.to(dtype)
+        keys, row = torch.unique(keys, return_inverse=True)
         self.row_node, self.row_pair = keys % num_nodes, keys // num_nodes
         self.num_rows = int(keys.numel())
+        del keys
+        row = row.to(torch.int32)
         self.crow, self.col, self.perm = _csr(row, other, self.num_rows)
         self.row_of_edge = row
-        counts = torch.bincount(self.row_pair, minlength=num_pairs)
-        if bool((counts == 0).any()):
-            raise ValueError("pair_index: every pair in [0, num_pairs) needs at least one edge")
+        counts = _check_pairs(self.row_pair, num_pairs)
         self.pair_ptr = torch.zeros(num_pairs + 1, dtype=torch.int32, device=node.device)
         self.pair_ptr[1:] = torch.cumsum(counts, 0)
 
@@ -186,13 +202,15 @@ class PairAdjacency:
     """CSR structures of a graph whose edge weights are ``c_e * s[pair(e)]``.
 
     Built once per graph and device (sorting 1.5M edges takes a fraction of a second);
-    keep it and call :meth:`bind` once per forward pass.
+    keep it and call :meth:`bind` once per forward pass. Indices are int32 (CSR column
+    indices and the permutations from edge order); the inputs may be int32 or int64.
 
     * ``A`` (rows = targets): the forward product.
     * ``S`` (rows = (pair, source), values ``c``) and ``Q`` (nodes x those rows, values
       ``s[pair]``): the backward, ``z = S g``, ``grad_x = Q z`` and
       ``grad_s_p = sum over p's rows r of x[source(r)] . z_r``: one CSR product of the size
-      of the graph, one small product, one row gather and a segment sum per step.
+      of the graph, one small product, one row gather and a segment sum per step; built on
+      first use (``by_source``), so a structure used without this backward never holds it.
     * ``by_target`` (rows = (pair, target)), built on first use for dynamics that keep a
       current per (pair, target) (:meth:`BoundAdjacency.grouped_matmul`).
 
@@ -207,14 +225,23 @@ class PairAdjacency:
         self.num_nodes, self.num_pairs = int(num_nodes), int(num_pairs)
         self.device = source.device
         self.source, self.target, self.pair_index = source, target, pair_index
-        n = self.num_nodes
-        self.crow, self.col, self.perm = _csr(target, source, n)
-        self.by_source = src = _Grouping(pair_index, source, target, n, self.num_pairs)
-        rows = torch.arange(src.num_rows, device=self.device)
-        self.crow_q, self.col_q, self.perm_q = _csr(src.row_node, rows, n)
-        del src.row_of_edge
-        self._by_target = self._t = None
+        _check_pairs(pair_index, self.num_pairs)
+        self.crow, self.col, self.perm = _csr(target, source, self.num_nodes)
+        self._by_source = self._by_target = self._t = None
         self._derived: dict = {}
+
+    @property
+    def by_source(self) -> _Grouping:
+        """``S``'s rows (and, as ``q``, the CSR structure of ``Q``), built on first use (the
+        backward of :meth:`BoundAdjacency.matmul`)."""
+        if self._by_source is None:
+            grp = _Grouping(self.pair_index, self.source, self.target, self.num_nodes,
+                            self.num_pairs)
+            del grp.row_of_edge
+            rows = torch.arange(grp.num_rows, device=self.device)
+            grp.q = _csr(grp.row_node, rows, self.num_nodes)
+            self._by_source = grp
+        return self._by_source
 
     @property
     def by_target(self) -> _Grouping:
@@ -228,6 +255,22 @@ class PairAdjacency:
         if self._t is None:
             self._t = _csr(self.source, self.target, self.num_nodes)
         return self._t
+
+    def weights(self, coeff: torch.Tensor, strength: torch.Tensor,
+                perm: torch.Tensor | None = None) -> torch.Tensor:
+        """Edge weights ``coeff * strength[pair]`` (no autograd), in edge order or, with
+        ``perm``, in the order ``perm`` (e.g. a CSR order): one ``(E,)`` tensor is kept.
+
+        Shapes:
+            coeff ``(E,)``, strength ``(P,)``, perm ``(E,)`` -> ``(E,)``.
+        """
+        with torch.no_grad():
+            w = strength.detach().index_select(0, self.pair_index)
+            if w.dtype == torch.result_type(coeff, w):
+                w.mul_(coeff.detach())  # the product commutes: coeff * strength, bit for bit
+            else:
+                w = coeff.detach() * w
+            return w if perm is None else w.index_select(0, perm)
 
     def derived(self, key, coeff: torch.Tensor, make):
         """Per-coefficient values: ``make()`` is re-run only when ``coeff`` is another tensor
@@ -262,18 +305,16 @@ class BoundAdjacency:
         s = structure
         self.structure, self.coeff, self.strength = s, coeff, strength
         n = s.num_nodes
-        with torch.no_grad():
-            strength = strength.detach()
-            self._weight = coeff * strength[s.pair_index]
-            self.matrix = _sparse_csr(s.crow, s.col, self._weight[s.perm], (n, n))
+        self.matrix = _sparse_csr(s.crow, s.col, s.weights(coeff, strength, s.perm), (n, n))
         self._t = self._m = self._q = None
 
     def transposed(self) -> torch.Tensor:
         """``A^T`` (CSR, rows = sources), built on first use."""
         if self._t is None:
-            crow, col, perm = self.structure.transpose_structure()
-            n = self.structure.num_nodes
-            self._t = _sparse_csr(crow, col, self._weight[perm], (n, n))
+            s = self.structure
+            crow, col, perm = s.transpose_structure()
+            values = s.weights(self.coeff, self.strength, perm)
+            self._t = _sparse_csr(crow, col, values, (s.num_nodes, s.num_nodes))
         return self._t
 
     def backward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -285,15 +326,17 @@ class BoundAdjacency:
         s, grp = self.structure, self.structure.by_source
         dtype = self.coeff.dtype
         src_matrix = s.derived(("by_source", dtype), self.coeff, lambda: _sparse_csr(
-            grp.crow, grp.col, self.coeff.detach()[grp.perm], (grp.num_rows, s.num_nodes)))
+            grp.crow, grp.col, self.coeff.detach().index_select(0, grp.perm),
+            (grp.num_rows, s.num_nodes)))
         pair_sum = s.derived(("pair_sum", dtype), self.coeff, lambda: _sparse_csr(
             grp.pair_ptr,
             torch.arange(grp.num_rows, dtype=torch.int32, device=s.device),
             torch.ones(grp.num_rows, dtype=dtype, device=s.device), (s.num_pairs, grp.num_rows)))
         if self._q is None:
+            crow_q, col_q, perm_q = grp.q
             with torch.no_grad():
-                values = self.strength.detach()[grp.row_pair][s.perm_q]
-            self._q = _sparse_csr(s.crow_q, s.col_q, values, (s.num_nodes, grp.num_rows))
+                values = self.strength.detach()[grp.row_pair].index_select(0, perm_q)
+            self._q = _sparse_csr(crow_q, col_q, values, (s.num_nodes, grp.num_rows))
         z = spmm(src_matrix, g)  # (R, B): sum over p's edges from j of c_e g[t_e]
         grad_x = spmm(self._q, z).transpose(0, 1)
         z.mul_(_gather_rows(x, grp.row_node))
@@ -312,10 +355,11 @@ class BoundAdjacency:
 
             def make():
                 crow_t, _, perm_t = s.transpose_structure()
-                cols_t = grp.row_of_edge[perm_t].to(torch.int32)
-                return CSRMatmul(None, None, _sparse_csr(grp.crow, grp.col, coeff[grp.perm], shape),
+                cols_t = grp.row_of_edge.index_select(0, perm_t)
+                return CSRMatmul(None, None, _sparse_csr(grp.crow, grp.col,
+                                                         coeff.index_select(0, grp.perm), shape),
                                  shape, transposed=lambda: _sparse_csr(
-                                     crow_t, cols_t, coeff[perm_t], shape[::-1]))
+                                     crow_t, cols_t, coeff.index_select(0, perm_t), shape[::-1]))
 
             self._m = s.derived(("by_target", coeff.dtype), self.coeff, make)
         return self._m
