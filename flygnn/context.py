@@ -129,8 +129,8 @@ class Context:
 
     @property
     def edge_index(self) -> torch.Tensor:
-        """``(2, E)`` source and target of every edge."""
-        return self.once("edge_index", lambda: torch.stack([self.source, self.target]))
+        """``(2, E)`` source and target of every edge (int64, PyG's convention)."""
+        return self.once("edge_index", lambda: torch.stack([self.source, self.target]).long())
 
     def edge_weight(self) -> torch.Tensor:
         """``(E,)`` per-edge weights ``coeff * strength[pair]`` (with autograd)."""

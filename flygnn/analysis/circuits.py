@@ -171,7 +171,7 @@ def _field(obj, graph: FlatGraph, target_type: str, source_type: str, node: int,
         "du": graph.du[edges].numpy(), "dv": graph.dv[edges].numpy(),
         "n_syn": graph.n_syn[edges].numpy().astype(np.float64),
         "sign": graph.sign[edges].numpy().astype(np.float64),
-        "node": other.numpy(), "edge": edges.numpy(),
+        "node": other.long().numpy(), "edge": edges.numpy(),
     })
     if _is_network(obj):
         with torch.no_grad():

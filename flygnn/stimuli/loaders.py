@@ -166,7 +166,7 @@ def _hetero_frames(base: HeteroData, movie, targets):
 
 
 def _flat_frames(base: FlatGraph, movie, targets):
-    edge_index = torch.stack([base.source, base.target])  # built once, shared by every frame
+    edge_index = torch.stack([base.source, base.target]).long()  # once, shared by all frames
     receptors = base.nodes_of(base.input_types).to(movie.device)
     n_hexals = receptors.numel() // len(base.input_types)
     for t, x, y in _frames(movie, targets, n_hexals):
