@@ -50,3 +50,15 @@ def test_deepcopy_needs_no_patches(graph_small):
         after = simulate(twin, movie, 0.02, t_pre=0.1)
         assert not torch.allclose(after, before)
         torch.testing.assert_close(simulate(net, movie, 0.02, t_pre=0.1), before, rtol=0, atol=0)
+
+
+def test_edge_index_is_int64_over_int32_graph_indices(graph_small):
+    ctx = Network(graph_small).prepare()
+    assert ctx.source.dtype == torch.int32  # the graph's compact indices, shared
+    assert ctx.edge_index.dtype == torch.int64  # PyG's convention
+    assert torch.equal(ctx.edge_index, torch.stack([graph_small.source, graph_small.target]).long())
+    # the gather/scatter path over int64 indices equals the fused product
+    net = Network(graph_small)
+    x = torch.rand(2, net.num_nodes)
+    fused = net.dynamics.synapses(x, ctx.adjacency)
+    torch.testing.assert_close(net.dynamics.synapses(x, ctx.edges), fused, rtol=1e-5, atol=1e-6)

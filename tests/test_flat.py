@@ -1,11 +1,13 @@
 """The flat view: parameter groupings in flyvis's order, totals of section 14.1."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from flygnn.datasets import FlyVisConnectome
-from flygnn.flat import FlatGraph, flatten
+from flygnn.flat import FlatGraph, edges_frame, flatten
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +58,75 @@ def test_type_helpers(flat):
 def test_flatten_rejects_other_objects():
     with pytest.raises(ValueError, match="HeteroData"):
         flatten({"nodes": []})
+
+
+# ------------------------------------------------------------------ compact storage (issue 26)
+def reference_flat(data) -> dict:
+    """The flat edge tensors by plain concatenation (int64) and one global grouping of
+    ``(pair, du, dv, count)`` in order of first appearance: an independent code path."""
+    types = list(data.cell_types)
+    ptr = np.concatenate([[0], np.cumsum([data[t].num_nodes for t in types])])
+    stores = [(s, t, data[s, r, t]) for s, r, t in data.edge_types if "edge_index" in data[s, r, t]]
+    out = {"source": torch.cat([st.edge_index[0] + int(ptr[types.index(s)]) for s, _, st in stores]),
+           "target": torch.cat([st.edge_index[1] + int(ptr[types.index(t)]) for _, t, st in stores]),
+           "pair_index": torch.cat([torch.full((st.edge_index.shape[1],), k)
+                                    for k, (*_, st) in enumerate(stores)])}
+    for name in ("du", "dv", "n_syn", "n_syn_certainty", "sign"):
+        out[name] = torch.cat([st[name] for *_, st in stores])
+    groups = {}
+    keys = zip(out["pair_index"].tolist(), out["du"].tolist(), out["dv"].tolist(),
+               out["n_syn"].tolist())
+    out["offset_index"] = torch.tensor([groups.setdefault(k, len(groups)) for k in keys])
+    return out
+
+
+def assert_flat_equals_reference(graph: FlatGraph, data) -> None:
+    ref = reference_flat(data)
+    for name in ("source", "target", "pair_index", "offset_index"):
+        assert getattr(graph, name).dtype == torch.int32, name
+        assert torch.equal(getattr(graph, name).long(), ref[name]), name
+    for name in ("du", "dv", "n_syn", "n_syn_certainty", "sign"):
+        value = getattr(graph, name)
+        assert value.dtype == ref[name].dtype, name
+        assert value.numpy().tobytes() == ref[name].numpy().tobytes(), name  # bit for bit
+    first = np.unique(ref["offset_index"].numpy(), return_index=True)[1]
+    assert torch.equal(graph.offset_n_syn, ref["n_syn"][first])
+    assert len(graph.offsets) == len(first)
+
+
+def test_flatten_equals_plain_concatenation(data_small):
+    graph = flatten(data_small)
+    assert_flat_equals_reference(graph, data_small)
+    # every attribute of a FlyVisConnectome is stored per pair or per offset, not per edge
+    groups = {name: group for name, (group, _) in graph.edge_tables.items()}
+    assert groups == {"du": "offset", "dv": "offset", "n_syn": "offset",
+                      "n_syn_certainty": "pair", "sign": "pair"}
+    assert all(len(table) < graph.num_edges for _, table in graph.edge_tables.values())
+
+
+def test_flatten_keeps_attributes_that_vary_per_edge(data_small):
+    data = copy.copy(data_small)  # stores are copied, tensors shared
+    for k, edge_type in enumerate(data.edge_types[:3]):
+        store = data[edge_type]
+        n = store.edge_index.shape[1]
+        sign = store.sign.clone()
+        sign[n // 2:] = -sign[n // 2:]  # signs that change within a pair
+        store.sign = sign
+        store.n_syn_certainty = torch.linspace(0.1, 1.0, n)  # one certainty per edge
+        if k == 0:
+            store.n_syn = store.n_syn * torch.linspace(0.5, 2.0, n)  # counts along the lattice
+            store.du = store.du.to(torch.int32)  # promoted to int64 as torch.cat does
+    graph = flatten(data)
+    assert_flat_equals_reference(graph, data)
+    groups = {name: group for name, (group, _) in graph.edge_tables.items()}
+    assert groups["sign"] == "edge" and groups["n_syn_certainty"] == "edge"
+    assert groups["n_syn"] == "offset" and len(graph.offsets) > len(flatten(data_small).offsets)
+    assert torch.equal(flatten(data_small).sign, reference_flat(data_small)["sign"])  # untouched
+    with pytest.raises(ValueError, match="unknown edge attribute 'weight'"):
+        graph.edge_attr("weight")
+
+
+def test_frames_keep_int64_ids(graph_small):
+    edges = edges_frame(graph_small)
+    assert edges["source"].dtype == np.int64 and edges["target"].dtype == np.int64
+    assert np.array_equal(edges["source"].to_numpy(), graph_small.source.numpy())

@@ -120,3 +120,43 @@ def test_grouped_matmul_sums_per_pair_and_target():
     ref = torch.zeros(2, 5 * 15, dtype=torch.float64).index_add_(1, key, coeff * x[:, source])
     torch.testing.assert_close(y, ref[:, grp.row_pair * 15 + grp.row_node])
     assert torch.autograd.gradcheck(bound.grouped_matmul, (x,))
+
+
+def test_int32_and_int64_inputs_give_the_same_structure_and_numbers():
+    source, target, pair, coeff, strength = random_graph(num_nodes=30, num_edges=400, num_pairs=7,
+                                                         dtype=torch.float32)
+    wide = PairAdjacency(source, target, pair, 30, 7)
+    narrow = PairAdjacency(source.int(), target.int(), pair.int(), 30, 7)
+    for name in ("crow", "col", "perm"):
+        assert getattr(narrow, name).dtype == torch.int32
+        assert torch.equal(getattr(wide, name), getattr(narrow, name)), name
+    # the CSR order is the stable sort of the targets: edges of a row keep their order
+    assert torch.equal(wide.perm.long(), torch.argsort(target, stable=True))
+    x0 = torch.randn(30, 4).T
+    upstream = torch.randn(4, 30)
+    results = []
+    for structure in (wide, narrow):
+        x, s = x0.clone().requires_grad_(True), strength.clone().requires_grad_(True)
+        bound = structure.bind(coeff, s)
+        y = bound.matmul(x)
+        y.backward(upstream)
+        results.append((y, x.grad, s.grad, bound.transposed().to_dense()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    # the weights in CSR order are coeff * strength[pair] of the edge list, bit for bit
+    expected = (coeff * strength[pair])[torch.argsort(target, stable=True)]
+    assert torch.equal(narrow.bind(coeff, strength).matrix.values(), expected)
+
+
+def test_backward_structure_is_built_on_first_use():
+    source, target, pair, coeff, strength = random_graph()
+    structure = PairAdjacency(source, target, pair, 12, 5)
+    x = torch.randn(3, 12, dtype=torch.float64)
+    with torch.no_grad():
+        structure.bind(coeff, strength).matmul(x)
+    assert structure._by_source is None  # a no-grad forward never needs S and Q
+    s = strength.clone().requires_grad_(True)
+    structure.bind(coeff, s).matmul(x).sum().backward()
+    assert structure._by_source is not None and s.grad is not None
+    with pytest.raises(ValueError, match=r"pair_index: expected values in \[0, 4\)"):
+        PairAdjacency(source, target, pair, 12, 4)  # pair 4 is out of range
