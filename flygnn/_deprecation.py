@@ -5,16 +5,23 @@ the new one; giving both names with different values is a ``ValueError``.
 
 - :func:`renamed_argument`: a keyword argument of a function or class (the old keyword is a
   keyword-only ``None`` default in the signature, as ``n_ommatidia`` is for ``extent``).
-- :func:`renamed_fields`: a class decorator for a config dataclass: the old name is accepted
-  by the constructor and readable as an attribute; :func:`canonical_dict` and
-  :func:`canonical_key` rewrite old keys of (nested) JSON dicts and dotted override keys.
+- :func:`renamed_fields`: a class decorator for a config dataclass whose fields were renamed
+  or moved into a section: the old name is accepted by the constructor and readable as an
+  attribute; :func:`canonical_dict` and :func:`canonical_key` rewrite old keys of (nested)
+  JSON dicts and dotted override keys.
 
 The renames (old -> new):
 
 - ``DecoderConfig.baseline``, ``FlowDecoder(baseline=)`` -> ``input_reference``
 - ``PenaltyConfig.baseline``, ``activity_penalty(baseline=)`` -> ``target``
-- ``DataConfig.n_frames`` (the crop), ``Augment(n_frames=)``, ``SintelFlow(n_frames=)``
-  -> ``n_clip_frames``
+- ``DataConfig.n_frames`` (the crop) -> ``data.augment.n_clip_frames``; ``Augment(n_frames=)``,
+  ``SintelFlow(n_frames=)`` -> ``n_clip_frames``
+- the flat keys of ``DataConfig`` moved into its sections: ``data.augment`` (the flag) ->
+  ``data.augment.enabled``; ``n_clip_frames``, ``p_rot``, ``p_flip``, ``flip_axes``,
+  ``contrast_std``, ``brightness_std``, ``noise_std`` -> ``data.augment.*``;
+  ``n_source_frames``, ``height``, ``width``, ``seed``, ``n_objects``, ``ego_motion`` ->
+  ``data.movies.*``; ``speed``, ``object_speed`` -> ``data.movies.prior.*``;
+  ``texture_contrast`` -> ``data.movies.prior.contrast``
 - ``OpticFlowMovies(n_frames=)`` (frames rendered per movie) -> ``n_source_frames``
 - ``flygnn.task.zero_flow_baseline`` -> ``zero_flow_error``
 - ``input_ablation``'s column ``baseline`` -> ``intact`` (the old column stays one release,
@@ -246,7 +253,8 @@ def canonical_dict(cls, d: Any, prefix: str = "") -> Any:
             if not isinstance(child, dict):
                 raise ValueError(f"config field {dotted('.'.join(path[:k + 1]))!r}: expected an "
                                  f"object, got {child!r}")
-            node[part] = node = dict(child)
+            node[part] = dict(child)  # a copy: ``d`` stays as it is
+            node = node[part]
         if leaf in node and node[leaf] != value:
             raise _contradiction(dotted(new), dotted(key), node[leaf], value)
         node[leaf] = value

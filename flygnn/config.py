@@ -36,19 +36,6 @@ __all__ = ["NetworkConfig", "MoviesConfig", "AugmentConfig", "DataConfig", "Deco
            "apply_overrides", "canonical_overrides"]
 
 
-#: the flat keys of ``data`` before its sections (and ``n_frames``, the crop's older name)
-_DATA_MOVES = {
-    "n_frames": "augment.n_clip_frames", "n_clip_frames": "augment.n_clip_frames",
-    "augment": "augment.enabled",
-    **{k: f"augment.{k}" for k in ("p_rot", "p_flip", "flip_axes", "contrast_std",
-                                   "brightness_std", "noise_std")},
-    **{k: f"movies.{k}" for k in ("n_source_frames", "height", "width", "seed", "n_objects",
-                                  "ego_motion")},
-    "speed": "movies.prior.speed", "object_speed": "movies.prior.object_speed",
-    "texture_contrast": "movies.prior.contrast",
-}
-
-
 @dataclass(frozen=True)
 class NetworkConfig:
     """The network: lattice ``extent``, an optional starting checkpoint (``init``:
@@ -122,6 +109,19 @@ def _training_movies() -> MoviesConfig:
 
 def _training_augment() -> AugmentConfig:
     return AugmentConfig(n_clip_frames=19)
+
+
+#: the flat keys of ``data`` before its sections (and ``n_frames``, the crop's older name)
+_DATA_MOVES = {
+    "n_frames": "augment.n_clip_frames", "n_clip_frames": "augment.n_clip_frames",
+    "augment": "augment.enabled",
+    **{k: f"augment.{k}" for k in ("p_rot", "p_flip", "flip_axes", "contrast_std",
+                                   "brightness_std", "noise_std")},
+    **{k: f"movies.{k}" for k in ("n_source_frames", "height", "width", "seed", "n_objects",
+                                  "ego_motion")},
+    "speed": "movies.prior.speed", "object_speed": "movies.prior.object_speed",
+    "texture_contrast": "movies.prior.contrast",
+}
 
 
 @renamed_fields(**_DATA_MOVES)
