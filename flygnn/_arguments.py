@@ -49,6 +49,8 @@ def is_int(value: Any) -> bool:
 
 
 def is_range(value: Any, low: float = 0.0) -> bool:
-    """A pair ``(lo, hi)`` of finite numbers with ``low <= lo <= hi``."""
-    return (isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_number, value))
-            and low <= value[0] <= value[1])
+    """A pair ``(lo, hi)`` (a sequence of two) of finite numbers with ``low <= lo <= hi``."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or len(value) != 2:
+        return False
+    lo, hi = value
+    return is_number(lo) and is_number(hi) and low <= lo <= hi
