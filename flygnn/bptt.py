@@ -24,7 +24,7 @@ Gradients reach the per-node bias and time constants, the pair strengths, the in
 (hence the movie) and the initial state (hence :func:`flygnn.simulate.relax_rest`); the
 floors and clamps of the context (:math:`\max(\tau, dt)`, :math:`\max(s, 0)`) are outside
 this function, in autograd. The result equals autograd's gradient to rounding (float64:
-~1e-13 relative; ``tests/test_bptt.py``); :math:`f'(0) = 0` for ReLU, as in autograd, and
+within 1e-10 relative in ``tests/test_bptt.py``); :math:`f'(0) = 0` for ReLU, as in autograd, and
 other activations take their derivative from autograd. The backward pass is not itself
 differentiable (double backward raises).
 

@@ -253,3 +253,18 @@ def test_trainer_step_equals_autograd(tmp_path, monkeypatch, rest_grad_steps, rt
         scale = float(ref_grads[name].abs().max())
         assert scale > 0, name
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_cuda_adjoint_equals_autograd(graph_small, monkeypatch, dtype, rtol):
+    net = Network(graph_small).to(device="cuda", dtype=dtype)
+    lum = movie_of(net, 4, steps=8).cuda()
+    start = steady_state(net, 0.5, DT, 1).requires_grad_()
+
+    def loss():
+        out = simulate(net, lum, DT, initial_state=start, record="output")
+        return (weights_like(out.cpu()).cuda() * out).sum()
+
+    adjoint, autograd = both(net, monkeypatch, loss, [start])
+    assert_equal_to_rounding(adjoint, autograd, rtol=rtol)
