@@ -157,8 +157,8 @@ class _EdgeSums:
         self.flush()
         s = self.bound.structure
         coeff = self.bound.coeff
-        pair, c = s.derived(("bptt_csr_pair", coeff.dtype), coeff, lambda: (
-            s.pair_index[s.perm], coeff.detach()[s.perm]))
+        pair, c = s.derived(("bptt_csr_pair", coeff.dtype), coeff, lambda: (  # CSR order
+            s.pair_index[s.perm].to(torch.int32), coeff.detach()[s.perm]))
         grad = coeff.new_zeros(s.num_pairs).index_add_(0, pair, self.sums.values() * c)
         return grad.to(self.bound.strength.dtype)
 

@@ -65,6 +65,21 @@ def test_adjoint_path_is_taken_by_default(net64):
     assert not bptt.applies(net64, (start, start))
 
 
+def test_forward_is_bit_for_bit_the_no_grad_and_autograd_paths(graph_small, monkeypatch):
+    net = Network(graph_small)
+    lum = movie_of(net, 3)
+    start = steady_state(net, 0.2, DT, 3)
+    fast = simulate(net, lum, DT, initial_state=start, grad=False)
+    adjoint = simulate(net, lum, DT, initial_state=start, grad=True)
+    monkeypatch.setattr(bptt, "ENABLED", False)
+    autograd = simulate(net, lum, DT, initial_state=start, grad=True)
+    assert adjoint.grad_fn is not None and autograd.grad_fn is not None
+    assert type(adjoint.grad_fn) is not type(autograd.grad_fn)  # two code paths
+    assert not torch.equal(fast[:, 0], fast[:, -1])
+    torch.testing.assert_close(adjoint.detach(), fast, rtol=0, atol=0)
+    torch.testing.assert_close(autograd.detach(), fast, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("batch, record, start_batch", [
     (1, None, 1),          # one sample
     (3, None, 1),          # a rest of batch 1 broadcast over the batch
