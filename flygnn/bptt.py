@@ -13,34 +13,43 @@ with :math:`a = \partial L / \partial v_{t+1}` and :math:`q = a \, \tau^{-1} dt`
 
 * :math:`\partial L/\partial b \mathrel{+}= q`, :math:`\partial L/\partial \tau^{-1}
   \mathrel{+}= a \, d_t \, dt`, :math:`\partial L/\partial x_t = q`;
-* :math:`\partial L/\partial s` and :math:`W^T q` from one call of
-  :meth:`flygnn.sparse.BoundAdjacency.backward` (one CSR product of the size of the graph);
 * :math:`\partial L/\partial v_t = a - q + f'(v_t) \odot W^T q` (plus the gradient of the
-  response recorded at :math:`t`).
+  response recorded at :math:`t`): one transposed CSR product per step;
+* the strength gradient :math:`\partial L/\partial s_p = \sum_{e \in p} c_e \sum_{t,b}
+  q_{t,b,t(e)} f(v_{t,b,s(e)})`: the per-edge sums are accumulated for several steps at once
+  (one sampled dense-dense product, ``torch.sparse.sampled_addmm``, on the pattern of
+  :math:`W` per chunk of steps) and reduced to the type pairs once at the end.
 
 Gradients reach the per-node bias and time constants, the pair strengths, the input currents
-(hence the movie) and the initial state (hence :func:`flygnn.simulate.relax_rest`).
+(hence the movie) and the initial state (hence :func:`flygnn.simulate.relax_rest`); the
+floors and clamps of the context (:math:`\max(\tau, dt)`, :math:`\max(s, 0)`) are outside
+this function, in autograd. The result equals autograd's gradient to rounding (float64:
+within 1e-10 relative in ``tests/test_bptt.py``); :math:`f'(0) = 0` for ReLU, as in autograd, and
+other activations take their derivative from autograd. The backward pass is not itself
+differentiable (double backward raises).
 
-Opt-in (``flygnn.bptt.ENABLED = True``): it equals autograd on the tests of
-``tests/test_perf.py``, but in a training step whose grey rest comes from
-:func:`~flygnn.simulate.relax_rest` a few entries (one time constant, one strength at 0 out of
-669) differ from autograd by up to 8 % (``tests/test_train_gradients.py``), so
-:func:`~flygnn.simulate.simulate` uses autograd unless it is enabled.
+On by default: :func:`flygnn.simulate.simulate` takes this path for fused :class:`Graded`
+networks with the Euler method whenever gradients are recorded. Set
+``flygnn.bptt.ENABLED = False`` to record the simulation with autograd instead.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from flygnn import threads
 from flygnn.neurons import Graded
-from flygnn.sparse import spmm
+from flygnn.sparse import _sparse_csr, spmm
 
 __all__ = ["ENABLED", "applies", "simulate_graded"]
 
-#: whether :func:`flygnn.simulate.simulate` takes this path when it applies (off by default)
-ENABLED = False
+#: whether :func:`flygnn.simulate.simulate` takes this path when it applies (on by default)
+ENABLED = True
+#: columns (steps x batch) of one strength-gradient product (``sampled_addmm``)
+CHUNK_COLUMNS = 64
+_WIDE = {4: torch.float32, 8: torch.float64, 16: torch.complex128}
 
 
 def applies(net, state) -> bool:
@@ -61,48 +70,109 @@ class _GradedBPTT(torch.autograd.Function):
         bound, input_nodes, f, dt, index = setup
         batch, steps = currents.shape[:2]
         n = v0.shape[1]
-        states = v0.new_empty(steps + 1, n, batch)
-        drives = v0.new_empty(steps, n, batch)
-        states[0] = v0.t()
+        # one (N, B) tensor per step, not one (T, N, B) block: blocks above the allocator's
+        # mmap threshold are returned to the system and page-faulted in again on every call
+        states = [v0.t().clone(memory_format=torch.contiguous_format)]
+        drives = []
         bias_nm = bias.unsqueeze(1).expand(n, batch).contiguous()
         inv_tau_nm = inv_tau.unsqueeze(1).expand(n, batch).contiguous()
         matrix = bound.matrix
+        out = v0.new_empty(batch, steps, n if index is None else len(index))
         for t in range(steps):
             v = states[t]
-            d = drives[t]
-            torch.sub(bias_nm, v, out=d)
+            d = torch.sub(bias_nm, v)
             d.addmm_(matrix, f(v))  # (b - v) + W f(v), as the no-grad step
             if isinstance(input_nodes, slice):
                 d[input_nodes] += currents[:, t].t()
             else:
                 d.index_add_(0, input_nodes, currents[:, t].t())
-            nxt = states[t + 1]
-            torch.mul(d, inv_tau_nm, out=nxt)
-            nxt.mul_(dt).add_(v)
+            drives.append(d)
+            nxt = torch.mul(d, inv_tau_nm).mul_(dt).add_(v)
+            states.append(nxt)
+            out[:, t] = (nxt if index is None else nxt.index_select(0, index)).t()
         fctx.setup, fctx.states, fctx.drives = setup, states, drives
         fctx.inv_tau_nm = inv_tau_nm
         fctx.cur_shape = currents.shape
-        recorded = states[1:] if index is None else states[1:].index_select(1, index)
-        return recorded.permute(2, 0, 1).contiguous(), states[steps].t()
+        return out, states[steps].t()
 
     @staticmethod
+    @once_differentiable
     def backward(fctx, grad_resp, grad_final):
         states = fctx.states
-        n, batch = states.shape[1:]
+        n, batch = states[0].shape
         need_cur, need_bias, need_tau, need_s = fctx.needs_input_grad[1:5]
-        a = (grad_final.t().contiguous() if grad_final is not None
-             else states.new_zeros(n, batch))  # dL/dv_{t+1}
+        a = (grad_final.t().clone(memory_format=torch.contiguous_format)
+             if grad_final is not None else states[0].new_zeros(n, batch))  # dL/dv_{t+1}
         acc = {"bias": torch.zeros_like(a) if need_bias else None,
                "tau": torch.zeros_like(a) if need_tau else None,
-               "s": fctx.setup[0].strength.new_zeros(fctx.setup[0].strength.shape)
-               if need_s else None,
-               "cur": states.new_zeros(fctx.cur_shape) if need_cur else None}
+               "s": _EdgeSums(fctx.setup[0], batch) if need_s else None,
+               "cur": states[0].new_zeros(fctx.cur_shape) if need_cur else None}
         with threads.num_threads():
             a = _adjoint(fctx, grad_resp, a, acc)
+            grad_s = acc["s"].pair_sums() if need_s else None
         dt = fctx.setup[3]
         return (a.t() if fctx.needs_input_grad[0] else None, acc["cur"],
                 acc["bias"].sum(1) if need_bias else None,
-                acc["tau"].sum(1).mul_(dt) if need_tau else None, acc["s"], None)
+                acc["tau"].sum(1).mul_(dt) if need_tau else None, grad_s, None)
+
+
+class _EdgeSums:
+    r"""Per-edge sums :math:`G_e = \sum_{t,b} q_{t,b,t(e)} \, f(v_{t,b,s(e)})`, collected for
+    ``CHUNK_COLUMNS // B`` steps at a time and added with one ``sampled_addmm`` on the
+    pattern of the adjacency (rows = targets); :meth:`pair_sums` gives
+    :math:`\partial L / \partial s_p = \sum_{e \in p} c_e G_e`."""
+
+    def __init__(self, bound, batch: int):
+        self.bound, self.batch = bound, batch
+        matrix = bound.matrix
+        n = matrix.shape[0]
+        self.steps = max(1, CHUNK_COLUMNS // batch)
+        dtype, device = bound.coeff.dtype, matrix.device
+        self.sums = _sparse_csr(matrix.crow_indices(), matrix.col_indices(),
+                                torch.zeros(matrix.values().shape, dtype=dtype, device=device),
+                                matrix.shape)
+        self.q = torch.empty(n, self.steps * batch, dtype=dtype, device=device)
+        self.x = torch.empty_like(self.q)
+        self.filled = 0
+
+    def add(self, q: torch.Tensor, fv: torch.Tensor) -> None:
+        """Record one step: ``q`` and ``f(v)``, ``(N, B)`` contiguous."""
+        _put_columns(self.q, self.filled, q)
+        _put_columns(self.x, self.filled, fv)
+        self.filled += 1
+        if self.filled == self.steps:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.filled:
+            width = self.filled * self.batch
+            q, x = self.q[:, :width], self.x[:, :width]
+            if width < self.q.shape[1]:
+                q, x = q.contiguous(), x.contiguous()
+            torch.sparse.sampled_addmm(self.sums, q, x.t(), out=self.sums)
+            self.filled = 0
+
+    def pair_sums(self) -> torch.Tensor:
+        """``(P,)`` strength gradient."""
+        self.flush()
+        s = self.bound.structure
+        coeff = self.bound.coeff
+        pair, c = s.derived(("bptt_csr_pair", coeff.dtype), coeff, lambda: (  # CSR order
+            s.pair_index[s.perm].to(torch.int32), coeff.detach()[s.perm]))
+        grad = coeff.new_zeros(s.num_pairs).index_add_(0, pair, self.sums.values() * c)
+        return grad.to(self.bound.strength.dtype)
+
+
+def _put_columns(buffer: torch.Tensor, slot: int, x: torch.Tensor) -> None:
+    """``buffer[:, slot * B:(slot + 1) * B] = x`` for a contiguous ``(N, B)`` ``x``; rows of
+    4, 8 or 16 bytes move as one element (a strided copy of short rows is several times
+    slower on CPU)."""
+    width = x.shape[1]
+    wide = _WIDE.get(width * x.element_size())
+    if wide is not None and x.device.type == "cpu":
+        buffer.view(wide)[:, slot].copy_(x.view(wide)[:, 0])
+    else:
+        buffer[:, slot * width:(slot + 1) * width] = x
 
 
 def _adjoint(fctx, grad_resp, a: torch.Tensor, acc: dict) -> torch.Tensor:
@@ -110,15 +180,16 @@ def _adjoint(fctx, grad_resp, a: torch.Tensor, acc: dict) -> torch.Tensor:
     bound, input_nodes, f, dt, index = fctx.setup
     states, drives, inv_tau_nm = fctx.states, fctx.drives, fctx.inv_tau_nm
     relu = f is F.relu or f is torch.relu
-    for t in reversed(range(drives.shape[0])):
+    transposed = bound.transposed()
+    rate = inv_tau_nm * dt  # dv_{t+1} / dd_t
+    for t in reversed(range(len(drives))):
         if grad_resp is not None:
             g = grad_resp[:, t].t()
             if index is None:
                 a.add_(g)
             else:
                 a.index_add_(0, index, g)
-        q = a * inv_tau_nm
-        q.mul_(dt)
+        q = a * rate
         if acc["tau"] is not None:
             acc["tau"].addcmul_(a, drives[t])
         if acc["bias"] is not None:
@@ -127,18 +198,15 @@ def _adjoint(fctx, grad_resp, a: torch.Tensor, acc: dict) -> torch.Tensor:
             acc["cur"][:, t] = _rows(input_nodes, q).t()
         v = states[t]
         if acc["s"] is not None:
-            gx, gs = bound.backward(f(v).contiguous(), q)
-            acc["s"].add_(gs)
-        else:
-            gx = spmm(bound.transposed(), q).t()
-        gx = gx.t()  # W^T q, (N, B)
+            acc["s"].add(q, f(v))
+        gx = spmm(transposed, q)  # W^T q, (N, B)
         if relu:
-            gx = gx * (v > 0)
+            gx = torch.ops.aten.threshold_backward(gx, v, 0)  # relu's backward: 0 where v <= 0
         else:
             with torch.enable_grad():
                 vv = v.detach().requires_grad_()
                 gx = torch.autograd.grad(f(vv), vv, gx)[0]
-        a = a - q + gx
+        a.sub_(q).add_(gx)
     return a
 
 

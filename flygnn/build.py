@@ -5,6 +5,7 @@ extent)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -14,40 +15,42 @@ from flygnn.config import NetworkConfig, TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["MovieSubset", "build_connectome", "build_datasets", "build_decoder",
+__all__ = ["MovieSubset", "arguments", "build_connectome", "build_datasets", "build_decoder",
            "build_network", "transfer"]
 
 log = logging.getLogger(__name__)
 
 
 def build_datasets(config: TrainConfig, generator: torch.Generator | None = None):
-    """Training (augmented with ``generator``) and validation movie sets of a config."""
+    """Training (augmented with ``generator``) and validation movie sets of a config: the
+    ``data.movies`` section's :class:`~flygnn.stimuli.opticflow.OpticFlowMovies` with the
+    ``data.augment`` section's :class:`~flygnn.stimuli.augment.Augment` (validation: the same
+    crop, no augmentation)."""
     from flygnn._paths import cache_dir
     from flygnn.stimuli.augment import Augment
     from flygnn.stimuli.opticflow import OpticFlowMovies
-    from flygnn.stimuli.scenes import MotionPrior
 
     d = config.data
-    augment = Augment(d.n_clip_frames, p_rot=d.p_rot, p_flip=d.p_flip, flip_axes=d.flip_axes,
-                      contrast_std=d.contrast_std, brightness_std=d.brightness_std,
-                      noise_std=d.noise_std, enabled=d.augment)
+    augment = Augment(**arguments(d.augment))
     if generator is not None:
         augment.generator = generator
     root = None if d.cache == "" else (d.cache or cache_dir() / "opticflow")
-    common = dict(n_source_frames=d.n_source_frames, height=d.height, width=d.width,
-                  extent=config.network.extent, dt=d.dt, seed=d.seed, n_objects=d.n_objects,
-                  ego_motion=d.ego_motion, root=root,
-                  prior=MotionPrior(speed=d.speed, object_speed=d.object_speed,
-                                    contrast=tuple(d.texture_contrast)))
+    common = dict(arguments(d.movies), extent=config.network.extent, dt=d.dt, root=root)
     val_start = d.n_train if d.val_start is None else d.val_start
     val = OpticFlowMovies(d.n_val, start=val_start,
-                          transform=Augment(d.n_clip_frames, enabled=False), **common)
+                          transform=Augment(d.augment.n_clip_frames, enabled=False), **common)
     if val_start >= d.n_train:
         return OpticFlowMovies(d.n_train, transform=augment, **common), val
     # the validation block lies inside the first n_train + n_val items: train on the others
     items = OpticFlowMovies(d.n_train + d.n_val, transform=augment, **common)
     keep = [i for i in range(len(items)) if not val_start <= i < val_start + d.n_val]
     return MovieSubset(items, keep), val
+
+
+def arguments(section) -> dict:
+    """A config section's fields as keyword arguments of the constructor it mirrors (nested
+    sections stay objects, e.g. ``data.movies.prior``, a ``MotionPrior``)."""
+    return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
 
 
 class MovieSubset(torch.utils.data.Subset):

@@ -109,8 +109,9 @@ def _add_demo(sub) -> None:
                    "$FLYGNN_CACHE/connectome or ~/.cache/flygnn/connectome)")
     p.add_argument("--out", default=None, help="report folder; a fresh sibling if it exists "
                    "(default: $FLYGNN_CACHE/demo or ~/.cache/flygnn/demo)")
-    p.add_argument("--model", default=None, help="shipped model name or training run folder "
-                   "(default: flow_cpu_threshold)")
+    p.add_argument("--model", default=None, help="shipped model or ensemble name, training "
+                   "run folder, or a folder of them (an ensemble: its best model by validation "
+                   "EPE; default: the shipped ensemble flow_cpu, else flow_cpu_threshold)")
     p.add_argument("--speeds", default=None, help="comma-separated edge speeds in columns per "
                    "second (default: 2.4,4.8,9.7,13,19,25, as flyvis)")
     p.add_argument("--no-progress", action="store_true",

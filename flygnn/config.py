@@ -1,16 +1,22 @@
 """Training configuration: plain dataclasses, validated, with a JSON round trip.
 
-``TrainConfig`` nests four sections (``network``, ``data``, ``decoder``, ``optim``). Every
-field is checked when a ``TrainConfig`` is constructed (type and range; the sections are
-checked as parts of it) and a bad value raises ``ValueError`` naming the dotted field, e.g.
-``optim.batch_size``; ``from_dict`` rejects unknown keys, missing keys take the defaults below
-(flyvis's training config, reference 9.1, where it applies; the data: offline optic-flow movies).
-"""
+``TrainConfig`` nests four sections (``network``, ``data``, ``decoder``, ``optim``). A section
+that feeds a constructor mirrors it: its fields are the constructor's keyword arguments, with
+the same names and defaults, described there once (``decoder``:
+:class:`~flygnn.task.FlowDecoder`; ``data.movies``: :class:`~flygnn.stimuli.opticflow.
+OpticFlowMovies`, whose ``prior`` is the :class:`~flygnn.stimuli.scenes.MotionPrior` itself;
+``data.augment``: :class:`~flygnn.stimuli.augment.Augment`). Each value is checked in one
+place: a constructor's arguments by the function the constructor calls (e.g.
+:func:`~flygnn.task.check_decoder_arguments`), which the section calls too; the trainer's own
+fields by their section's ``check``. All run when a ``TrainConfig`` is constructed, and a
+bad value raises ``ValueError`` naming the dotted field, e.g. ``config field
+'decoder.hidden': must be >= 1, got 0``; ``from_dict`` rejects unknown keys, missing keys
+take the defaults (flyvis's training config, reference 9.1, where it applies; the data:
+offline optic-flow movies)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -18,11 +24,16 @@ import numpy as np
 
 from flygnn._checks import read_json
 from flygnn._deprecation import canonical_key, renamed_fields
-from flygnn.configio import apply_overrides, build_dataclass, validate_dataclass
+from flygnn.configio import apply_overrides, build_dataclass, check_arguments, validate_dataclass
 from flygnn.configio import fail as _fail
+from flygnn.stimuli.augment import check_augment_arguments
+from flygnn.stimuli.opticflow import check_movie_arguments
+from flygnn.stimuli.scenes import MotionPrior
+from flygnn.task import check_decoder_arguments
 
-__all__ = ["NetworkConfig", "DataConfig", "DecoderConfig", "Schedule", "PenaltyConfig",
-           "RateScale", "OptimConfig", "TrainConfig", "apply_overrides", "canonical_overrides"]
+__all__ = ["NetworkConfig", "MoviesConfig", "AugmentConfig", "DataConfig", "DecoderConfig",
+           "Schedule", "PenaltyConfig", "RateScale", "OptimConfig", "TrainConfig",
+           "apply_overrides", "canonical_overrides"]
 
 
 @dataclass(frozen=True)
@@ -50,87 +61,116 @@ class NetworkConfig:
                 raise ValueError(f"config field {err}") from None
 
 
-@renamed_fields(n_frames="n_clip_frames")
 @dataclass(frozen=True)
-class DataConfig:
-    """Offline optic-flow movies and their augmentation.
+class MoviesConfig:
+    """The movies: the keyword arguments of :class:`~flygnn.stimuli.opticflow.OpticFlowMovies`
+    (names, defaults and meaning there), but those :func:`~flygnn.build.build_datasets` sets
+    from other fields (``n_sequences``, ``start``, ``extent``, ``dt``, ``transform``,
+    ``root``, ``cache``). ``prior`` is the :class:`~flygnn.stimuli.scenes.MotionPrior`
+    itself (``data.movies.prior.speed``, ...)."""
 
-    ``n_train`` / ``n_val`` movies of ``n_source_frames`` frames (24 fps, ``height`` x ``width``
-    pixels, seed ``seed``); validation takes items ``val_start ..`` (default ``n_train``) and
-    training the first ``n_train`` others; each item is cropped to a clip of ``n_clip_frames``
-    source frames (random start when augmenting, the first frames for validation), resampled
-    to ``dt`` (``n_frames``, the old name of ``n_clip_frames``, is deprecated).
-    ``speed`` / ``object_speed`` (maximum camera and object speeds, pixels per source frame)
-    and ``texture_contrast`` (range of the textures' standard deviation) set the movies'
-    :class:`~flygnn.stimuli.scenes.MotionPrior`; rendered movies are cached under ``cache``
-    (None: the per-user cache, "" none).
-    """
-
-    n_train: int = 64
-    n_val: int = 16
-    val_start: int | None = None
-    n_source_frames: int = 25
-    n_clip_frames: int = 19
-    dt: float = 0.02
+    n_source_frames: int = 19
     height: int = 436
     width: int = 417
     seed: int = 0
     n_objects: tuple[int, int] = (1, 4)
     ego_motion: bool = True
-    speed: float = 4.0
-    object_speed: float = 6.0
-    texture_contrast: tuple[float, float] = (0.1, 0.3)
-    augment: bool = True
+    prior: MotionPrior = field(default_factory=MotionPrior)
+    kernel_size: int = 13
+
+    def check(self, prefix: str) -> None:
+        check_arguments(prefix, check_movie_arguments, self)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The training movies' augmentation: the keyword arguments of
+    :class:`~flygnn.stimuli.augment.Augment` (names, defaults and meaning there), but
+    ``dt`` and ``source_fps`` (the movies resample) and ``seed`` (the trainer's generator
+    draws). Validation clips are cropped the same way, never augmented."""
+
+    n_clip_frames: int | None = None
     p_rot: float = 0.5
     p_flip: float = 0.5
     flip_axes: tuple[int, ...] = (0, 1, 2, 3)
-    contrast_std: float = 0.2
+    contrast_std: float | None = 0.2
     brightness_std: float = 0.1
     noise_std: float = 0.08
-    cache: str | None = None
+    gamma_std: float | None = None
+    enabled: bool = True
 
     def check(self, prefix: str) -> None:
-        for name in ("n_train", "n_val", "n_source_frames", "n_clip_frames", "height", "width"):
+        check_arguments(prefix, check_augment_arguments, self)
+
+
+def _training_movies() -> MoviesConfig:
+    return MoviesConfig(n_source_frames=25)
+
+
+def _training_augment() -> AugmentConfig:
+    return AugmentConfig(n_clip_frames=19)
+
+
+#: the flat keys of ``data`` before its sections (and ``n_frames``, the crop's older name)
+_DATA_MOVES = {
+    "n_frames": "augment.n_clip_frames", "n_clip_frames": "augment.n_clip_frames",
+    "augment": "augment.enabled",
+    **{k: f"augment.{k}" for k in ("p_rot", "p_flip", "flip_axes", "contrast_std",
+                                   "brightness_std", "noise_std")},
+    **{k: f"movies.{k}" for k in ("n_source_frames", "height", "width", "seed", "n_objects",
+                                  "ego_motion")},
+    "speed": "movies.prior.speed", "object_speed": "movies.prior.object_speed",
+    "texture_contrast": "movies.prior.contrast",
+}
+
+
+@renamed_fields(**_DATA_MOVES)
+@dataclass(frozen=True)
+class DataConfig:
+    """Offline optic-flow movies: ``movies`` (:class:`MoviesConfig`) and their ``augment``
+    (:class:`AugmentConfig`), and what the trainer makes of them.
+
+    ``n_train`` / ``n_val`` movies; validation takes items ``val_start ..`` (default
+    ``n_train``) and training the first ``n_train`` others; each item is cropped to
+    ``augment.n_clip_frames`` source frames (a random start when augmenting, the first
+    frames for validation) and resampled to ``dt`` seconds, the simulation's time step.
+    Rendered movies are cached under ``cache`` (None: the per-user cache, "" none).
+    The training defaults of the two sections differ from their constructors' in one field
+    each: 25 source frames (``movies.n_source_frames``) cropped to 19
+    (``augment.n_clip_frames``), as flyvis crops Sintel; a partial dict keeps them.
+    The flat keys of earlier releases (``data.speed``, ``data.p_rot``, ``data.augment =
+    false``, ...) are read into the sections with a ``DeprecationWarning``.
+    """
+
+    n_train: int = 64
+    n_val: int = 16
+    val_start: int | None = None
+    dt: float = 0.02
+    cache: str | None = None
+    movies: MoviesConfig = field(default_factory=_training_movies)
+    augment: AugmentConfig = field(default_factory=_training_augment)
+
+    def check(self, prefix: str) -> None:
+        for name in ("n_train", "n_val"):
             if getattr(self, name) < 1:
                 _fail(f"{prefix}.{name}", f"must be >= 1, got {getattr(self, name)}")
         if self.val_start is not None and self.val_start < 0:
             _fail(f"{prefix}.val_start", f"must be >= 0 or null, got {self.val_start}")
-        if self.n_clip_frames > self.n_source_frames:
-            _fail(f"{prefix}.n_clip_frames", f"must be <= n_source_frames "
-                                             f"({self.n_source_frames}), got {self.n_clip_frames}")
         if not 0 < self.dt <= 1:
             _fail(f"{prefix}.dt", f"must be in (0, 1] seconds, got {self.dt}")
-        if self.seed < 0:
-            _fail(f"{prefix}.seed", f"must be >= 0, got {self.seed}")
-        if len(self.n_objects) != 2 or not 0 <= self.n_objects[0] <= self.n_objects[1]:
-            _fail(f"{prefix}.n_objects",
-                  f"must be [lo, hi] with 0 <= lo <= hi, got {list(self.n_objects)}")
-        for name in ("speed", "object_speed"):
-            if not 0 <= getattr(self, name) < math.inf:
-                _fail(f"{prefix}.{name}", f"must be a finite speed >= 0 (pixels per source frame), "
-                                          f"got {getattr(self, name)}")
-        lo_hi = self.texture_contrast
-        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
-            _fail(f"{prefix}.texture_contrast",
-                  f"must be [lo, hi] with 0 <= lo <= hi, got {list(lo_hi)}")
-        for name in ("p_rot", "p_flip"):
-            if not 0 <= getattr(self, name) <= 1:
-                _fail(f"{prefix}.{name}", f"must be in [0, 1], got {getattr(self, name)}")
-        if any(a not in (0, 1, 2, 3) for a in self.flip_axes):
-            _fail(f"{prefix}.flip_axes",
-                  f"entries must be 0, 1, 2 or 3, got {list(self.flip_axes)}")
-        for name in ("contrast_std", "brightness_std", "noise_std"):
-            if getattr(self, name) < 0:
-                _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        clip, n_source = self.augment.n_clip_frames, self.movies.n_source_frames
+        if clip is not None and clip > n_source:
+            _fail(f"{prefix}.augment.n_clip_frames", f"must be <= movies.n_source_frames "
+                                                     f"({n_source}), got {clip}")
 
 
 @renamed_fields(baseline="input_reference")
 @dataclass(frozen=True)
 class DecoderConfig:
-    """:class:`~flygnn.task.FlowDecoder` hyper-parameters (flyvis ``DecoderGAVP``;
-    ``input_reference``, ``input_norm``, ``type_dropout`` and ``pathway_dropout`` are flygnn's,
-    off by default) and optional starting weights ``init`` (a ``decoder.pt`` or a training
-    checkpoint, any extent). ``baseline``, the old name of ``input_reference``, is deprecated."""
+    """The decoder: the keyword arguments of :class:`~flygnn.task.FlowDecoder` (names,
+    defaults and meaning there; ``baseline``, the old name of ``input_reference``, is
+    deprecated), and optional starting weights ``init`` (a ``decoder.pt`` or a training
+    checkpoint, any extent)."""
 
     hidden: int = 8
     kernel_size: int = 5
@@ -140,30 +180,12 @@ class DecoderConfig:
     input_norm: str = "none"
     norm_momentum: float = 0.01
     type_dropout: float = 0.0
-    type_dropout_groups: str = "types"
     pathway_dropout: float = 0.0
+    type_dropout_groups: str = "types"
     init: str | None = None
 
     def check(self, prefix: str) -> None:
-        if self.hidden < 1:
-            _fail(f"{prefix}.hidden", f"must be >= 1, got {self.hidden}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            _fail(f"{prefix}.kernel_size",
-                  f"must be a positive odd integer, got {self.kernel_size}")
-        for name in ("p_dropout", "type_dropout", "pathway_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                _fail(f"{prefix}.{name}", f"must be in [0, 1), got {getattr(self, name)}")
-        if self.type_dropout_groups not in ("types", "directions"):
-            _fail(f"{prefix}.type_dropout_groups", f"must be 'types' or 'directions', got "
-                                                   f"{self.type_dropout_groups!r}")
-        if self.input_reference not in ("none", "rest", "rest_positive"):
-            _fail(f"{prefix}.input_reference", f"must be none, rest or rest_positive: "
-                                               f"{self.input_reference!r}")
-        if self.input_norm not in ("none", "rms"):
-            _fail(f"{prefix}.input_norm",
-                  f"must be 'none' (flyvis) or 'rms', got {self.input_norm!r}")
-        if not 0 < self.norm_momentum <= 1:
-            _fail(f"{prefix}.norm_momentum", f"must be in (0, 1], got {self.norm_momentum}")
+        check_arguments(prefix, check_decoder_arguments, self)
 
 
 @dataclass(frozen=True)
@@ -361,5 +383,12 @@ def canonical_overrides(overrides: list[str]) -> list[str]:
     out = []
     for item in overrides:
         key, sep, text = item.partition("=")
-        out.append(f"{canonical_key(TrainConfig, key)}={text}" if sep and key else item)
+        if not sep or not key:
+            out.append(item)
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.append(f"{canonical_key(TrainConfig, key, value)}={text}")
     return out

@@ -2,27 +2,42 @@
 
 :func:`build_dataclass` coerces a (partial) dict to a nested dataclass and rejects unknown
 keys; :func:`validate_dataclass` type-checks an instance and runs each section's ``check``;
-every error is a ``ValueError`` naming the dotted field (``optim.batch_size``).
+:func:`check_arguments` runs a constructor's argument check on a section. Every error is a
+``ValueError`` naming the dotted field (``optim.batch_size``).
 :func:`apply_overrides` sets dotted keys from ``key=value`` strings and :func:`dict_diff` lists
 where two nested dicts differ. The training configuration itself is in :mod:`flygnn.config`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 
+from flygnn._arguments import ArgumentError
 from flygnn._deprecation import canonical_dict
 
-__all__ = ["apply_overrides", "build_dataclass", "dict_diff", "fail", "validate_dataclass"]
+__all__ = ["apply_overrides", "build_dataclass", "check_arguments", "dict_diff", "fail",
+           "validate_dataclass"]
 
 
 def fail(name: str, message: str) -> None:
     """Raise the ``ValueError`` that names a config field."""
     raise ValueError(f"config field {name!r}: {message}")
+
+
+def check_arguments(prefix: str, check, section) -> None:
+    """``check(**arguments)`` with the fields of ``section`` that ``check`` takes (a
+    constructor's argument check, e.g. :func:`flygnn.task.check_decoder_arguments`); its
+    :class:`~flygnn._arguments.ArgumentError` is re-raised naming the dotted field."""
+    names = inspect.signature(check).parameters
+    try:
+        check(**{name: getattr(section, name) for name in names})
+    except ArgumentError as err:
+        fail(f"{prefix}.{err.argument}" if prefix else err.argument, err.reason)
 
 
 def apply_overrides(d: dict, overrides: list[str]) -> dict:
@@ -48,7 +63,9 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
 
 def build_dataclass(cls, d, prefix: str):
     """``cls(**d)``, nested, with every value coerced and checked; deprecated keys are
-    renamed with a warning (:func:`flygnn._deprecation.canonical_dict`)."""
+    renamed with a warning (:func:`flygnn._deprecation.canonical_dict`). A partial dict for a
+    section updates the field's default section (which may differ from the section class's
+    defaults, e.g. ``DataConfig.movies``)."""
     where = prefix or "config"
     if not isinstance(d, dict):
         raise ValueError(f"config field {where!r}: expected an object, got {type(d).__name__}")
@@ -58,9 +75,31 @@ def build_dataclass(cls, d, prefix: str):
     if unknown:
         raise ValueError(f"config field {where!r}: unknown keys {unknown}; known: {sorted(names)}")
     hints, kwargs = typing.get_type_hints(cls), {}
+    defaults = {f.name: f for f in fields(cls)}
     for name, value in d.items():
+        section = _default_section(defaults[name])
+        if section is not None and isinstance(value, dict):  # the parent's default, updated
+            value = _updated(json.loads(json.dumps(asdict(section))), value)
         kwargs[name] = _convert(hints[name], value, f"{prefix}.{name}" if prefix else name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ArgumentError as err:  # a section that checks itself (e.g. a MotionPrior)
+        fail(f"{prefix}.{err.argument}" if prefix else err.argument, err.reason)
+
+
+def _default_section(f):
+    """The default of field ``f`` when it is a dataclass instance (a section), else None."""
+    value = f.default_factory() if f.default_factory is not MISSING else f.default
+    return value if is_dataclass(value) else None
+
+
+def _updated(base: dict, update: dict) -> dict:
+    """``base`` with the keys of ``update`` set, nested dicts key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _updated(out[key], value) if both else value
+    return out
 
 
 def _convert(tp, value, name: str):

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["run_demo", "fresh_folder", "default_out", "DEFAULT_MODEL"]
+__all__ = ["run_demo", "fresh_folder", "default_out", "DEFAULT_ENSEMBLE", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "flow_cpu_threshold"
+DEFAULT_ENSEMBLE = "flow_cpu"  # the cpu recipe's seeds; the demo takes its best member
+DEFAULT_MODEL = "flow_cpu_threshold"  # used when the ensemble is not installed
 T4T5 = ["T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d"]
 
 
@@ -38,21 +39,50 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _models(data, model: str | None):
-    from flygnn.network import Network
-    from flygnn.pretrained import available_models, load_model, load_pretrained
+def _choose(model: str | None) -> tuple[str | Path | None, str, str]:
+    """What the demo reads: ``(source, label, why)``, the model folder or shipped name, its
+    name in the report, and a sentence saying which and why. An ensemble (a shipped name, or
+    a folder of model folders) stands for its best member by validation EPE; None means the
+    shipped ensemble :data:`DEFAULT_ENSEMBLE`, else the shipped model :data:`DEFAULT_MODEL`."""
+    from flygnn.pretrained import available_ensembles, available_models, best_member
 
-    untrained = Network(data)
-    if model is not None and Path(model).exists():
-        trained = load_model(model, data=data)
-        return {Path(model).name: trained.network, "untrained": untrained}, trained.metrics
+    if model is None and DEFAULT_ENSEMBLE in available_ensembles():
+        model = DEFAULT_ENSEMBLE
+    folder = Path(model) if model is not None else None
+    is_run = folder is not None and any(
+        (folder / f).is_file() for f in ("network.pt", "best.pt", "checkpoint.pt"))
+    if model is not None and not is_run and (
+            model in available_ensembles() or (folder.is_dir() and model not in
+                                               available_models())):
+        path, error, n = best_member(model)
+        label = f"{folder.name}/{path.name}"
+        return path, label, (f"{label}, the best of the {n} models of the ensemble "
+                             f"{folder.name!r} by validation EPE ({error:.4g})")
+    if is_run:
+        return folder, folder.name, f"{folder.name}, the model folder {model}"
     name = model or DEFAULT_MODEL
     if name in available_models():
-        trained = load_pretrained(name, data=data)
-        return {name: trained.network, "untrained": untrained}, trained.metrics
-    _say(f"note: the trained model {DEFAULT_MODEL!r} is not installed with this copy of flygnn; "
-         "the report shows the untrained network only")
-    return {"untrained": untrained}, {}
+        why = (f" (the ensemble {DEFAULT_ENSEMBLE!r} is not installed)" if model is None
+               else "")
+        return name, name, f"{name}, the shipped model{why}"
+    return None, "", (f"the trained model {DEFAULT_MODEL!r} is not installed with this copy "
+                      "of flygnn; the report shows the untrained network only")
+
+
+def _models(data, model: str | None):
+    from flygnn.network import Network
+    from flygnn.pretrained import load_model, load_pretrained
+
+    untrained = Network(data)
+    source, label, why = _choose(model)
+    _say(f"model: {why}")
+    if source is None:
+        return {"untrained": untrained}, {}
+    if isinstance(source, Path):
+        trained = load_model(source, data=data)
+    else:
+        trained = load_pretrained(source, data=data)
+    return {label: trained.network, "untrained": untrained}, trained.metrics
 
 
 def default_out() -> Path:
@@ -72,7 +102,10 @@ def run_demo(out: str | Path | None = None, extent: int = 15, model: str | None 
         out: report folder (a fresh sibling is used if it exists and is not empty); None uses
             :func:`default_out`.
         extent: lattice extent of the connectome (the shipped model needs 15).
-        model: a shipped model name or a training run folder; None uses the default model.
+        model: a shipped model or ensemble name, a training run folder, or a folder of model
+            folders (an ensemble: its best member by validation EPE is shown); None uses the
+            shipped ensemble's best member (:data:`DEFAULT_ENSEMBLE`), else
+            :data:`DEFAULT_MODEL`.
         root: connectome cache folder (None: the per-user cache).
         speeds: moving-edge speeds (columns per second; flyvis's six by default).
         progress: show progress bars.
@@ -93,11 +126,12 @@ def run_demo(out: str | Path | None = None, extent: int = 15, model: str | None 
 
     start = time.perf_counter()
     if model is not None:
-        from flygnn.pretrained import available_models
+        from flygnn.pretrained import available_ensembles, available_models
 
-        if not Path(model).exists() and model not in available_models():
-            raise ValueError(f"no model {model!r}: shipped models are "
-                             f"{available_models() or 'none'}, or pass a training run folder")
+        shipped = available_models() + available_ensembles()
+        if not Path(model).exists() and model not in shipped:
+            raise ValueError(f"no model {model!r}: shipped models are {shipped or 'none'}, "
+                             "or pass a training run folder or a folder of them")
     folder = fresh_folder(default_out() if out is None else out)
     data = FlyVisConnectome(root=root, extent=extent)[0]
     edges = edges_frame(data)

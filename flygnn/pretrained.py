@@ -25,8 +25,9 @@ from flygnn.config import TrainConfig
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
-__all__ = ["TrainedModel", "available_models", "check_movie_range", "load_ensemble",
-           "load_model", "load_pretrained", "simulate_file", "transfer", "validate_run"]
+__all__ = ["TrainedModel", "available_ensembles", "available_models", "best_member",
+           "check_movie_range", "ensemble_members", "load_ensemble", "load_model",
+           "load_pretrained", "simulate_file", "transfer", "validate_run"]
 
 
 @dataclass
@@ -52,6 +53,15 @@ def available_models() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "network.pt").is_file())
+
+
+def available_ensembles() -> list[str]:
+    """Names of the ensembles shipped under ``data/models/`` (folders of model folders)."""
+    root = _models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and any(_is_model(q) for q in p.iterdir()))
 
 
 def _decoder(config: TrainConfig | None, network: Network, state: dict) -> FlowDecoder:
@@ -160,21 +170,7 @@ def load_ensemble(paths_or_name, data=None, metric: str = "best_val_epe"):
     """
     from flygnn.analysis.ensembles import Ensemble
 
-    if isinstance(paths_or_name, (str, os.PathLike)):
-        root = Path(paths_or_name)
-        if not root.is_dir() and (_models_dir() / str(paths_or_name)).is_dir():
-            root = _models_dir() / str(paths_or_name)
-        if not root.is_dir():
-            raise ValueError(f"ensemble {str(paths_or_name)!r} is neither a folder nor a "
-                             f"shipped ensemble")
-        paths = sorted(p for p in root.iterdir() if _is_model(p))
-        if not paths:
-            raise ValueError(f"ensemble folder {str(root)!r} holds no model folders "
-                             "(sub-folders with network.pt)")
-    else:
-        paths = [Path(p) for p in paths_or_name]
-    if not paths:
-        raise ValueError("load_ensemble: no model folders given")
+    paths = ensemble_members(paths_or_name)
     models, graphs = [], {}
     for path in paths:  # members trained on the same connectome share one graph
         key = _connectome_key(path)
@@ -188,6 +184,57 @@ def load_ensemble(paths_or_name, data=None, metric: str = "best_val_epe"):
     ensemble = Ensemble([m.network for m in models], names, losses)
     ensemble.models = models
     return ensemble
+
+
+def ensemble_members(paths_or_name) -> list[Path]:
+    """The member folders of an ensemble: a list of model folders as given (each is read by
+    :func:`load_model`); the sub-folders
+    of a folder that hold a ``network.pt``, sorted by name; or those of an ensemble shipped
+    under ``data/models/`` by that name.
+
+    Raises:
+        ValueError: a folder is missing or holds no model, or there are no members.
+    """
+    if isinstance(paths_or_name, (str, os.PathLike)):
+        root = Path(paths_or_name)
+        if not root.is_dir() and (_models_dir() / str(paths_or_name)).is_dir():
+            root = _models_dir() / str(paths_or_name)
+        if not root.is_dir():
+            raise ValueError(f"ensemble {str(paths_or_name)!r} is neither a folder nor a "
+                             f"shipped ensemble (shipped: {available_ensembles() or 'none'})")
+        paths = sorted(p for p in root.iterdir() if _is_model(p))
+        if not paths:
+            raise ValueError(f"ensemble folder {str(root)!r} holds no model folders "
+                             "(sub-folders with network.pt)")
+        return paths
+    paths = [Path(p) for p in paths_or_name]
+    if not paths:
+        raise ValueError("load_ensemble: no model folders given")
+    return paths
+
+
+def best_member(paths_or_name, metric: str = "best_val_epe") -> tuple[Path, float, int]:
+    """The member of an ensemble with the lowest task error, read from the members'
+    ``metrics.json`` (their own validation score; nothing is simulated).
+
+    Returns:
+        ``(folder, error, n_members)``.
+
+    Raises:
+        ValueError: no member has a finite ``metric`` (the message names the folders).
+    """
+    paths = ensemble_members(paths_or_name)
+    scores = []
+    for path in paths:
+        file = path / "metrics.json"
+        value = read_json(file, "metrics file").get(metric) if file.is_file() else None
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            scores.append((float(value), path))
+    if not scores:
+        raise ValueError(f"no member of the ensemble has a finite {metric!r} in its "
+                         f"metrics.json: {[str(p) for p in paths]}")
+    error, path = min(scores, key=lambda item: item[0])
+    return path, error, len(paths)
 
 
 def _connectome_key(path: Path) -> str:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flygnn import hexgrid
+from flygnn._arguments import is_int, is_number, require
 from flygnn._deprecation import renamed_argument, warn_renamed
 from flygnn.flat import FlatGraph
 from flygnn.layers import Dropout, GroupDropout, HexConv2d, RunningRMS
@@ -29,8 +30,35 @@ from flygnn.stimuli.loaders import collate
 if TYPE_CHECKING:
     from flygnn.network import Network
 
-__all__ = ["FlowDecoder", "l2norm", "epe", "activity_penalty", "rest_cost", "batch_of", "evaluate",
-           "zero_flow_error"]
+__all__ = ["FlowDecoder", "check_decoder_arguments", "l2norm", "epe", "activity_penalty",
+           "rest_cost", "batch_of", "evaluate", "zero_flow_error"]
+
+
+def check_decoder_arguments(*, hidden, kernel_size, const_weight, p_dropout, input_reference,
+                            input_norm, norm_momentum, type_dropout, pathway_dropout,
+                            type_dropout_groups) -> None:
+    """Check :class:`FlowDecoder`'s keyword arguments (they are described there); called by
+    the decoder and by :class:`~flygnn.config.DecoderConfig`.
+
+    Raises:
+        ArgumentError: (a ``ValueError``) naming the first bad argument.
+    """
+    require(is_int(hidden) and hidden >= 1, "hidden", f"must be >= 1, got {hidden!r}")
+    require(is_int(kernel_size) and kernel_size >= 1 and kernel_size % 2 == 1, "kernel_size",
+            f"must be a positive odd integer, got {kernel_size!r}")
+    require(const_weight is None or is_number(const_weight), "const_weight",
+            f"must be a finite number or None, got {const_weight!r}")
+    for name, p in (("p_dropout", p_dropout), ("type_dropout", type_dropout),
+                    ("pathway_dropout", pathway_dropout)):
+        require(is_number(p) and 0 <= p < 1, name, f"must be in [0, 1), got {p!r}")
+    require(input_reference in FlowDecoder.INPUT_REFERENCES, "input_reference",
+            f"must be one of {FlowDecoder.INPUT_REFERENCES}, got {input_reference!r}")
+    require(input_norm in FlowDecoder.INPUT_NORMS, "input_norm",
+            f"must be one of {FlowDecoder.INPUT_NORMS}, got {input_norm!r}")
+    require(is_number(norm_momentum) and 0 < norm_momentum <= 1, "norm_momentum",
+            f"must be in (0, 1], got {norm_momentum!r}")
+    require(type_dropout_groups in ("types", "directions"), "type_dropout_groups",
+            f"must be 'types' or 'directions', got {type_dropout_groups!r}")
 
 
 class FlowDecoder(nn.Module):
@@ -109,13 +137,11 @@ class FlowDecoder(nn.Module):
         super().__init__()
         input_reference = renamed_argument("FlowDecoder", "baseline", "input_reference", baseline,
                                            input_reference, "none")
-        if hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {hidden!r}")
-        if input_reference not in self.INPUT_REFERENCES:
-            raise ValueError(f"input_reference must be one of {self.INPUT_REFERENCES}, got "
-                             f"{input_reference!r}")
-        if input_norm not in self.INPUT_NORMS:
-            raise ValueError(f"input_norm must be one of {self.INPUT_NORMS}, got {input_norm!r}")
+        check_decoder_arguments(
+            hidden=hidden, kernel_size=kernel_size, const_weight=const_weight,
+            p_dropout=p_dropout, input_reference=input_reference, input_norm=input_norm,
+            norm_momentum=norm_momentum, type_dropout=type_dropout,
+            pathway_dropout=pathway_dropout, type_dropout_groups=type_dropout_groups)
         self.input_reference = input_reference
         self.extent, self.num_nodes = graph.extent, graph.num_nodes
         self.n_types = len(graph.output_types)
@@ -136,14 +162,11 @@ class FlowDecoder(nn.Module):
         types = list(graph.output_types)
         if type_dropout_groups == "types":
             self.input_dropout = Dropout(type_dropout, whole_channels=True, name="type_dropout")
-        elif type_dropout_groups == "directions":
+        else:  # "directions"
             pairs = [[types.index(t) for t in (f"T4{d}", f"T5{d}") if t in types] for d in "abcd"]
             paired = {k for pair in pairs for k in pair}
             groups = [p for p in pairs if p] + [[k] for k in range(self.n_types) if k not in paired]
             self.input_dropout = GroupDropout(type_dropout, groups, self.n_types, "type_dropout")
-        else:
-            raise ValueError(f"type_dropout_groups must be 'types' or 'directions', got "
-                             f"{type_dropout_groups!r}")
         groups = [[types.index(f"{t}{s}") for s in "abcd" if f"{t}{s}" in types]
                   for t in ("T4", "T5")]
         self.pathway_dropout = GroupDropout(pathway_dropout, [g for g in groups if g],

@@ -10,10 +10,15 @@ setting afterwards; nothing is changed at import.
 
 Policies (:func:`set_num_threads`):
 
-* ``"auto"`` (default): torch's thread count, capped by the number of cores that are idle
-  right now (the cores this process may use minus the other runnable tasks of the machine,
-  read from ``/proc/loadavg`` on Linux; elsewhere torch's count), re-checked about once a
-  second in long loops. A quiet machine gets all of torch's threads, a loaded one fewer.
+* ``"auto"`` (default): torch's thread count, capped by the number of cores other work leaves
+  idle: the cores this process may use minus the other processes' load, taken as the larger
+  of the tasks runnable right now (``/proc/loadavg``) and the CPU time the machine spent
+  outside this process since the last look (``/proc/stat`` minus this process's own time;
+  a core counts as busy from a quarter of its time). Re-checked about once a second in long
+  loops. A step that suddenly takes several times the loop's fastest (a core was taken
+  between two checks: parallel regions then wait for a descheduled thread) drops the loop to
+  one thread for a few seconds. On systems without ``/proc``, torch's count. A quiet machine
+  gets all of torch's threads, a loaded one fewer.
 * an ``int``: exactly that many threads inside flygnn's loops.
 * ``None``: leave torch's setting alone (flygnn never calls ``torch.set_num_threads``).
 
@@ -34,6 +39,10 @@ __all__ = ["LoopThreads", "auto_threads", "configure_process", "get_num_threads"
            "num_threads", "set_num_threads"]
 
 _REFRESH_S = 1.0  # seconds between re-checks of the machine's load inside a loop
+_BUSY_FRACTION = 0.25  # another process's average use of a core from which it counts as busy
+_MAX_INTERVAL_S = 10.0  # an older /proc/stat sample says nothing about the load now
+_SLOW_FACTOR = 4.0  # a step this many times the loop's fastest is a sign of a taken core
+_BACKOFF_S = 5.0  # one thread for that long after such steps
 
 
 def _initial_policy() -> int | str | None:
@@ -113,9 +122,58 @@ def _other_runnable() -> int | None:
     return max(0, running - _own_running_threads())
 
 
+def _cpu_times() -> tuple[float, float, float] | None:
+    """``(wall, machine busy, own)`` seconds now: the machine's non-idle CPU time from the
+    first line of ``/proc/stat`` and this process's user + system time; None without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(x) for x in fields[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if fields[:1] != ["cpu"] or len(ticks) < 5:
+        return None
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    busy = (sum(ticks[:8]) - idle) / hz  # user .. steal; guest time is inside user
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system
+
+
+_last_sample: tuple[float, float, float] | None = None
+
+
+def _other_busy() -> float | None:
+    """Cores' worth of CPU time other processes used since the previous call (None: no
+    usable previous sample, too recent, too old, or no /proc)."""
+    global _last_sample
+    now = _cpu_times()
+    if now is None:
+        return None
+    last, _last_sample = _last_sample, now
+    if last is None:
+        return None
+    wall = now[0] - last[0]
+    if not 0.2 <= wall <= _MAX_INTERVAL_S:
+        if wall < 0.2:
+            _last_sample = last  # keep the older sample: the interval grows
+        return None
+    return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / wall)
+
+
+def _busy_cores(runnable: int | None, busy: float | None) -> int | None:
+    """Cores taken by other work: the runnable tasks now and the recent average use, whichever
+    is larger (a core counts from :data:`_BUSY_FRACTION` of its time)."""
+    if runnable is None and busy is None:
+        return None
+    recent = 0 if busy is None else int(busy + 1.0 - _BUSY_FRACTION)
+    return max(runnable or 0, recent)
+
+
 def auto_threads(requested: int) -> int:
-    """``requested`` capped by the cores idle now (at least 1); see the module docstring."""
-    others = _other_runnable()
+    """``requested`` capped by the cores other work leaves idle (at least 1); see the module
+    docstring."""
+    others = _busy_cores(_other_runnable(), _other_busy())
     if others is None:
         return max(1, requested)
     return max(1, min(requested, _usable_cores() - others))
@@ -130,15 +188,24 @@ class LoopThreads:
         self._saved = None
         self._count = 0
         self._checked = 0.0
+        self._threads = 0
+        self._last_tick = None
+        self._fastest = float("inf")
+        self._slow = 0
+        self._backoff_until = 0.0
 
-    def _apply(self) -> None:
+    def _apply(self, limit: int | None = None) -> None:
         import torch
 
         global _last_applied
         n = self.policy if isinstance(self.policy, int) else auto_threads(self._saved)
+        if limit is not None or time.monotonic() < self._backoff_until:
+            n = 1 if limit is None else min(n, limit)
         _last_applied = n
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
+        if n != self._threads:  # a new thread count: its steps are timed afresh
+            self._threads, self._fastest, self._slow = n, float("inf"), 0
         self._checked = time.monotonic()
 
     def __enter__(self):
@@ -150,10 +217,22 @@ class LoopThreads:
         return self
 
     def tick(self) -> None:
-        """Call once per step; cheap (a counter), re-checks the load every ~second."""
+        """Call once per step; cheap (a clock read), re-checks the load every ~second and
+        drops to one thread when steps suddenly slow down (see the module docstring)."""
+        if self.policy != "auto" or self._saved is None:
+            return
         self._count += 1
-        if self.policy == "auto" and self._saved is not None and self._count % 32 == 0 \
-                and time.monotonic() - self._checked > _REFRESH_S:
+        now = time.perf_counter()
+        last, self._last_tick = self._last_tick, now
+        if last is not None and self._threads > 1:
+            step = now - last
+            self._fastest = min(self._fastest, step)
+            self._slow = self._slow + 1 if step > _SLOW_FACTOR * self._fastest else 0
+            if self._slow >= 2 and self._count > 8:  # two slow steps in a row
+                self._backoff_until = time.monotonic() + _BACKOFF_S
+                self._apply(limit=1)
+                return
+        if self._count % 32 == 0 and time.monotonic() - self._checked > _REFRESH_S:
             self._apply()
 
     def __exit__(self, *exc) -> None:

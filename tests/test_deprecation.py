@@ -18,18 +18,22 @@ SHIPPED = "data/models/flow_cpu_threshold/config.json"
 #: old spelling -> new, as dotted config keys
 OLD_KEYS = {"decoder.baseline": "decoder.input_reference",
             "optim.penalty.baseline": "optim.penalty.target",
-            "data.n_frames": "data.n_clip_frames"}
+            "data.n_frames": "data.augment.n_clip_frames"}
 
 
 def _rename(d: dict, table: dict) -> dict:
-    """A copy of ``d`` with the dotted keys of ``table`` renamed (values kept)."""
+    """A copy of ``d`` with the dotted keys of ``table`` renamed or moved (values kept)."""
     d = json.loads(json.dumps(d))
     for src, dst in table.items():
         *path, key = src.split(".")
         node = d
         for part in path:
             node = node[part]
-        node[dst.split(".")[-1]] = node.pop(key)
+        *dst_path, dst_key = dst.split(".")
+        target = d
+        for part in dst_path:
+            target = target.setdefault(part, {})
+        target[dst_key] = node.pop(key)
     return d
 
 
@@ -40,7 +44,7 @@ def test_shipped_config_and_recipes_use_the_new_keys_only():
         for name in ("tiny", "cpu", "flyvis"):
             stage_configs(load_recipe(name))
     assert cfg.decoder.input_reference == "rest_positive" and cfg.optim.penalty.target == 5.0
-    assert cfg.data.n_clip_frames == 19
+    assert cfg.data.augment.n_clip_frames == 19
 
 
 def test_old_config_file_loads_with_warnings_and_the_same_result(tmp_path):
@@ -71,8 +75,8 @@ def test_old_override_keys_warn_and_win_over_the_current_value():
         old = base.with_overrides(["decoder.baseline=rest", "optim.penalty.baseline=3.5",
                                    "data.n_frames=7"])
     new = base.with_overrides(["decoder.input_reference=rest", "optim.penalty.target=3.5",
-                               "data.n_clip_frames=7"])
-    assert old == new and new.data.n_clip_frames == 7
+                               "data.augment.n_clip_frames=7"])
+    assert old == new and new.data.augment.n_clip_frames == 7
     assert canonical_key(TrainConfig, "optim.lr_net.start") == "optim.lr_net.start"
     with pytest.raises(ValueError, match="unknown keys"):  # unknown keys still fail loudly
         base.with_overrides(["decoder.basline=rest"])
@@ -87,11 +91,11 @@ def test_config_sections_accept_and_read_the_old_field_names():
     with pytest.warns(DeprecationWarning):
         assert PenaltyConfig(baseline=2.0) == PenaltyConfig(target=2.0)
     with pytest.warns(DeprecationWarning):
-        assert DataConfig(n_frames=7).n_clip_frames == 7
+        assert DataConfig(n_frames=7).augment.n_clip_frames == 7
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="contradicts"):
         DecoderConfig(baseline="rest", input_reference="none")
     with pytest.warns(DeprecationWarning):  # the checks name the new field
-        with pytest.raises(ValueError, match="data.n_clip_frames"):
+        with pytest.raises(ValueError, match="data.augment.n_clip_frames"):
             TrainConfig.from_dict({"data": {"n_frames": 30}})
 
 
@@ -99,14 +103,14 @@ def test_recipe_with_old_keys_gives_the_same_stages_and_resumes_a_new_one():
     recipe = load_recipe("tiny")
     old = json.loads(json.dumps(recipe))
     old["base"]["decoder"]["baseline"] = old["base"]["decoder"].pop("input_reference")
-    old["base"]["data"]["n_frames"] = old["base"]["data"].pop("n_clip_frames")
+    old["base"]["data"]["n_frames"] = old["base"]["data"].pop("augment")["n_clip_frames"]
     old["stages"][1]["config"]["data"] = {"n_frames": 2}  # old key in a stage, new in the base
     new = json.loads(json.dumps(recipe))
-    new["stages"][1]["config"]["data"] = {"n_clip_frames": 2}
+    new["stages"][1]["config"]["data"] = {"augment": {"n_clip_frames": 2}}
     with pytest.warns(DeprecationWarning):
         old_stages = stage_configs(old, overrides=["optim.penalty.baseline=4.0"])
     new_stages = stage_configs(new, overrides=["optim.penalty.target=4.0"])
-    assert old_stages == new_stages and new_stages[1].data.n_clip_frames == 2
+    assert old_stages == new_stages and new_stages[1].data.augment.n_clip_frames == 2
     with pytest.warns(DeprecationWarning):
         assert _canonical(_stored(old, 0, ["optim.penalty.baseline=4.0"])) == \
             _canonical(_stored(new, 0, ["optim.penalty.target=4.0"]))

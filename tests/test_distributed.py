@@ -43,8 +43,8 @@ def tiny_config(cache="", **optim) -> TrainConfig:
     o.update(optim)
     return TrainConfig.from_dict({
         "network": {"extent": 2}, "seed": 3, "optim": o, "decoder": {"p_dropout": 0.0},
-        "data": {"n_train": 2, "n_val": 1, "n_source_frames": 4, "n_clip_frames": 3, "height": 24,
-                 "width": 24, "cache": str(cache)}})
+        "data": {"n_train": 2, "n_val": 1, "cache": str(cache), "augment": {"n_clip_frames": 3},
+                 "movies": {"n_source_frames": 4, "height": 24, "width": 24}}})
 
 
 def kill_once(trainer, name):

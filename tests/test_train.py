@@ -234,15 +234,16 @@ BAD = [
     ({"optim": {"lr_dec": {"steps": 0}}}, "optim.lr_dec.steps"),
     ({"optim": {"n_iter": 5}}, "unknown keys \\['n_iter'\\]"),
     ({"bogus": 1}, "unknown keys \\['bogus'\\]"),
-    ({"data": {"n_clip_frames": 30}}, "data.n_clip_frames"),
+    ({"data": {"augment": {"n_clip_frames": 30}}}, "data.augment.n_clip_frames"),
     ({"data": {"dt": -0.02}}, "data.dt"),
-    ({"data": {"p_flip": 1.5}}, "data.p_flip"),
-    ({"data": {"flip_axes": [0, 5]}}, "data.flip_axes"),
-    ({"data": {"n_objects": [3, 1]}}, "data.n_objects"),
-    ({"data": {"augment": "yes"}}, "data.augment"),
-    ({"data": {"speed": -1.0}}, "data.speed"),
-    ({"data": {"object_speed": float("inf")}}, "data.object_speed"),
-    ({"data": {"texture_contrast": [0.4, 0.2]}}, "data.texture_contrast"),
+    ({"data": {"augment": {"p_flip": 1.5}}}, "data.augment.p_flip"),
+    ({"data": {"augment": {"flip_axes": [0, 5]}}}, "data.augment.flip_axes"),
+    ({"data": {"movies": {"n_objects": [3, 1]}}}, "data.movies.n_objects"),
+    ({"data": {"augment": {"enabled": "yes"}}}, "data.augment.enabled"),
+    ({"data": {"movies": {"prior": {"speed": -1.0}}}}, "data.movies.prior.speed"),
+    ({"data": {"movies": {"prior": {"object_speed": float("inf")}}}},
+     "data.movies.prior.object_speed"),
+    ({"data": {"movies": {"prior": {"contrast": [0.4, 0.2]}}}}, "data.movies.prior.contrast"),
     ({"decoder": {"kernel_size": 4}}, "decoder.kernel_size"),
     ({"decoder": {"p_dropout": 1.0}}, "decoder.p_dropout"),
     ({"decoder": {"type_dropout": -0.1}}, "decoder.type_dropout"),
@@ -290,8 +291,9 @@ def test_stepwise_schedule_matches_flyvis():
 
 def test_cli_train_validate_simulate(tmp_path, data):
     cfg = {"network": {"extent": EXTENT},
-           "data": {"n_train": 2, "n_val": 1, "n_source_frames": 4, "n_clip_frames": 3, "height": 60,
-                    "width": 60, "cache": str(tmp_path / "cache"), "n_objects": [0, 1]},
+           "data": {"n_train": 2, "n_val": 1, "cache": str(tmp_path / "cache"),
+                    "movies": {"n_source_frames": 4, "height": 60, "width": 60, "n_objects": [0, 1]},
+                    "augment": {"n_clip_frames": 3}},
            "optim": {"n_iters": 2, "batch_size": 2, "val_every": 2, "t_pre": 0.1}}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     run = tmp_path / "run"
@@ -341,8 +343,8 @@ def test_network_warmup_trains_the_decoder_first(tmp_path, data):
 def test_motion_prior_comes_from_the_data_config():
     from flygnn.train import build_datasets
 
-    cfg = config().with_overrides(["data.speed=12", "data.object_speed=16",
-                                   "data.texture_contrast=[0.2, 0.4]", "data.cache="])
+    cfg = config().with_overrides(["data.movies.prior.speed=12", "data.movies.prior.object_speed=16",
+                                   "data.movies.prior.contrast=[0.2, 0.4]", "data.cache="])
     for dataset in build_datasets(cfg):
         prior = dataset.config.prior
         assert (prior.speed, prior.object_speed, prior.contrast) == (12.0, 16.0, (0.2, 0.4))
@@ -353,8 +355,8 @@ def test_val_start_keeps_validation_fixed_and_training_disjoint():
     from flygnn.stimuli.opticflow import OpticFlowMovies
     from flygnn.train import build_datasets
 
-    small = {"n_source_frames": 4, "n_clip_frames": 3, "height": 40, "width": 40, "cache": "",
-             "augment": False, "n_objects": [0, 1]}
+    small = {"cache": "", "augment": {"n_clip_frames": 3, "enabled": False},
+             "movies": {"n_source_frames": 4, "height": 40, "width": 40, "n_objects": [0, 1]}}
     cfg = TrainConfig.from_dict({"network": {"extent": 2}, "optim": {"batch_size": 2},
                                  "data": dict(small, n_train=5, n_val=2, val_start=2)})
     train, val = build_datasets(cfg)

@@ -35,6 +35,7 @@ MODULE_LAYERS = {
     "flygnn": "apps",  # the package __init__ re-exports everything
     "flygnn._paths": "core",
     "flygnn.diskcache": "core",
+    "flygnn._arguments": "core",
     "flygnn._checks": "core",
     "flygnn._deprecation": "core",
     "flygnn.hexgrid": "core",

@@ -46,10 +46,12 @@ data = flygnn.FlyVisConnectome(root=root, extent=4)[0]
 # %% [markdown]
 # ## The configuration
 #
-# A `TrainConfig` is a tree of frozen dataclasses (`network`, `data`, `decoder`, `optim`);
-# every field is validated on construction and the whole config round-trips through JSON
-# (it is saved beside every run). `from_dict` accepts a partial dict: missing fields take
-# the defaults, which follow flyvis's training setup.
+# A `TrainConfig` is a tree of frozen dataclasses (`network`, `data`, `decoder`, `optim`); a
+# section that feeds a class has that class's keyword arguments as its fields (`decoder`:
+# `FlowDecoder`; `data.movies`: `OpticFlowMovies`, with its `MotionPrior` as `prior`;
+# `data.augment`: `Augment`). Every field is validated on construction and the whole config
+# round-trips through JSON (it is saved beside every run). `from_dict` accepts a partial
+# dict: missing fields take the defaults, which follow flyvis's training setup.
 #
 # Tiny settings here: 2 training movies shown every iteration (batch 2, no augmentation, no
 # dropout), so that twenty steps visibly reduce the training loss; 2 other movies for
@@ -60,8 +62,9 @@ data = flygnn.FlyVisConnectome(root=root, extent=4)[0]
 # %%
 config = TrainConfig.from_dict({
     "network": {"extent": 4},
-    "data": {"n_train": 2, "n_val": 2, "n_source_frames": 6, "n_clip_frames": 5, "dt": 0.02,
-             "height": 100, "width": 100, "augment": False,
+    "data": {"n_train": 2, "n_val": 2, "dt": 0.02,
+             "movies": {"n_source_frames": 6, "height": 100, "width": 100},
+             "augment": {"n_clip_frames": 5, "enabled": False},
              "cache": os.path.join(root, "opticflow")},  # rendered movies are cached here
     "decoder": {"p_dropout": 0.0},
     "optim": {"n_iters": 20, "batch_size": 2, "t_pre": 0.25, "val_t_pre": 0.25,

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from flygnn import hexgrid
+from flygnn._arguments import is_int, is_number, require
 from flygnn._deprecation import renamed_argument, warn_renamed
 
 __all__ = ["check_item", "symmetry", "contrast_brightness", "add_noise", "apply_gamma",
-           "temporal_crop", "interpolate", "AugmentParams", "Augment"]
+           "temporal_crop", "interpolate", "AugmentParams", "Augment", "check_augment_arguments"]
 
 
 def check_item(item, name: str = "item") -> None:
@@ -147,6 +148,30 @@ class AugmentParams:
     crop_start: int = 0
 
 
+def check_augment_arguments(*, n_clip_frames, p_rot, p_flip, flip_axes, contrast_std,
+                            brightness_std, noise_std, gamma_std) -> None:
+    """Check :class:`Augment`'s keyword arguments that have a range (all but ``dt`` and
+    ``source_fps``, checked by resampling, ``seed`` and ``enabled``; they are described
+    there); called by ``Augment`` and by
+    :class:`~flygnn.config.AugmentConfig`.
+
+    Raises:
+        ArgumentError: (a ``ValueError``) naming the first bad argument.
+    """
+    require(n_clip_frames is None or (is_int(n_clip_frames) and n_clip_frames >= 1),
+            "n_clip_frames", f"must be >= 1 or None, got {n_clip_frames!r}")
+    for name, p in (("p_rot", p_rot), ("p_flip", p_flip)):
+        require(is_number(p) and 0 <= p <= 1, name, f"must be in [0, 1], got {p!r}")
+    require(not isinstance(flip_axes, str) and hasattr(flip_axes, "__iter__")
+            and all(a in (0, 1, 2, 3) for a in flip_axes),
+            "flip_axes", f"must be drawn from 0, 1, 2, 3, got {flip_axes!r}")
+    for name, std in (("contrast_std", contrast_std), ("brightness_std", brightness_std),
+                      ("noise_std", noise_std), ("gamma_std", gamma_std)):
+        optional = name in ("contrast_std", "gamma_std")
+        require((std is None and optional) or (is_number(std) and std >= 0), name,
+                f"must be >= 0{' or None' if optional else ''}, got {std!r}")
+
+
 class Augment:
     """flyvis's training augmentation of one item (6.7), defaults of its training config.
 
@@ -176,17 +201,10 @@ class Augment:
                  enabled: bool = True, *, n_frames: int | None = None) -> None:
         n_clip_frames = renamed_argument("Augment", "n_frames", "n_clip_frames", n_frames,
                                          n_clip_frames, None)
-        for name, p in (("p_rot", p_rot), ("p_flip", p_flip)):
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {p!r}")
-        if any(a not in (0, 1, 2, 3) for a in flip_axes):
-            raise ValueError(f"flip_axes must be drawn from 0, 1, 2, 3, got {flip_axes!r}")
-        for name, s in (("contrast_std", contrast_std), ("brightness_std", brightness_std),
-                        ("noise_std", noise_std), ("gamma_std", gamma_std)):
-            if s is not None and not s >= 0:
-                raise ValueError(f"{name} must be >= 0 or None, got {s!r}")
-        if n_clip_frames is not None and n_clip_frames < 1:
-            raise ValueError(f"n_clip_frames must be >= 1 or None, got {n_clip_frames!r}")
+        check_augment_arguments(n_clip_frames=n_clip_frames, p_rot=p_rot, p_flip=p_flip,
+                                flip_axes=flip_axes, contrast_std=contrast_std,
+                                brightness_std=brightness_std, noise_std=noise_std,
+                                gamma_std=gamma_std)
         if dt is not None:
             _n_out(1, dt, source_fps)
         self.n_clip_frames, self.p_rot, self.p_flip = n_clip_frames, p_rot, p_flip

@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from flygnn._arguments import is_int, is_range, require
 from flygnn._deprecation import renamed_argument
 from flygnn.checkpoint import atomic_torch_save, load_file
 from flygnn.stimuli.augment import interpolate
 from flygnn.stimuli.scenes import SOURCE_FPS, MotionPrior, MovieParams, render_movie, sample_params
 
-__all__ = ["OpticFlowMovies"]
+__all__ = ["OpticFlowMovies", "check_movie_arguments"]
 
 log = logging.getLogger(__name__)
 _CACHE_VERSION = 1  # bump when rendering changes: old disk caches are then ignored
@@ -75,6 +76,25 @@ def _read_cached(path: Path) -> dict[str, torch.Tensor] | None:
     return item
 
 
+def check_movie_arguments(*, n_source_frames, height, width, seed, n_objects, prior,
+                          kernel_size) -> None:
+    """Check :class:`OpticFlowMovies`' keyword arguments that describe the movies (they are
+    described there; the ``prior`` checks itself); called by ``OpticFlowMovies`` and by
+    :class:`~flygnn.config.MoviesConfig`.
+
+    Raises:
+        ArgumentError: (a ``ValueError``) naming the first bad argument.
+    """
+    for name, value in (("n_source_frames", n_source_frames), ("height", height),
+                        ("width", width), ("kernel_size", kernel_size)):
+        require(is_int(value) and value >= 1, name, f"must be a positive integer, got {value!r}")
+    require(is_int(seed) and seed >= 0, "seed", f"must be >= 0, got {seed!r}")
+    require(is_range(n_objects) and all(is_int(n) for n in n_objects), "n_objects",
+            f"must be an inclusive range (lo, hi), 0 <= lo <= hi, got {n_objects!r}")
+    require(isinstance(prior, MotionPrior), "prior", f"must be a MotionPrior, got "
+                                                     f"{type(prior).__name__}")
+
+
 class OpticFlowMovies(Dataset):
     """Random naturalistic movies with exact optic flow on the photoreceptor lattice.
 
@@ -112,17 +132,14 @@ class OpticFlowMovies(Dataset):
                  cache: bool = True, *, n_frames: int | None = None) -> None:
         n_source_frames = renamed_argument("OpticFlowMovies", "n_frames", "n_source_frames",
                                            n_frames, n_source_frames, 19)
-        for name, value in (("n_sequences", n_sequences), ("n_source_frames", n_source_frames),
-                            ("height", height), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_movie_arguments(n_source_frames=n_source_frames, height=height, width=width,
+                              seed=seed, n_objects=n_objects, prior=prior,
+                              kernel_size=kernel_size)
+        require(is_int(n_sequences) and n_sequences >= 1, "n_sequences",
+                f"must be a positive integer, got {n_sequences!r}")
         if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ValueError(f"dt must be a positive number or None, got {dt!r}")
-        if len(n_objects) != 2 or not 0 <= n_objects[0] <= n_objects[1]:
-            raise ValueError(f"n_objects must be an inclusive range (lo, hi), 0 <= lo <= hi, "
-                             f"got {n_objects!r}")
-        if seed < 0 or start < 0:
-            raise ValueError(f"seed and start must be >= 0, got seed={seed}, start={start}")
+        require(is_int(start) and start >= 0, "start", f"must be >= 0, got {start!r}")
         self.config = _Config(n_source_frames, height, width, extent, kernel_size, int(seed),
                               (int(n_objects[0]), int(n_objects[1])), bool(ego_motion), prior)
         self.n_sequences, self.start, self.dt = n_sequences, int(start), dt

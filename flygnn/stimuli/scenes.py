@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from flygnn._arguments import is_int, is_number, is_range, require
 from flygnn.stimuli.render import BoxEye
 
 __all__ = ["Layer", "MovieParams", "MotionPrior", "sample_params", "pink_noise", "render_points",
@@ -94,6 +95,31 @@ class MotionPrior:
     alpha: tuple[float, float] = (0.8, 1.3)
     background_texture: int | None = None  # None: power of 2 >= 2 max(H, W) (1024 for Sintel)
     object_texture: int = 256
+
+    def __post_init__(self) -> None:
+        """Check the fields (also for :class:`~flygnn.config.MoviesConfig`'s ``prior``).
+
+        Raises:
+            ArgumentError: (a ``ValueError``) naming the first bad field.
+        """
+        for name in ("speed", "rotation_std", "expansion_std", "object_speed",
+                     "object_rotation_std", "object_expansion_std", "object_spread"):
+            value = getattr(self, name)
+            require(is_number(value) and value >= 0, name, f"must be a finite number >= 0, "
+                                                           f"got {value!r}")
+        for name, low, rule in (("object_radius", 0.0, "0 < lo <= hi"),
+                                ("mean", 0.0, "0 <= lo <= hi"), ("contrast", 0.0, "0 <= lo <= hi"),
+                                ("alpha", -math.inf, "lo <= hi")):
+            value = getattr(self, name)
+            ok = is_range(value, low) and (name != "object_radius" or value[0] > 0)
+            shown = list(value) if isinstance(value, (tuple, list)) else value
+            require(ok, name, f"must be [lo, hi] with {rule}, got {shown!r}")
+        require(self.background_texture is None or (is_int(self.background_texture)
+                                                    and self.background_texture >= 1),
+                "background_texture", f"must be a positive integer or None, got "
+                                      f"{self.background_texture!r}")
+        require(is_int(self.object_texture) and self.object_texture >= 1, "object_texture",
+                f"must be a positive integer, got {self.object_texture!r}")
 
 
 def _normal(rng: np.random.Generator, std: float) -> float:
