@@ -11,7 +11,8 @@ process (ratios are meaningful on a busy machine even when absolute times are no
   dense operand ``(N, B)``), one product per step; and synapse updates per second
   (``edges * batch / step time``).
 * ``train``: one training step: batch 4, 50 frames, forward with gradients from a grey steady
-  state, mean-square loss on all nodes, backward to all parameters; seconds and peak memory.
+  state, mean-square loss on all nodes, backward to all parameters; seconds and peak memory,
+  and the job's peak before its first step (imports, network, initial state).
 * ``ensemble``: 8 networks (one graph, different parameters) at batch 4 in one pass
   (:mod:`flygnn.stacked`) against one network at batch 4, per step (65 central cells recorded).
 * ``load``: simulation at batch 4 at the library's defaults (no environment variable, no thread
@@ -105,11 +106,12 @@ OURS = COMMON + textwrap.dedent("""
         movie = torch.rand(4, T, net.n_hexals, generator=gen).to(device)
         with torch.no_grad():
             start = steady_state(net, 0.5, 0.02, batch_size=4)
+        build = peak_mb()  # network built, initial state made: the peak before training
         def train():
             loss = simulate(net, movie, 0.02, initial_state=start).square().mean()
             loss.backward()
             net.zero_grad()
-        out = {{"seconds": best({{"train": train}}, repeats)["train"]}}
+        out = {{"seconds": best({{"train": train}}, repeats)["train"], "build_peak_mb": build}}
     elif job == "ensemble":
         from flygnn.stacked import StackedNetworks, steady_state_stacked
         nets = [Network(graph, seed=s).to(device) for s in range({n_models})]
@@ -147,13 +149,14 @@ FLYVIS = COMMON + textwrap.dedent("""
         movie = torch.rand(4, T, 1, 721, generator=gen).to(device)
         with torch.no_grad():
             start = net.steady_state(0.5, 0.02, 4)
+        build = peak_mb()
         def train():
             net.stimulus.zero(4, T)
             net.stimulus.add_input(movie)
             loss = net(net.stimulus(), 0.02, state=start).square().mean()
             loss.backward()
             net.zero_grad()
-        out = {{"seconds": best({{"train": train}}, repeats)["train"]}}
+        out = {{"seconds": best({{"train": train}}, repeats)["train"], "build_peak_mb": build}}
     out["peak_mb"] = peak_mb()
     print(json.dumps(out))
 """)
@@ -295,6 +298,10 @@ def markdown(res: dict) -> str:
     lines.append(f"| peak memory of the training job, MB | {ftr['peak_mb']:.0f} | {tr['peak_mb']:.0f} "
                  f"| {tr['peak_mb'] / ftr['peak_mb']:.2f} |" if ftr else
                  f"| peak memory of the training job, MB | — | {tr['peak_mb']:.0f} | |")
+    if "build_peak_mb" in tr:  # the same job's peak before its first training step
+        fb, ob = (ftr or {}).get("build_peak_mb"), tr["build_peak_mb"]
+        lines.append("| of which before training (imports, network, initial state), MB | "
+                     + (f"{fb:.0f} | {ob:.0f} | {ob / fb:.2f} |" if fb else f"— | {ob:.0f} | |"))
     e = ours.get("ensemble")
     if e:
         lines.append(f"| {N_MODELS} models at batch 4 in one pass / one model, ms per step | | "

@@ -205,8 +205,8 @@ def flatten(data: HeteroData) -> FlatGraph:
     """Concatenate a connectome ``HeteroData`` into a :class:`FlatGraph` (flyvis order).
 
     Edge indices are written pair by pair into tensors of their final size and offset
-    groups are found within each pair (they never span two), so that the peak memory is
-    the graph plus its flat copy.
+    groups are found within each pair (they never span two): no edge-sized intermediate is
+    made, so the peak memory is the ``HeteroData`` plus the flat graph.
     """
     _check(data)
     cell_types = list(data.cell_types)
