@@ -267,9 +267,6 @@ def _add_validate(sub) -> None:
 def _score(args) -> int:
     from flygnn.analysis.score_report import run_score
 
-    if any(len(group) < 2 for group in args.ensemble):
-        raise ValueError(f"--ensemble NAME DIR [DIR ...]: a name and at least one folder, got "
-                         f"{[g for g in args.ensemble if len(g) < 2]}")
     options = _runner_options(args.set, {"flashes", "edges"})
     run_score(args.dirs, args.names, [(g[0], g[1:]) for g in args.ensemble], args.out,
               args.extent, args.criteria, options.get("flashes"), options.get("edges"),

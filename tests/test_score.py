@@ -371,5 +371,7 @@ def test_model_and_ensemble_folders_do_not_mix(folders):
         ensemble_groups([folders / "true", folders / "true" / "a"])
     with pytest.raises(ValueError, match="given twice"):
         ensemble_groups(groups=[("x", [folders / "true", folders / "true" / "a"])])
+    with pytest.raises(ValueError, match="one unique name each"):
+        ensemble_groups([folders / "true", folders / "rewired"], names=["x", "x"])
     groups = ensemble_groups([folders / "true" / "a", folders / "true" / "b"])
     assert groups == {"true": [folders / "true" / "a", folders / "true" / "b"]}

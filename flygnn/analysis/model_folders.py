@@ -73,14 +73,17 @@ def ensemble_groups(dirs: Sequence = (), names: Sequence[str] | None = None,
                              "ensemble each), not both; group model folders with --ensemble "
                              "NAME DIR ...")
         if names:
-            if len(names) != len(found):
+            if len(names) != len(found) or len(set(names)) != len(names):
                 raise ValueError(f"--names: {len(names)} names for {len(found)} ensembles "
-                                 f"({list(found)})")
+                                 f"({list(found)}); one unique name each")
             found = dict(zip(names, found.values()))
         out.update(found)
     elif names:
         raise ValueError("--names names the ensembles of the folders given; none were given")
     for name, folders in groups:
+        if not folders:
+            raise ValueError(f"ensemble {name!r}: no folders (--ensemble NAME DIR [DIR ...]: "
+                             "a name and at least one folder)")
         if name in out:
             raise ValueError(f"ensemble name {name!r} is given twice")
         out[name] = [p for d in folders for p in _members(d)]

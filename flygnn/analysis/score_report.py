@@ -137,7 +137,6 @@ def write_scores(scores, folder: str | os.PathLike, title: str = "flygnn score")
         the files written.
     """
     from flygnn import plotting
-    from flygnn.plotting.ensembles import ensemble_comparison
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +153,7 @@ def write_scores(scores, folder: str | os.PathLike, title: str = "flygnn score")
     plotting.prediction_quality(table, path=figures[0])
     if several:
         figures.append(folder / "ensemble_comparison.png")
-        ensemble_comparison(table, scores.summary, path=figures[1])
+        plotting.ensemble_comparison(table, scores.summary, path=figures[1])
     n_met = int((table["meets_all"] == True).sum()) if "meets_all" in table else 0  # noqa: E712
     n_set = int(table["meets_all"].notna().sum()) if "meets_all" in table else 0
     text = [f"# {title}", "", *_protocol_lines(scores.protocol), "",
@@ -162,7 +161,8 @@ def write_scores(scores, folder: str | os.PathLike, title: str = "flygnn score")
             "Validation EPE: each model's own `best_val_epe` (the last stage's, on its "
             "validation movies), zero flow on the same movies. T4a-T5d: DSI / angle between "
             "the preferred direction and the flies' (degrees).", "", models,
-            f"{n_met} of {n_set} models with criteria meet every criterion.", "",
+            (f"{n_met} of {n_set} models with criteria meet every criterion." if n_set else
+             "No model has criteria (`--criteria RECIPE_OR_FILE` sets them)."), "",
             "## Ensembles", "", _summary_markdown(scores.summary),
             "## Task error and prediction quality across models", "",
             "Negative: the models with lower task error predict the known tuning better.", "",
