@@ -264,6 +264,44 @@ def _add_validate(sub) -> None:
     p.set_defaults(func=_validate)
 
 
+def _score(args) -> int:
+    from flygnn.analysis.score_report import run_score
+
+    options = _runner_options(args.set, {"flashes", "edges"})
+    run_score(args.dirs, args.names, [(g[0], g[1:]) for g in args.ensemble], args.out,
+              args.extent, args.criteria, options.get("flashes"), options.get("edges"),
+              progress=_progress(args))
+    return 0
+
+
+def _add_score(sub) -> None:
+    p = _command(sub, "score", "score models and ensembles against the known tuning and "
+                 "their recipe's criteria", "Simulates flyvis's protocols here (no Ray; one "
+                 "pass per graph) and writes per model\ntraining time, EPE vs zero flow, "
+                 "FRI/DSI correlations, wrong-sign types, T4/T5 DSI and\nangle errors and "
+                 "the criteria check; per ensemble medians and the task-error relation.")
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="model folders (together one "
+                   "ensemble) or ensemble folders (one ensemble each)")
+    p.add_argument("--names", nargs="+", default=None, help="names of the ensembles of DIR")
+    p.add_argument("--ensemble", nargs="+", action="append", default=[],
+                   metavar=("NAME", "DIR"), help="an ensemble of these model or ensemble "
+                   "folders (repeatable: e.g. --ensemble true runs/cpu_seed* --ensemble "
+                   "rewired runs/rewired_seed*)")
+    p.add_argument("--out", default=None, help="report folder; a fresh sibling if it exists "
+                   "(default: $FLYGNN_CACHE/score or ~/.cache/flygnn/score)")
+    p.add_argument("--extent", type=int, default=None, help="lattice extent of the scoring "
+                   "(default: each model's own)")
+    p.add_argument("--criteria", default=None, metavar="RECIPE_OR_FILE", help="criteria for "
+                   "every model: a recipe name (e.g. cpu) or JSON file (default: those of each "
+                   "model's recipe.json)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace a protocol setting, e.g. edges.speeds=[19,25] or flashes.dt="
+                        "0.01 (repeatable)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they appear only on a terminal anyway)")
+    p.set_defaults(func=_score)
+
+
 def _train_ensemble(args) -> int:
     import json
 
@@ -309,31 +347,33 @@ def _add_train_ensemble(sub) -> None:
     p.set_defaults(func=_train_ensemble)
 
 
+def _runner_options(sets: list[str], allowed: set[str]) -> dict:
+    """``--set flashes.dt=0.01`` ... as ``{"flashes": {"dt": 0.01}}``; keys among ``allowed``."""
+    from flygnn.config import apply_overrides
+
+    options = apply_overrides({}, sets)
+    unknown = sorted(set(options) - allowed)
+    if unknown or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError(f"--set keys must start with {', '.join(sorted(allowed))} followed by "
+                         f"a dot, got {sets}")
+    return options
+
+
 def _evaluate_ensemble(args) -> int:
     from pathlib import Path
 
-    from flygnn.config import apply_overrides
     from flygnn.distributed import evaluate_ensemble
 
-    options = apply_overrides({}, args.set)
-    unknown = sorted(set(options) - {"flashes", "edges", "cluster"})
-    if unknown or not all(isinstance(v, dict) for v in options.values()):
-        raise ValueError(f"--set keys must start with flashes., edges. or cluster., got {args.set}")
+    options = _runner_options(args.set, {"flashes", "edges", "cluster"})
     result = evaluate_ensemble(args.dir, address=args.address, stimuli=args.stimuli,
                                flashes=options.get("flashes"), edges=options.get("edges"),
                                cluster_types=args.cluster_types, cluster=options.get("cluster"),
                                num_cpus_per_member=args.cpus_per_member, num_cpus=args.num_cpus)
     folder = Path(args.dir) / "evaluation"
     if "fri" in result and "dsi" in result:  # prediction quality vs task error (Fig. 2)
-        from flygnn import plotting
-        from flygnn.analysis.ensemble_report import EnsembleAnalysis
+        from flygnn.analysis.score_report import write_evaluation
 
-        analysis = EnsembleAnalysis.from_indices(result["fri"], result["dsi"],
-                                                 result["validation_loss"],
-                                                 result.get("preferred_direction"))
-        analysis.save(folder)
-        plotting.prediction_quality(analysis.table, path=folder / "prediction_quality.png")
-        print(analysis.summary.round(3).to_string())
+        print(write_evaluation(result, args.dir).summary.round(3).to_string())
     print(f"evaluated {len(result['names'])} members; results in {folder}")
     return 0
 
@@ -364,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, title="commands",
                                 metavar="COMMAND")
     for add in (_add_demo, _add_connectome, _add_train, _add_simulate, _add_validate,
-                _add_train_ensemble, _add_evaluate_ensemble):
+                _add_score, _add_train_ensemble, _add_evaluate_ensemble):
         add(sub)
     for p in sub.choices.values():  # --debug also after the command
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -375,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: output paths checked before a command runs: command -> (attribute, option, "file"/"folder")
 OUTPUTS = {"simulate": ("out", "--out", "file"), "validate": ("out", "--out", "file"),
            "demo": ("out", "--out", "folder"), "train": ("out", "--out", "folder"),
+           "score": ("out", "--out", "folder"),
            "train-ensemble": ("out", "--out", "folder")}
 
 

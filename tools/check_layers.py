@@ -78,6 +78,7 @@ MODULE_LAYERS = {
     "flygnn.recipes": "train",
     "flygnn.analysis": "analysis",
     "flygnn.analysis.report": "apps",
+    "flygnn.analysis.score_report": "apps",  # flygnn score: writes tables and figures
     "flygnn.plotting": "apps",
     "flygnn.cli": "apps",
     "flygnn.demo": "apps",

@@ -9,6 +9,7 @@ saves it as an image (PNG by the file suffix).
 from __future__ import annotations
 
 from flygnn.plotting._common import POLARITY_COLORS
+from flygnn.plotting.ensembles import ensemble_comparison
 from flygnn.plotting.maps import connectivity_matrix, hex_map, traces
 from flygnn.plotting.training import loss_curve, prediction_quality
 from flygnn.plotting.tuning import (
@@ -31,4 +32,5 @@ __all__ = [
     "connectivity_matrix",
     "loss_curve",
     "prediction_quality",
+    "ensemble_comparison",
 ]

@@ -5,7 +5,8 @@ A recipe is a JSON file::
     {"name": "cpu", "about": "...",
      "base": {<a partial TrainConfig>},
      "stages": [{"name": "decoder", "about": "...", "config": {<partial config over base>},
-                 "start": {"network": "base", "decoder": "new"}}, ...]}
+                 "start": {"network": "base", "decoder": "new"}}, ...],
+     "criteria": {"epe_over_zero_flow_max": 0.6, ...}}
 
 Each stage's config is ``base`` updated (key by key, nested) with the stage's ``config``; its
 ``start`` says where it begins: ``network`` ``"previous"`` (the previous stage's best network,
@@ -14,6 +15,10 @@ initialisation when none), ``decoder`` ``"previous"`` or ``"new"``. Stages after
 start from the previous one unless they say otherwise. The recipes shipped with flygnn are
 ``tiny`` (seconds; what the tests train), ``cpu`` (the distilled CPU recipe) and ``flyvis``
 (flyvis's published hyper-parameters); :func:`recipe_names` lists them.
+
+The optional ``criteria`` (:data:`CRITERIA`) are what a model trained by the recipe should
+reach when scored (``flygnn score``, :mod:`flygnn.analysis.scores`); training ignores them,
+and a run resumes whether or not its stored recipe has them.
 
 :func:`run_recipe` (``flygnn train --recipe``) trains all stages into a model folder::
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -45,11 +51,22 @@ from flygnn.config import TrainConfig, canonical_overrides
 from flygnn.configio import apply_overrides, dict_diff
 from flygnn.rundir import LOG_COLUMNS, RunDir
 
-__all__ = ["load_recipe", "recipe_names", "run_recipe", "stage_configs"]
+__all__ = ["CRITERIA", "check_criteria", "load_recipe", "recipe_names", "run_recipe",
+           "stage_configs"]
 
 log = logging.getLogger(__name__)
-_RECIPE_KEYS = {"name", "about", "base", "stages"}
+_RECIPE_KEYS = {"name", "about", "base", "stages", "criteria"}
 _STAGE_KEYS = {"name", "about", "config", "start"}
+
+#: the criteria a recipe may set for its models (each optional): key -> (lower bound, upper
+#: bound, meaning)
+CRITERIA = {
+    "epe_over_zero_flow_max": (0.0, None, "validation EPE / zero-flow EPE <= this"),
+    "fri_correlation_min": (-1.0, 1.0, "FRI correlation with the 32 known polarities >= this"),
+    "t4t5_dsi_min": (0.0, 1.0, "DSI of each of T4a-d (ON edges) and T5a-d (OFF edges) >= this"),
+    "t4t5_angle_max_deg": (0.0, 180.0, "each T4/T5 preferred direction within this many "
+                                       "degrees of the flies'"),
+}
 
 
 def recipe_names() -> list[str]:
@@ -104,7 +121,33 @@ def check_recipe(recipe: dict, where: str = "recipe") -> None:
                              f"'previous', 'decoder': 'new' or 'previous'}}, got {start}")
         if k == 0 and "previous" in start.values():
             raise ValueError(f"{label} ({name}): the first stage has no previous stage")
+    if "criteria" in recipe:
+        check_criteria(recipe["criteria"], f"{where}: criteria")
     stage_configs(recipe, where=where)
+
+
+def check_criteria(criteria, where: str = "criteria") -> dict[str, float]:
+    """The criteria as ``{key: float}``: an object whose keys are among :data:`CRITERIA`,
+    each a finite number within the key's range.
+
+    Raises:
+        ValueError: naming ``where`` and the offending key or value.
+    """
+    if not isinstance(criteria, dict):
+        raise ValueError(f"{where}: expected an object with keys among {sorted(CRITERIA)}, "
+                         f"got {type(criteria).__name__}")
+    unknown = sorted(set(criteria) - set(CRITERIA))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(CRITERIA)}")
+    out = {}
+    for key, value in criteria.items():
+        low, high, _ = CRITERIA[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < low or (high is not None and value > high):
+            bounds = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+            raise ValueError(f"{where}: {key} must be a number {bounds}, got {value!r}")
+        out[key] = float(value)
+    return out
 
 
 def _default_start(k: int) -> dict:
@@ -161,8 +204,8 @@ def _stored(recipe: dict, seed: int | None, overrides: list[str]) -> dict:
 
 def _canonical(stored: dict) -> dict:
     """A stored recipe with deprecated config keys renamed (a run started before a rename
-    resumes with the renamed recipe)."""
-    recipe = dict(stored["recipe"])
+    resumes with the renamed recipe) and without its ``criteria`` (they do not train)."""
+    recipe = {k: v for k, v in stored["recipe"].items() if k != "criteria"}
     recipe["base"] = canonical_dict(TrainConfig, recipe.get("base", {}))
     recipe["stages"] = [dict(s, config=canonical_dict(TrainConfig, s["config"])) if "config" in s
                         else s for s in recipe.get("stages", [])]
