@@ -41,8 +41,8 @@ from flygnn.integrators import euler, get_integrator
 from flygnn.linsolve import gmres
 from flygnn.neurons import broadcast_state
 
-__all__ = ["simulate", "steady_state", "relax_rest", "fade_in_state", "IntegrationWarning",
-           "check_dt", "record_index"]
+__all__ = ["simulate", "steady_state", "relax_rest", "RestGate", "fade_in_state",
+           "IntegrationWarning", "check_dt", "record_index"]
 
 _LONG_STEP = 1e3  # seconds: longer than any time constant (the map to the fixed point)
 
@@ -165,7 +165,21 @@ def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value
     return state
 
 
-def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float = 0.5):
+class RestGate:
+    """Switches the gradient through :func:`relax_rest` on and off after the graph is built.
+
+    ``enabled = False`` while a gradient is taken makes the rest a constant for that
+    gradient (the start state detached, as flyvis trains), e.g. for the activity penalty,
+    whose plain SGD step has no step-size control: near the edge of stability the implicit
+    gradient of the rest grows without bound, and one such step moves the resting potentials
+    by orders of magnitude."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+
+def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float = 0.5,
+               gate: RestGate | None = None):
     """The grey rest ``state`` (converged, e.g. :func:`steady_state`), differentiable in the
     parameters through the implicit function theorem.
 
@@ -179,6 +193,10 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     which training drives towards 1.) Training from a detached start state instead
     differentiates the drift from the old rest to the new one, a transient that is not in
     the responses after the update.
+
+    Args:
+        gate: a :class:`RestGate`; while its ``enabled`` is False, no gradient flows through
+            the rest (the backward pass returns zeros there).
 
     Shapes:
         ``state`` of batch size B (or 1, broadcast with the grey frame); returns batch B.
@@ -211,6 +229,9 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
         f = relax(z)
 
         def adjoint(g):  # solve (I - J^T) u = g, J = dF/dv at the rest
+            if gate is not None and not gate.enabled:
+                return torch.zeros_like(g)
+
             def matvec(u):
                 return u - torch.autograd.grad(f, z, u, retain_graph=True)[0]
 

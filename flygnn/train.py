@@ -13,7 +13,11 @@ log-space steps).
 after the Adam step. Here its gradient is taken with ``torch.autograd.grad`` before the
 Adam step (the graph holds the pre-step parameters either way), and applied after it as
 ``bias -= lr_pen * dP/dbias``: the same update, without reusing a graph whose leaves were
-modified in place.
+modified in place. With ``optim.rest_grad_steps`` the loss is differentiated through the grey
+rest (:func:`~flygnn.simulate.relax_rest`), the penalty is not (a
+:class:`~flygnn.simulate.RestGate` holds the start state constant for it, as flyvis does):
+near the edge of stability the rest's gradient grows without bound, and the penalty's plain
+SGD step, unlike Adam's, would follow it (one such step moved resting potentials to 1e12).
 
 *Reproducibility.* All randomness comes from three ``torch.Generator`` seeded from
 ``config.seed``: data order, augmentation and dropout. A checkpoint stores them, the epoch's
@@ -45,7 +49,7 @@ from flygnn.layers import Dropout
 from flygnn.network import Network
 from flygnn.neurons import make_model
 from flygnn.rundir import LOG_COLUMNS, RunDir
-from flygnn.simulate import relax_rest, simulate, steady_state
+from flygnn.simulate import RestGate, relax_rest, simulate, steady_state
 from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_error
 
 __all__ = ["LOG_COLUMNS", "Trainer", "activity_penalty", "build_datasets", "run_training"]
@@ -228,9 +232,9 @@ class Trainer:
         if learn_net and o.fresh_state and self.position > o.batch_size:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
-        start = self.epoch_state
+        start, gate = self.epoch_state, RestGate()
         if learn_net and o.rest_grad_steps:
-            start = relax_rest(net, start, o.rest_grad_steps)  # max adjoint iterations
+            start = relax_rest(net, start, o.rest_grad_steps, gate=gate)  # max iterations
         responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
         rest = net.dynamics.activity(start)
         loss = l2norm(self.decoder(responses, rest), flow)
@@ -247,7 +251,9 @@ class Trainer:
             p = o.penalty
             penalty = activity_penalty(responses, self.central, p.target, p.weight, p.below,
                                        p.above)
+            gate.enabled = False  # flyvis's penalty gradient: the start state held constant
             (grad_bias,) = torch.autograd.grad(penalty, net.bias)
+            gate.enabled = True
         for constraint in self.constraints:
             constraint.before_step(net)
         self.optimizer.step()
