@@ -17,6 +17,7 @@ offline optic-flow movies)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -220,7 +221,10 @@ class PenaltyConfig:
     deprecated); ``weight`` 0 disables it.
     Not in flyvis: ``rest_weight * mean_k relu(rest_k - rest_target)^2`` over the central
     cells of ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; it needs the
-    rest's gradient, ``optim.rest_grad_steps`` > 0)."""
+    rest's gradient, ``optim.rest_grad_steps`` > 0). ``max_step`` bounds the penalty's SGD
+    step per resting potential (flyvis's is unbounded: null); its steps are ~1e-4 in
+    training, and the bound acts only when the penalty's gradient explodes near the edge of
+    stability, where one unbounded step moved resting potentials to 1e12."""
 
     target: float = 5.0
     weight: float = 0.1
@@ -230,11 +234,14 @@ class PenaltyConfig:
     rest_weight: float = 0.0
     rest_types: tuple[str, ...] = ()
     rest_target: float = 0.0
+    max_step: float | None = 1e-3
 
     def check(self, prefix: str) -> None:
         for name in ("weight", "below", "above", "stop_iter", "rest_weight"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.max_step is not None and not 0 < self.max_step < math.inf:
+            _fail(f"{prefix}.max_step", f"must be > 0 and finite, or null, got {self.max_step}")
         if self.rest_weight and not self.rest_types:
             _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
 

@@ -259,7 +259,10 @@ class Trainer:
         self.optimizer.step()
         if penalize:
             with torch.no_grad():
-                net.bias.sub_(self._lrs()[2] * grad_bias)
+                step = self._lrs()[2] * grad_bias
+                if o.penalty.max_step is not None:  # no runaway step near instability
+                    step.clamp_(-o.penalty.max_step, o.penalty.max_step)
+                net.bias.sub_(step)
         for constraint in self.constraints:
             constraint.after_step(net)
         return float(loss.detach())

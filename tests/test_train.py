@@ -177,8 +177,11 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     assert path.stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
 
 
-def test_penalty_step_equals_adam_then_sgd_on_the_bias(tmp_path, data):
-    cfg = config(n_iters=1, penalty={"weight": 50.0, "stop_iter": 10, "target": 5.0})
+@pytest.mark.parametrize("max_step", [None, 1e-5])
+def test_penalty_step_equals_adam_then_sgd_on_the_bias(tmp_path, data, max_step):
+    """The penalty's SGD step after Adam's, each entry bounded by ``penalty.max_step``."""
+    cfg = config(n_iters=1, penalty={"weight": 50.0, "stop_iter": 10, "target": 5.0,
+                                     "max_step": max_step})
     cfg = cfg.with_overrides(["decoder.p_dropout=0.0"])
     trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(augment=False), data=data)
     trainer._start_epoch()
@@ -195,7 +198,11 @@ def test_penalty_step_equals_adam_then_sgd_on_the_bias(tmp_path, data):
     control._start_epoch()
     control.step(lum, flow)
     trainer.step(lum, flow)
-    torch.testing.assert_close(trainer.network.bias, control.network.bias - 1e-2 * g)
+    step = 1e-2 * g
+    if max_step is not None:
+        assert step.abs().max() > 10 * max_step  # the bound acts in this case
+        step = step.clamp(-max_step, max_step)
+    torch.testing.assert_close(trainer.network.bias, control.network.bias - step)
     assert not torch.equal(trainer.network.bias, control.network.bias)
     assert torch.equal(trainer.network.syn_strength, control.network.syn_strength)
 
