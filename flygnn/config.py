@@ -282,7 +282,9 @@ class OptimConfig:
     log space (``x * exp(step)``: a relative rate, entries stay positive); ``strength_floor``,
     strengths stay >= that fraction of their initial value ``0.01 / <n_syn>`` (0: >= 0 only);
     ``fixed_strengths``, type pairs ``"source->target"`` whose strengths are set to that
-    initial value and kept there."""
+    initial value and kept there; ``val_at_start``, validate the starting weights before the
+    first step, so that they count as a candidate for the best weights (a stage that only
+    makes the validation error worse hands on its starting network)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -304,6 +306,7 @@ class OptimConfig:
     log_steps: tuple[str, ...] = ()
     strength_floor: float = 0.0
     fixed_strengths: tuple[str, ...] = ()
+    val_at_start: bool = False
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):

@@ -126,6 +126,11 @@ class Trainer:
             self._restore(*resume_from)
         else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
             self.run.start(config)
+            if config.optim.val_at_start:  # the starting weights compete for the best
+                start = self.validate()
+                self.best = {"val_epe": start["epe"], "val_l2norm": start["l2norm"],
+                             "iteration": 0, "start_val_epe": start["epe"]}
+                self.run.save_checkpoint(self.state_dict(), best=True)
             self.save_checkpoint()
 
     # ------------------------------------------------------------------ state
@@ -298,6 +303,8 @@ class Trainer:
         metrics = {"iteration": self.iteration, "best_iteration": self.best["iteration"],
                    "best_val_epe": self.best["val_epe"], "best_val_l2norm": self.best["val_l2norm"],
                    "train_time_s": round(self.elapsed, 1)}
+        if "start_val_epe" in self.best:
+            metrics["start_val_epe"] = self.best["start_val_epe"]
         if self.iteration >= o.n_iters:
             self.finish(metrics)
         return metrics
@@ -319,8 +326,8 @@ class Trainer:
             metrics = self.validate()
             row.update(val_l2norm=metrics["l2norm"], val_epe=metrics["epe"])
             if metrics["epe"] < self.best["val_epe"]:
-                self.best = {"val_epe": metrics["epe"], "val_l2norm": metrics["l2norm"],
-                             "iteration": self.iteration}
+                self.best = {**self.best, "val_epe": metrics["epe"],
+                             "val_l2norm": metrics["l2norm"], "iteration": self.iteration}
                 self.run.save_checkpoint(self.state_dict(), best=True)
         self.elapsed += time.perf_counter() - t0
         row["time"] = round(self.elapsed, 3)

@@ -539,3 +539,37 @@ def test_resume_does_not_need_the_init_files(tmp_path, data):
         assert torch.equal(v, straight.network.state_dict()[k]), k
     for k, v in resumed.decoder.state_dict().items():
         assert torch.equal(v, straight.decoder.state_dict()[k]), k
+
+
+def test_val_at_start_validates_the_start_and_can_hand_it_on(tmp_path, data, monkeypatch):
+    """``optim.val_at_start``: the start's validation is recorded, training follows the same
+    trajectory as without it, and when no later validation beats the start, the run's model
+    is the starting network and decoder."""
+    plain = Trainer(config(), tmp_path / "plain", datasets=datasets(), data=data)
+    start = plain.validate()
+    plain.train()
+    checked = Trainer(config(val_at_start=True), tmp_path / "checked", datasets=datasets(),
+                      data=data)
+    metrics = checked.train()
+    assert metrics["start_val_epe"] == start["epe"]
+    logs = [pd.read_csv(tmp_path / name / "log.csv") for name in ("plain", "checked")]
+    pd.testing.assert_frame_equal(logs[0].drop(columns="time"), logs[1].drop(columns="time"))
+    later = logs[1]["val_epe"].dropna().to_numpy()
+    assert metrics["best_val_epe"] == min(start["epe"], later.min())
+
+    # every later validation worse than the start: the start is handed on
+    monkeypatch.setattr(Trainer, "validate",
+                        lambda self: {"epe": 1.0 + self.iteration, "l2norm": 2.0 + self.iteration})
+    worse = Trainer(config(val_at_start=True), tmp_path / "worse", datasets=datasets(), data=data)
+    before = {k: v.clone() for k, v in worse.network.state_dict().items()}
+    before_dec = {k: v.clone() for k, v in worse.decoder.state_dict().items()}
+    metrics = worse.train()
+    assert metrics["best_iteration"] == 0 and metrics["best_val_epe"] == 1.0
+    assert any(not torch.equal(v, before[k]) for k, v in worse.network.state_dict().items())
+    saved = Network.load(tmp_path / "worse" / "network.pt")
+    for k, v in saved.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    decoder = torch.load(tmp_path / "worse" / "decoder.pt", weights_only=True)
+    decoder = decoder.get("state_dict", decoder)
+    for k, v in before_dec.items():
+        assert torch.equal(decoder[k], v), k
