@@ -65,6 +65,8 @@ MODULE_LAYERS = {
     # analysis object: loading them sits above train
     "flygnn.pretrained": "analysis",
     "flygnn.transforms": "io",
+    "flygnn.rewiring": "io",
+    "flygnn._transform_checks": "io",
     "flygnn.optic_lobe": "io",
     "flygnn.configio": "io",
     "flygnn.stimuli": "stimuli",
