@@ -39,7 +39,7 @@ that size (edge counts there are assumptions: 2M and 3M connections).
 **What the adapters decide** (all arguments): which types are inputs (the stimulus enters
 them) and outputs; the centre and extent of the lattice; whether missing input neurons are
 filled with unconnected placeholders (real eyes have gaps); the sign of each transmitter
-(:data:`flygnn.tables.TRANSMITTER_SIGNS`, overridable; ``default_sign`` for types without a
+(:data:`flygnn.tablegraph.TRANSMITTER_SIGNS`, overridable; ``default_sign`` for types without a
 known transmitter). Neurons without a type are left out; autapses are dropped.
 """
 
@@ -150,7 +150,7 @@ def flywire_tables(connections: Table, neurons: Table, cell_types: Table, column
         extent: crop to this lattice radius (None: keep all columns).
         fill_inputs: add unconnected placeholder neurons (negative ids) where an input type
             lacks a neuron in a column of the lattice.
-        transmitter_signs: changes to :data:`~flygnn.tables.TRANSMITTER_SIGNS`.
+        transmitter_signs: changes to :data:`~flygnn.tablegraph.TRANSMITTER_SIGNS`.
         default_sign: sign of types without a known transmitter.
         hemisphere: rows of the column file to use.
 

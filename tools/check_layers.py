@@ -42,6 +42,7 @@ MODULE_LAYERS = {
     "flygnn.connectome": "core",
     "flygnn.datasets": "core",
     "flygnn.tables": "core",
+    "flygnn.tablegraph": "core",
     "flygnn.tableio": "core",
     "flygnn.flat": "core",
     "flygnn.graph": "core",
