@@ -74,6 +74,7 @@ MODULE_LAYERS = {
     "flygnn.layers": "train",
     "flygnn.task": "train",
     "flygnn.config": "train",
+    "flygnn.optimconfig": "train",
     "flygnn.build": "train",
     "flygnn.train": "train",
     "flygnn.rundir": "train",
