@@ -4,14 +4,14 @@ A model folder (a finished training run, or ``data/models/<name>/`` in the packa
 ``network.pt`` (:meth:`flygnn.network.Network.save`), ``decoder.pt`` (the
 :class:`~flygnn.task.FlowDecoder` state dict), ``config.json`` (the
 :class:`~flygnn.config.TrainConfig`), ``log.csv`` and ``metrics.json``. A run that has not
-finished yet is read from its ``best.pt`` (else ``checkpoint.pt``).
+finished yet is read from its ``best.pt`` (else ``checkpoint.pt``). Movie files are read and
+checked by :mod:`flygnn.moviefile`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from flygnn._checks import read_json
 from flygnn.build import build_connectome, build_datasets, transfer
 from flygnn.checkpoint import atomic_write_text, load_checkpoint, load_file
 from flygnn.config import TrainConfig
+from flygnn.moviefile import check_movie_range, read_movie
 from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
@@ -303,38 +304,6 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
     return result
 
 
-def _load_array(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            key = "movie" if "movie" in keys else keys[0] if len(keys) == 1 else None
-            if key is None:
-                raise ValueError(f"movie file {str(path)!r}: expected a 'movie' array, got {keys}")
-            return z[key]
-    raise ValueError(f"movie file {str(path)!r}: expected .npy or .npz")
-
-
-def _read_movie(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise ValueError(f"movie file {str(path)!r} not found")
-    try:
-        movie = _load_array(path)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        if str(path) in str(err):
-            raise
-        raise ValueError(f"movie file {str(path)!r} is not readable: {err}") from None
-    if not (np.issubdtype(movie.dtype, np.number) or movie.dtype == bool):
-        raise ValueError(f"movie file {str(path)!r}: expected numbers, got dtype {movie.dtype}")
-    if movie.ndim == 2:
-        movie = movie[None]
-    if movie.ndim != 3:
-        raise ValueError(f"movie file {str(path)!r}: expected shape (T, n_hexals) or "
-                         f"(B, T, n_hexals), got {movie.shape}")
-    return movie
-
-
 def _resolve(model: str) -> TrainedModel:
     path = Path(model)
     if path.is_dir():
@@ -346,25 +315,6 @@ def _resolve(model: str) -> TrainedModel:
             return TrainedModel(Network.from_flyvis_checkpoint(path).eval(), None, None, path=path)
     return load_pretrained(model)
 
-
-def check_movie_range(movie: np.ndarray, name: str) -> None:
-    """Raise ``ValueError`` unless every value of ``movie`` is a luminance in ``[0, 1]``.
-
-    The network's photoreceptors expect luminance in ``[0, 1]`` (0 black, 0.5 the grey of
-    the steady state, 1 white); an 8-bit movie (0-255) must be divided by 255 first.
-    """
-    values = np.asarray(movie)
-    if values.dtype.kind not in "biuf":
-        raise ValueError(f"{name}: expected real luminance values, got dtype {values.dtype}")
-    if values.size == 0:
-        raise ValueError(f"{name}: the movie is empty (shape {values.shape})")
-    if values.dtype.kind == "f" and np.isnan(values).any():
-        raise ValueError(f"{name}: the movie contains NaN")
-    low, high = float(values.min()), float(values.max())
-    if low < 0 or high > 1:
-        hint = " (an 8-bit movie? divide it by 255)" if low >= 0 and 1 < high <= 255 else ""
-        raise ValueError(f"{name}: luminance must lie in [0, 1] (0 black, 0.5 grey, 1 white), got "
-                         f"values in [{low:g}, {high:g}]{hint}")
 
 
 def simulate_file(model: str, movie: str | os.PathLike, dt: float, out: str | os.PathLike,
@@ -392,7 +342,7 @@ def simulate_file(model: str, movie: str | os.PathLike, dt: float, out: str | os
     """
     from flygnn.simulate import record_index, simulate, steady_state
 
-    array = _read_movie(Path(movie))
+    array = read_movie(Path(movie))
     if check_range:
         check_movie_range(array, f"movie file {str(movie)!r}")
     trained = _resolve(str(model))

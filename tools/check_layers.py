@@ -66,6 +66,7 @@ MODULE_LAYERS = {
     # analysis object: loading them sits above train
     "flygnn.pretrained": "analysis",
     "flygnn.transforms": "io",
+    "flygnn.moviefile": "io",
     "flygnn.rewiring": "io",
     "flygnn._transform_checks": "io",
     "flygnn.optic_lobe": "io",
