@@ -15,11 +15,12 @@ central_impulses_responses  CentralImpulses, t_stim 2        4 s          --
 spatial_impulses_responses  SpatialImpulses, t_stim 2        4 s          --
 naturalistic_responses      OpticFlowMovies lum, dt 1/100    none         2 s
 =========================== ================================ ============ ==========
+
+Responses are kept on disk under a key from :mod:`flygnn.analysis.response_cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from flygnn._paths import cache_dir
+from flygnn.analysis.response_cache import KEEP_RESPONSES, response_key
 from flygnn.analysis.responses import Responses
 from flygnn.simulate import fade_in_state, record_index, simulate, steady_state
 
@@ -107,44 +109,6 @@ def _record_index(net, record):
     return record_index(getattr(net, "networks", [net])[0], record)
 
 
-# responses of this many (network, stimulus set) pairs are kept on disk (~40 MB each for the
-# default moving edges); the least recently used are deleted first
-KEEP_RESPONSES = 8
-
-
-def _network_digest(net: torch.nn.Module) -> bytes | None:
-    """SHA-256 of everything a flygnn Network's responses depend on (parameters, buffers, graph,
-    dynamics), or None for other modules and custom dynamics (their responses are not cached)."""
-    from flygnn.network import Network
-
-    if type(net) is not Network or not type(net.dynamics).__module__.startswith("flygnn."):
-        return None
-    h = hashlib.sha256(repr((net.config(), type(net.dynamics).__name__)).encode())
-    g = net.graph
-    tensors = [*net.state_dict().items(),
-               *((n, getattr(g, n)) for n in ("node_type", "source", "target", "pair_index",
-                                               "offset_index"))]
-    for name, tensor in tensors:
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:{tensor.device.type}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    h.update(repr(net.input_nodes.tolist() if isinstance(net.input_nodes, torch.Tensor)
-                  else net.input_nodes).encode())
-    return h.digest()
-
-
-def _response_key(net, dataset, protocol: dict) -> str | None:
-    token = getattr(dataset, "cache_token", None)
-    if token is None or not getattr(dataset, "cache", True):
-        return None
-    net_digest = _network_digest(net)
-    if net_digest is None:
-        return None
-    from flygnn.diskcache import digest
-
-    return digest(token(), protocol, extra=net_digest)
-
-
 def stimulus_responses(
     nets: torch.nn.Module | Sequence[torch.nn.Module],
     dataset,
@@ -218,11 +182,11 @@ def stimulus_responses(
                                  progress)
     with torch.no_grad():
         for m, net in enumerate([] if out else nets):
-            response_key = _response_key(net, dataset, protocol) if cache else None
-            if response_key is not None:
+            cache_key = response_key(net, dataset, protocol) if cache else None
+            if cache_key is not None:
                 from flygnn.diskcache import load_array
 
-                path = cache_dir() / "responses" / f"{response_key}.npy"
+                path = cache_dir() / "responses" / f"{cache_key}.npy"
                 hit = load_array(path, shape=(len(dataset), None, n_cells))
                 if hit is not None:
                     out.append(hit)
@@ -245,7 +209,7 @@ def stimulus_responses(
                 for i, resp in zip(batch, _simulate_padded(net, movie, dt, first, record)):
                     chunks[int(i)] = resp
             out.append(np.stack(chunks))
-            if response_key is not None:
+            if cache_key is not None:
                 from flygnn.diskcache import prune, save_array
 
                 save_array(path, out[-1])
