@@ -86,6 +86,9 @@ MODULE_LAYERS = {
     "flygnn.analysis.score_report": "apps",  # flygnn score: writes tables and figures
     "flygnn.plotting": "apps",
     "flygnn.cli": "apps",
+    "flygnn.cli_common": "apps",
+    "flygnn.cli_models": "apps",
+    "flygnn.cli_train": "apps",
     "flygnn.demo": "apps",
     "flygnn.distributed": "apps",
 }
