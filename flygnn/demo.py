@@ -20,7 +20,8 @@ __all__ = ["run_demo", "fresh_folder", "default_out", "DEFAULT_ENSEMBLE", "DEFAU
 log = logging.getLogger(__name__)
 
 DEFAULT_ENSEMBLE = "flow_cpu"  # the cpu recipe's seeds; the demo takes its best member
-DEFAULT_MODEL = "flow_cpu_threshold"  # used when the ensemble is not installed
+DEFAULT_MODEL = "flow_cpu_threshold"  # used when the ensemble is not installed or not complete
+ENSEMBLE_SIZE = 4  # the default ensemble stands for the recipe from this many seeds on
 T4T5 = ["T4a", "T4b", "T4c", "T4d", "T5a", "T5b", "T5c", "T5d"]
 
 
@@ -43,11 +44,19 @@ def _choose(model: str | None) -> tuple[str | Path | None, str, str]:
     """What the demo reads: ``(source, label, why)``, the model folder or shipped name, its
     name in the report, and a sentence saying which and why. An ensemble (a shipped name, or
     a folder of model folders) stands for its best member by validation EPE; None means the
-    shipped ensemble :data:`DEFAULT_ENSEMBLE`, else the shipped model :data:`DEFAULT_MODEL`."""
+    shipped ensemble :data:`DEFAULT_ENSEMBLE` once it holds :data:`ENSEMBLE_SIZE` models, else
+    the shipped model :data:`DEFAULT_MODEL`."""
     from flygnn.pretrained import available_ensembles, available_models, best_member
+    from flygnn.pretrained import ensemble_members
 
+    why_not = f" (the ensemble {DEFAULT_ENSEMBLE!r} is not installed)"
     if model is None and DEFAULT_ENSEMBLE in available_ensembles():
-        model = DEFAULT_ENSEMBLE
+        n = len(ensemble_members(DEFAULT_ENSEMBLE))
+        if n >= ENSEMBLE_SIZE:
+            model = DEFAULT_ENSEMBLE
+        else:
+            why_not = (f" (the ensemble {DEFAULT_ENSEMBLE!r} holds {n} of the "
+                       f"{ENSEMBLE_SIZE} seeds it needs)")
     folder = Path(model) if model is not None else None
     is_run = folder is not None and any(
         (folder / f).is_file() for f in ("network.pt", "best.pt", "checkpoint.pt"))
@@ -62,8 +71,7 @@ def _choose(model: str | None) -> tuple[str | Path | None, str, str]:
         return folder, folder.name, f"{folder.name}, the model folder {model}"
     name = model or DEFAULT_MODEL
     if name in available_models():
-        why = (f" (the ensemble {DEFAULT_ENSEMBLE!r} is not installed)" if model is None
-               else "")
+        why = why_not if model is None else ""
         return name, name, f"{name}, the shipped model{why}"
     return None, "", (f"the trained model {DEFAULT_MODEL!r} is not installed with this copy "
                       "of flygnn; the report shows the untrained network only")

@@ -38,11 +38,32 @@ def test_a_model_folder_is_shown_as_itself_and_the_default_says_why(tmp_path):
     source, label, _ = demo._choose(str(root / "seed0"))
     assert source == root / "seed0" and label == "seed0"
     source, label, why = demo._choose(None)
-    if demo.DEFAULT_ENSEMBLE in flygnn.pretrained.available_ensembles():
+    if demo.DEFAULT_ENSEMBLE not in flygnn.pretrained.available_ensembles():
+        assert source == label == demo.DEFAULT_MODEL and "not installed" in why
+    elif len(ensemble_members(demo.DEFAULT_ENSEMBLE)) < demo.ENSEMBLE_SIZE:
+        n = len(ensemble_members(demo.DEFAULT_ENSEMBLE))
+        assert source == label == demo.DEFAULT_MODEL
+        assert f"holds {n} of the {demo.ENSEMBLE_SIZE} seeds" in why
+    else:
         expected, _, _ = best_member(demo.DEFAULT_ENSEMBLE)
         assert source == expected and demo.DEFAULT_ENSEMBLE in why
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_the_default_ensemble_is_shown_once_it_holds_enough_seeds(tmp_path, monkeypatch, size):
+    models = tmp_path / "models"
+    shutil.copytree(flygnn.pretrained._models_dir() / demo.DEFAULT_MODEL,
+                    models / demo.DEFAULT_MODEL)
+    shutil.move(str(_ensemble(tmp_path, [2.0, 1.5, 1.75, 3.0][:size])),
+                str(models / demo.DEFAULT_ENSEMBLE))
+    monkeypatch.setattr(flygnn.pretrained, "_models_dir", lambda: models)
+    source, label, why = demo._choose(None)
+    if size < demo.ENSEMBLE_SIZE:
+        assert source == label == demo.DEFAULT_MODEL
+        assert f"holds {size} of the {demo.ENSEMBLE_SIZE} seeds" in why
     else:
-        assert source == label == demo.DEFAULT_MODEL and "not installed" in why
+        assert source == models / demo.DEFAULT_ENSEMBLE / "seed1"
+        assert f"best of the {size} models" in why
 
 
 def test_an_ensemble_without_scores_is_refused_by_name(tmp_path):
