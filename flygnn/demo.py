@@ -46,8 +46,12 @@ def _choose(model: str | None) -> tuple[str | Path | None, str, str]:
     a folder of model folders) stands for its best member by validation EPE; None means the
     shipped ensemble :data:`DEFAULT_ENSEMBLE` once it holds :data:`ENSEMBLE_SIZE` models, else
     the shipped model :data:`DEFAULT_MODEL`."""
-    from flygnn.pretrained import available_ensembles, available_models, best_member
-    from flygnn.pretrained import ensemble_members
+    from flygnn.pretrained import (
+        available_ensembles,
+        available_models,
+        best_member,
+        ensemble_members,
+    )
 
     why_not = f" (the ensemble {DEFAULT_ENSEMBLE!r} is not installed)"
     if model is None and DEFAULT_ENSEMBLE in available_ensembles():

@@ -113,7 +113,10 @@ class OptimConfig:
     ``fixed_strengths``, type pairs ``"source->target"`` whose strengths are set to that
     initial value and kept there; ``val_at_start``, validate the starting weights before the
     first step, so that they count as a candidate for the best weights (a stage that only
-    makes the validation error worse hands on its starting network)."""
+    makes the validation error worse hands on its starting network); ``skip_nonfinite``, a
+    step whose loss is not finite (the simulation left the network's stable range on that
+    batch) changes no weight and is logged with its loss, up to this many steps in a row,
+    after which training stops with an error (0: stop at the first)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -136,6 +139,7 @@ class OptimConfig:
     strength_floor: float = 0.0
     fixed_strengths: tuple[str, ...] = ()
     val_at_start: bool = False
+    skip_nonfinite: int = 10
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -148,7 +152,7 @@ class OptimConfig:
         if any(p not in ("time_const", "syn_strength") for p in self.log_steps):
             _fail(f"{prefix}.log_steps", f"entries must be among ['time_const', 'syn_strength'] "
                                          f"(positive tables), got {list(self.log_steps)}")
-        for name in ("rest_grad_steps", "net_warmup"):
+        for name in ("rest_grad_steps", "net_warmup", "skip_nonfinite"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.penalty.rest_weight and not self.rest_grad_steps:

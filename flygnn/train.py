@@ -121,7 +121,7 @@ class Trainer:
         self.order: torch.Tensor | None = None
         self.epoch_state = None
         self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
-        self.elapsed = 0.0
+        self.elapsed, self.nonfinite = 0.0, 0  # nonfinite: skipped steps in a row
         if resume_from is not None:
             self._restore(*resume_from)
         else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
@@ -180,6 +180,7 @@ class Trainer:
                 "position": self.position, "epoch_start": self.epoch_start,
                 "epoch_state": self.epoch_state, "best": self.best,
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
+                "nonfinite": self.nonfinite,
                 "config": self.config.to_json(), "time": time.ctime()}
 
     def _restore(self, blob: dict, path) -> None:
@@ -203,6 +204,7 @@ class Trainer:
         state = blob["epoch_state"]
         self.epoch_state = None if state is None else state.to(self.device)
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
+        self.nonfinite = int(blob.get("nonfinite", 0))
         self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
@@ -237,6 +239,8 @@ class Trainer:
         if learn_net and o.fresh_state and self.position > o.batch_size:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
+        # the decoder's running statistics, restored if this step is skipped
+        statistics = [b.clone() for b in self.decoder.buffers()]
         start, gate = self.epoch_state, RestGate()
         if learn_net and o.rest_grad_steps:
             start = relax_rest(net, start, o.rest_grad_steps, gate=gate)  # max iterations
@@ -246,8 +250,21 @@ class Trainer:
         if learn_net:
             for term in self.regularisers:
                 loss = loss + term(rest, responses)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at iteration {self.iteration}")
+        if not torch.isfinite(loss):  # no step: the weights stay as they are
+            self.nonfinite += 1
+            value = float(loss.detach())
+            if self.nonfinite > o.skip_nonfinite:
+                raise FloatingPointError(
+                    f"loss is {value} at iteration {self.iteration + 1}, the {self.nonfinite}th "
+                    f"step in a row (optim.skip_nonfinite = {o.skip_nonfinite})")
+            log.warning("%s: loss is %s at iteration %d; step skipped (%d in a row)", self.out,
+                        value, self.iteration + 1, self.nonfinite)
+            with torch.no_grad():
+                for buffer, before in zip(self.decoder.buffers(), statistics):
+                    buffer.copy_(before)
+            self.optimizer.zero_grad(set_to_none=True)
+            return value
+        self.nonfinite = 0
         penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
                     and net.bias.requires_grad)
         self.optimizer.zero_grad(set_to_none=True)

@@ -573,3 +573,30 @@ def test_val_at_start_validates_the_start_and_can_hand_it_on(tmp_path, data, mon
     decoder = decoder.get("state_dict", decoder)
     for k, v in before_dec.items():
         assert torch.equal(decoder[k], v), k
+
+
+def test_a_step_with_a_nonfinite_loss_is_skipped_then_training_stops(tmp_path, data):
+    """``optim.skip_nonfinite``: a step whose loss is not finite changes no weight and no running
+    statistic of the decoder, is logged, and training goes on; more such steps in a row than
+    allowed stop it with an error naming the count."""
+    trainer = Trainer(config(n_iters=4, skip_nonfinite=2), tmp_path / "run", datasets=datasets(),
+                      data=data)
+    trainer.train(until=1)
+    movies = [trainer.train_set[i] for i in range(2)]
+    lum = torch.stack([m["lum"] for m in movies])
+    flow = torch.stack([m["flow"] for m in movies])
+    bad = flow.clone()  # an infinite target: the decoder's statistics still move in forward
+    bad[0, 2, 0, 3] = float("inf")
+    before = {k: v.clone() for k, v in {**trainer.network.state_dict(),
+                                        **trainer.decoder.state_dict()}.items()}
+    for n in (1, 2):
+        assert not math.isfinite(trainer.step(lum, bad)) and trainer.nonfinite == n
+        after = {**trainer.network.state_dict(), **trainer.decoder.state_dict()}
+        for k, v in before.items():
+            assert torch.equal(after[k], v), k
+    with pytest.raises(FloatingPointError, match=r"3th step in a row \(optim.skip_nonfinite = 2\)"):
+        trainer.step(lum, bad)
+    trainer.nonfinite = 2
+    assert math.isfinite(trainer.step(lum, flow)) and trainer.nonfinite == 0
+    changed = {**trainer.network.state_dict(), **trainer.decoder.state_dict()}
+    assert any(not torch.equal(changed[k], v) for k, v in before.items())

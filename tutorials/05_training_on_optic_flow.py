@@ -20,9 +20,10 @@
 # This tutorial trains for twenty iterations on a tiny problem (extent 4 = 61 columns,
 # 100 x 100 pixel movies) — enough to watch the loss fall and to show checkpointing, not to
 # learn motion detection. Whole trainings are recipes, JSON files of stages shipped in
-# `flygnn/recipes/` and run by one command: `flygnn train --recipe cpu --out runs/mine` (about
-# 2.5 hours on one CPU thread; `--recipe tiny` takes seconds, `--recipe flyvis` is flyvis's
-# published training, for a GPU). Each stage is a `TrainConfig` like the one below.
+# `flygnn/recipes/` and run by one command: `flygnn train --recipe cpu --out runs/mine` (2.5
+# hours on a quiet CPU thread, 3.5-3.9 hours measured with two runs sharing two cores; what its
+# models reach is in `data/models/README.md`; `--recipe tiny` takes seconds, `--recipe flyvis`
+# is flyvis's published training, for a GPU). Each stage is a `TrainConfig` like the one below.
 
 # %%
 import json
