@@ -22,4 +22,8 @@ with tempfile.TemporaryDirectory() as root:
     movie = torch.rand(1, 5, 37)  # 5 frames on the 37 hexals of extent 3
     responses = flygnn.simulate(model.network, movie, dt=0.02, t_pre=0.1)
     assert responses.shape == (1, 5, 2345) and torch.isfinite(responses).all()
-print(f"wheel smoke ok: flygnn from {here}; models {names}", file=sys.stderr)
+    ensembles = flygnn.pretrained.available_ensembles()
+    for name in ensembles:  # every shipped ensemble loads with one call
+        assert len(flygnn.load_ensemble(name, data=data)) >= 1, name
+print(f"wheel smoke ok: flygnn from {here}; models {names}; ensembles {ensembles}",
+      file=sys.stderr)
