@@ -114,9 +114,10 @@ class OptimConfig:
     initial value and kept there; ``val_at_start``, validate the starting weights before the
     first step, so that they count as a candidate for the best weights (a stage that only
     makes the validation error worse hands on its starting network); ``skip_nonfinite``, a
-    step whose loss is not finite (the simulation left the network's stable range on that
-    batch) changes no weight and is logged with its loss, up to this many steps in a row,
-    after which training stops with an error (0: stop at the first)."""
+    step whose loss is not finite (the simulation left the network's stable range) changes
+    no weight and takes back the update before it, which led there (weights, decoder
+    statistics, Adam's state); it is logged with its loss, and after this many such steps in
+    a row training stops with an error (0: stop at the first)."""
 
     n_iters: int = 250_000
     batch_size: int = 4

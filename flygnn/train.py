@@ -30,6 +30,7 @@ The run's files (config, log, checkpoints, the final model) are kept by a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -122,6 +123,7 @@ class Trainer:
         self.epoch_state = None
         self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
         self.elapsed, self.nonfinite = 0.0, 0  # nonfinite: skipped steps in a row
+        self._undo: dict | None = None  # the weights and Adam's state before the last update
         if resume_from is not None:
             self._restore(*resume_from)
         else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
@@ -240,7 +242,8 @@ class Trainer:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
         # the decoder's running statistics, restored if this step is skipped
-        statistics = [b.clone() for b in self.decoder.buffers()]
+        statistics = {k: v.clone() for k, v in self.decoder.state_dict().items()
+                      if k not in dict(self.decoder.named_parameters())}
         start, gate = self.epoch_state, RestGate()
         if learn_net and o.rest_grad_steps:
             start = relax_rest(net, start, o.rest_grad_steps, gate=gate)  # max iterations
@@ -253,16 +256,24 @@ class Trainer:
         if not torch.isfinite(loss):  # no step: the weights stay as they are
             self.nonfinite += 1
             value = float(loss.detach())
+            self.optimizer.zero_grad(set_to_none=True)
+            undone = self._undo is not None
+            if undone:  # the last update led here: take it back
+                net.load_state_dict(self._undo["network"])
+                self.decoder.load_state_dict(self._undo["decoder"])
+                self.optimizer.load_state_dict(self._undo["optim"])
+                self._undo = None
+                with torch.no_grad():
+                    self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
+            else:
+                self.decoder.load_state_dict(statistics, strict=False)
             if self.nonfinite > o.skip_nonfinite:
                 raise FloatingPointError(
                     f"loss is {value} at iteration {self.iteration + 1}, the {self.nonfinite}th "
                     f"step in a row (optim.skip_nonfinite = {o.skip_nonfinite})")
-            log.warning("%s: loss is %s at iteration %d; step skipped (%d in a row)", self.out,
-                        value, self.iteration + 1, self.nonfinite)
-            with torch.no_grad():
-                for buffer, before in zip(self.decoder.buffers(), statistics):
-                    buffer.copy_(before)
-            self.optimizer.zero_grad(set_to_none=True)
+            log.warning("%s: loss is %s at iteration %d; step skipped%s (%d in a row)", self.out,
+                        value, self.iteration + 1,
+                        " and the update before it undone" if undone else "", self.nonfinite)
             return value
         self.nonfinite = 0
         penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
@@ -278,6 +289,11 @@ class Trainer:
             gate.enabled = True
         for constraint in self.constraints:
             constraint.before_step(net)
+        if o.skip_nonfinite:  # what a following non-finite step restores (tables are small)
+            self._undo = {"network": {k: v.clone() for k, v in net.state_dict().items()},
+                          "decoder": {**{k: v.clone() for k, v in
+                                         self.decoder.state_dict().items()}, **statistics},
+                          "optim": copy.deepcopy(self.optimizer.state_dict())}
         self.optimizer.step()
         if penalize:
             with torch.no_grad():
