@@ -31,6 +31,8 @@ from flygnn.sparse import PairAdjacency
 __all__ = ["Network"]
 
 FORMAT = "flygnn.Network"
+#: buffers fixed by the graph (not trained), which :meth:`Network.save` may leave out
+GRAPH_TABLES = ("sign", "syn_count")
 FLYVIS_KEYS = {"nodes_bias": "bias", "nodes_time_const": "time_const", "edges_sign": "sign",
                "edges_syn_count": "syn_count", "edges_syn_strength": "syn_strength"}
 
@@ -216,9 +218,15 @@ class Network(nn.Module):
         return {"extent": self.graph.extent, "dynamics": self.dynamics.name,
                 "dynamics_kwargs": self.dynamics.config()}
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``{"format", "config", "state_dict"}`` with ``torch.save``."""
-        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+    def save(self, path: str | os.PathLike, graph_tables: bool = True) -> None:
+        """Write ``{"format", "config", "state_dict"}`` with ``torch.save``.
+
+        ``graph_tables=False`` leaves out the tables that come with the graph and do not
+        train (:data:`GRAPH_TABLES`: signs and synapse counts); :meth:`load` then takes them
+        from the connectome it is given. For graphs that are rebuilt exactly from a seeded
+        spec (a rewired connectome, whose counts are per edge: megabytes at extent 15)."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()
+                 if graph_tables or k not in GRAPH_TABLES}
         torch.save({"format": FORMAT, "version": 1, "config": self.config(),
                     "state_dict": state}, Path(path))
 
@@ -252,8 +260,11 @@ class Network(nn.Module):
         if net.graph.extent != config["extent"]:
             raise ValueError(f"{path}: saved at extent {config['extent']}, data has extent "
                              f"{net.graph.extent}")
+        state = dict(blob["state_dict"])
+        for name in GRAPH_TABLES:  # saved without them: the connectome's own
+            state.setdefault(name, getattr(net, name))
         try:
-            net.load_state_dict(blob["state_dict"])
+            net.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(f"{path}: state dict does not fit this network: {err}") from None
         return net

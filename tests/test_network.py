@@ -210,3 +210,34 @@ def test_float64_network(graph_small):
         out = simulate(net, torch.full((1, 3, net.n_hexals), 0.5, dtype=torch.float64), 0.01,
                        t_pre=0.05)
     torch.testing.assert_close(out.float(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_save_without_graph_tables_loads_them_from_the_graph(tmp_path, data_small):
+    """``save(graph_tables=False)`` keeps only the trained tables; ``load`` takes the signs and
+    synapse counts from the connectome it is given, so a rewired network (counts per edge)
+    comes back equal on the same seeded rewiring and carries the other graph's counts on
+    another."""
+    import copy
+
+    from flygnn.flat import flatten
+    from flygnn.transforms import RewireDegreePreserving
+
+    rewired = flatten(RewireDegreePreserving(seed=3)(copy.deepcopy(data_small)))
+    net = Network(rewired)
+    with torch.no_grad():
+        net.bias.uniform_(-1, 1)
+        net.syn_strength.mul_(torch.linspace(0.5, 2, len(net.syn_strength)))
+    net.save(tmp_path / "full.pt")
+    net.save(tmp_path / "trained.pt", graph_tables=False)
+    saved = torch.load(tmp_path / "trained.pt", weights_only=True)["state_dict"]
+    assert set(saved) == {"bias", "time_const", "syn_strength"}
+    assert (tmp_path / "trained.pt").stat().st_size < (tmp_path / "full.pt").stat().st_size
+    again = flatten(RewireDegreePreserving(seed=3)(copy.deepcopy(data_small)))
+    loaded = Network.load(tmp_path / "trained.pt", data=again)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    on_true = Network.load(tmp_path / "trained.pt", data=data_small)
+    assert torch.equal(on_true.syn_count, Network(data_small).syn_count)
+    assert torch.equal(on_true.syn_strength, net.syn_strength)
+    assert not torch.equal(on_true.syn_count, net.syn_count) or \
+        on_true.syn_count.shape != net.syn_count.shape

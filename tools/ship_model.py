@@ -8,7 +8,10 @@ Copies ``network.pt``, ``decoder.pt``, ``metrics.json``, ``recipe.json`` and ``l
 writes ``config.json`` in the current configuration keys (so the model loads without
 deprecation warnings; the values are unchanged, checked by loading both); and thins
 ``log.csv`` to every ``--every``-th iteration, every row with a validation score and each
-stage's last row (the shipped folders stay small; the run folder keeps the full log). The
+stage's last row (the shipped folders stay small; the run folder keeps the full log). A
+model on a null-model connectome (``network.connectome`` transforms: seeded, rebuilt from the
+config) ships its network without the graph's tables (``Network.save(graph_tables=False)``),
+checked to load back equal. The
 stages' intermediate weights (``stages/``) are not shipped: the recipe and the seed
 reproduce them. Refuses to write into a non-empty ``DEST_DIR``.
 """
@@ -73,6 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         again = TrainConfig.from_json(args.dest / "config.json")
     if again != config:
         raise SystemExit("config.json did not round-trip")
+    if config.network.connectome:  # a seeded null model: its graph is rebuilt, not stored
+        import torch
+
+        from flygnn.pretrained import load_model
+
+        run_net = load_model(args.run).network
+        run_net.save(args.dest / "network.pt", graph_tables=False)
+        shipped = load_model(args.dest).network.state_dict()
+        if any(not torch.equal(v, shipped[k]) for k, v in run_net.state_dict().items()):
+            raise SystemExit("the rebuilt graph does not give the run's network back")
     read, kept = thin_log(args.run / "log.csv", args.dest / "log.csv", args.every)
     metrics = json.loads((args.dest / "metrics.json").read_text())
     print(f"{args.dest}: best_val_epe {metrics.get('best_val_epe')}, log {kept} of {read} rows")
