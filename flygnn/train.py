@@ -30,7 +30,6 @@ The run's files (config, log, checkpoints, the final model) are kept by a
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
@@ -51,6 +50,7 @@ from flygnn.network import Network
 from flygnn.neurons import make_model
 from flygnn.rundir import LOG_COLUMNS, RunDir
 from flygnn.simulate import RestGate, relax_rest, simulate, steady_state
+from flygnn.stepguard import NonFiniteGuard
 from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_error
 
 __all__ = ["LOG_COLUMNS", "Trainer", "activity_penalty", "build_datasets", "run_training"]
@@ -122,8 +122,7 @@ class Trainer:
         self.order: torch.Tensor | None = None
         self.epoch_state = None
         self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
-        self.elapsed, self.nonfinite = 0.0, 0  # nonfinite: skipped steps in a row
-        self._undo: dict | None = None  # the weights and Adam's state before the last update
+        self.elapsed, self.guard = 0.0, NonFiniteGuard(config.optim.skip_nonfinite)
         if resume_from is not None:
             self._restore(*resume_from)
         else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
@@ -182,7 +181,7 @@ class Trainer:
                 "position": self.position, "epoch_start": self.epoch_start,
                 "epoch_state": self.epoch_state, "best": self.best,
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
-                "nonfinite": self.nonfinite,
+                "nonfinite": self.guard.count,
                 "config": self.config.to_json(), "time": time.ctime()}
 
     def _restore(self, blob: dict, path) -> None:
@@ -206,7 +205,7 @@ class Trainer:
         state = blob["epoch_state"]
         self.epoch_state = None if state is None else state.to(self.device)
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
-        self.nonfinite = int(blob.get("nonfinite", 0))
+        self.guard.count = int(blob.get("nonfinite", 0))
         self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
@@ -241,9 +240,7 @@ class Trainer:
         if learn_net and o.fresh_state and self.position > o.batch_size:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
-        # the decoder's running statistics, restored if this step is skipped
-        statistics = {k: v.clone() for k, v in self.decoder.state_dict().items()
-                      if k not in dict(self.decoder.named_parameters())}
+        self.guard.before_forward(self.decoder)
         start, gate = self.epoch_state, RestGate()
         if learn_net and o.rest_grad_steps:
             start = relax_rest(net, start, o.rest_grad_steps, gate=gate)  # max iterations
@@ -253,29 +250,20 @@ class Trainer:
         if learn_net:
             for term in self.regularisers:
                 loss = loss + term(rest, responses)
-        if not torch.isfinite(loss):  # no step: the weights stay as they are
-            self.nonfinite += 1
+        if not torch.isfinite(loss):  # no step (flygnn.stepguard)
             value = float(loss.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            undone = self._undo is not None
-            if undone:  # the last update led here: take it back
-                net.load_state_dict(self._undo["network"])
-                self.decoder.load_state_dict(self._undo["decoder"])
-                self.optimizer.load_state_dict(self._undo["optim"])
-                self._undo = None
+            try:
+                undone = self.guard.skip(net, self.decoder, self.optimizer)
+            except FloatingPointError as err:
+                raise FloatingPointError(f"loss is {value} at iteration {self.iteration + 1}, "
+                                         f"{err}") from None
+            if undone:
                 with torch.no_grad():
                     self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
-            else:
-                self.decoder.load_state_dict(statistics, strict=False)
-            if self.nonfinite > o.skip_nonfinite:
-                raise FloatingPointError(
-                    f"loss is {value} at iteration {self.iteration + 1}, the {self.nonfinite}th "
-                    f"step in a row (optim.skip_nonfinite = {o.skip_nonfinite})")
             log.warning("%s: loss is %s at iteration %d; step skipped%s (%d in a row)", self.out,
                         value, self.iteration + 1,
-                        " and the update before it undone" if undone else "", self.nonfinite)
+                        " and the update before it undone" if undone else "", self.guard.count)
             return value
-        self.nonfinite = 0
         penalize = (o.penalty.weight > 0 and self.iteration < o.penalty.stop_iter and learn_net
                     and net.bias.requires_grad)
         self.optimizer.zero_grad(set_to_none=True)
@@ -289,11 +277,7 @@ class Trainer:
             gate.enabled = True
         for constraint in self.constraints:
             constraint.before_step(net)
-        if o.skip_nonfinite:  # what a following non-finite step restores (tables are small)
-            self._undo = {"network": {k: v.clone() for k, v in net.state_dict().items()},
-                          "decoder": {**{k: v.clone() for k, v in
-                                         self.decoder.state_dict().items()}, **statistics},
-                          "optim": copy.deepcopy(self.optimizer.state_dict())}
+        self.guard.before_update(net, self.decoder, self.optimizer)
         self.optimizer.step()
         if penalize:
             with torch.no_grad():

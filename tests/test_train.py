@@ -605,11 +605,11 @@ def test_a_step_with_a_nonfinite_loss_is_skipped_then_training_stops(tmp_path, d
     updated = weights()
     assert not same(updated, before)
     for n in (1, 2):
-        assert not math.isfinite(trainer.step(lum, bad)) and trainer.nonfinite == n
+        assert not math.isfinite(trainer.step(lum, bad)) and trainer.guard.count == n
         assert same(weights(), before)  # the update before the first one is taken back
     assert str(trainer.optimizer.state_dict()["state"]) == str(adam["state"])
     with pytest.raises(FloatingPointError, match=r"3th step in a row \(optim.skip_nonfinite = 2\)"):
         trainer.step(lum, bad)
-    trainer.nonfinite = 2
-    assert math.isfinite(trainer.step(lum, flow)) and trainer.nonfinite == 0
+    trainer.guard.count = 2
+    assert math.isfinite(trainer.step(lum, flow)) and trainer.guard.count == 0
     assert same(weights(), updated)  # the same update again, from the same state

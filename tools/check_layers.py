@@ -80,6 +80,7 @@ MODULE_LAYERS = {
     "flygnn.train": "train",
     "flygnn.rundir": "train",
     "flygnn.constraints": "train",
+    "flygnn.stepguard": "train",
     "flygnn.recipes": "train",
     "flygnn.analysis": "analysis",
     "flygnn.analysis.report": "apps",

@@ -1,0 +1,67 @@
+"""What training does with a step whose loss is not finite (``optim.skip_nonfinite``).
+
+A simulation that leaves the network's stable range returns NaN or infinity. The step is
+then skipped: no weight changes, the decoder's running statistics are put back to what they
+were before its forward pass, and the update before it -- the one that led there -- is taken
+back (weights, decoder statistics and Adam's state). After more than ``limit`` such steps in
+a row, training stops with a :class:`FloatingPointError` that says how many. Runs whose
+losses stay finite are unchanged bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+__all__ = ["NonFiniteGuard"]
+
+
+class NonFiniteGuard:
+    """Skips non-finite steps and takes back the update that led to them.
+
+    Args:
+        limit: how many such steps in a row are skipped (0: stop at the first).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count = int(limit), 0  # count: skipped steps in a row
+        self._undo: dict | None = None  # the weights and Adam's state before the last update
+        self._statistics: dict = {}
+
+    def before_forward(self, decoder: torch.nn.Module) -> None:
+        """Remember the decoder's running statistics (its buffers), which a forward pass in
+        training mode moves."""
+        parameters = dict(decoder.named_parameters())
+        self._statistics = {k: v.clone() for k, v in decoder.state_dict().items()
+                            if k not in parameters}
+
+    def before_update(self, network, decoder, optimizer) -> None:
+        """Remember what a following non-finite step restores (the tables are small)."""
+        self.count = 0
+        if self.limit:
+            self._undo = {"network": {k: v.clone() for k, v in network.state_dict().items()},
+                          "decoder": {**{k: v.clone() for k, v in decoder.state_dict().items()},
+                                      **self._statistics},
+                          "optim": copy.deepcopy(optimizer.state_dict())}
+
+    def skip(self, network, decoder, optimizer) -> bool:
+        """Handle a non-finite step; returns whether the update before it was taken back.
+
+        Raises:
+            FloatingPointError: more than ``limit`` such steps in a row.
+        """
+        self.count += 1
+        optimizer.zero_grad(set_to_none=True)
+        undone = self._undo is not None
+        if undone:
+            network.load_state_dict(self._undo["network"])
+            decoder.load_state_dict(self._undo["decoder"])
+            optimizer.load_state_dict(self._undo["optim"])
+            self._undo = None
+        else:
+            decoder.load_state_dict(self._statistics, strict=False)
+        if self.count > self.limit:
+            raise FloatingPointError(f"the {self.count}th step in a row "
+                                     f"(optim.skip_nonfinite = {self.limit})")
+        return undone
