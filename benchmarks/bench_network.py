@@ -14,7 +14,9 @@ process (ratios are meaningful on a busy machine even when absolute times are no
   state, mean-square loss on all nodes, backward to all parameters; seconds and peak memory,
   and the job's peak before its first step (imports, network, initial state).
 * ``ensemble``: 8 networks (one graph, different parameters) at batch 4 in one pass
-  (:mod:`flygnn.stacked`) against one network at batch 4, per step (65 central cells recorded).
+  (:mod:`flygnn.stacked`) against one network at batch 4, per step (65 central cells recorded);
+  beside it the floor of any layout that shares the graph's structure across the models: torch's
+  CSR product of the graph with 8 x 4 columns against 4 (one weight per edge for all models).
 * ``load``: simulation at batch 4 at the library's defaults (no environment variable, no thread
   setting) on the machine as it is, then beside a CPU-bound process this script starts.
 
@@ -120,14 +122,24 @@ OURS = COMMON + textwrap.dedent("""
                 m.syn_strength.mul_(1 + 0.05 * k)
         stack = StackedNetworks(nets)
         movie = torch.rand(4, T, net.n_hexals, generator=gen).to(device)
+        # the floor of any layout that shares the graph's structure: torch's CSR product of
+        # the graph with all models' columns at once (as if they shared their weights too)
+        n, w = graph.num_nodes, nets[0].prepare().edge_weight().detach()
+        edges = torch.stack([graph.target, graph.source]).to(device)
+        csr = torch.sparse_coo_tensor(edges, w, (n, n)).coalesce().to_sparse_csr()
+        x1 = torch.rand(n, 4, generator=gen).to(device)
+        xk = torch.rand(n, 4 * {n_models}, generator=gen).to(device)
         with torch.no_grad():
             one = steady_state(nets[0], 0.1, 0.02, batch_size=4)
             many = steady_state_stacked(stack, 0.1, 0.02, batch_size=4)
             t = best({{"one": lambda: simulate(nets[0], movie, 0.02, initial_state=one,
                                               record="central"),
                       "stack": lambda: simulate(stack, movie, 0.02, initial_state=many,
-                                                record="central")}}, repeats)
-        out = {{"one_ms": 1e3 * t["one"] / T, "stack_ms": 1e3 * t["stack"] / T}}
+                                                record="central"),
+                      "csr_one": lambda: [torch.sparse.mm(csr, x1) for _ in range(T)],
+                      "csr_all": lambda: [torch.sparse.mm(csr, xk) for _ in range(T)]}}, repeats)
+        out = {{"one_ms": 1e3 * t["one"] / T, "stack_ms": 1e3 * t["stack"] / T,
+               "csr_one_ms": 1e3 * t["csr_one"] / T, "csr_all_ms": 1e3 * t["csr_all"] / T}}
     out["peak_mb"] = peak_mb()
     print(json.dumps(out))
 """)
@@ -306,6 +318,10 @@ def markdown(res: dict) -> str:
     if e:
         lines.append(f"| {N_MODELS} models at batch 4 in one pass / one model, ms per step | | "
                      f"{e['stack_ms']:.2f} / {e['one_ms']:.2f} | {e['stack_ms'] / e['one_ms']:.2f} |")
+        if "csr_all_ms" in e:  # what sharing the structure could reach at best
+            lines.append(f"| floor: torch's CSR product of the graph with {N_MODELS} x 4 columns / "
+                         f"with 4, ms | | {e['csr_all_ms']:.2f} / {e['csr_one_ms']:.2f} | "
+                         f"{e['csr_all_ms'] / e['csr_one_ms']:.2f} |")
     for name, lt in (("flygnn", ours.get("load")), ("flyvis", theirs.get("load"))):
         if lt:
             lines.append(f"| {name} at defaults, batch 4, beside a CPU-bound process / as is, "
