@@ -74,6 +74,7 @@ def _integrate(net, inputs, dt, state, ctx, index, out, method="euler"):
     return state, records
 
 
+@threads.under_policy
 def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, record=None,
              grad: bool | None = None, return_state: bool = False, method: str = "euler"):
     """Responses of a network to a movie.
@@ -141,6 +142,7 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
     return (responses, state) if return_state else responses
 
 
+@threads.under_policy
 def steady_state(net, t_pre: float | None, dt: float, batch_size: int = 1, value: float = 0.5,
                  state=None, grad: bool = False, ctx=None, method: str = "euler"):
     """State after ``int(t_pre / dt)`` steps (of ``method``) of uniform grey ``value``.

@@ -235,6 +235,7 @@ def _integrate(stack, ctx, inputs, dt, state, index, out) -> torch.Tensor:
     return state
 
 
+@threads.under_policy
 def steady_state_stacked(nets, t_pre: float | None, dt: float, batch_size: int = 1,
                          value: float = 0.5, state: torch.Tensor | None = None,
                          ctx: _StackContext | None = None) -> torch.Tensor:
@@ -257,6 +258,7 @@ def steady_state_stacked(nets, t_pre: float | None, dt: float, batch_size: int =
         return _integrate(stack, ctx, [frame] * steps, dt, state, None, None)
 
 
+@threads.under_policy
 def simulate_stacked(nets, movie, dt: float, t_pre: float = 1.0, initial_state=None,
                      record=None, return_state: bool = False):
     """:func:`flygnn.simulate.simulate` of every member in one pass (no gradients; Euler).

@@ -100,6 +100,32 @@ def test_thread_policy_validates_and_restores_torch_setting():
         threads.set_num_threads(policy)
 
 
+def test_the_whole_call_runs_under_the_policy(graph_small, monkeypatch):
+    """Not only the Euler loop: the work before it (here the weights' preparation) runs at
+    the policy's count too, and nested uses share the outer manager."""
+    net = Network(graph_small)
+    seen, prepare = [], net.prepare
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return prepare(*args, **kwargs)
+    monkeypatch.setattr(net, "prepare", spy)
+    movie = torch.rand(1, 4, net.n_hexals, generator=torch.Generator().manual_seed(0))
+    saved, policy = torch.get_num_threads(), threads.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        threads.set_num_threads(1)
+        with torch.no_grad():
+            simulate(net, movie, 0.01, t_pre=0.05)
+            steady_state(net, 0.05, 0.01)
+        assert len(seen) >= 2 and set(seen) == {1}
+        assert torch.get_num_threads() == 2  # torch's setting is back after the call
+        with threads.num_threads() as outer, threads.num_threads(3) as inner:
+            assert inner is outer and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)
+        threads.set_num_threads(policy)
+
+
 def test_auto_threads_is_capped_by_the_request():
     for requested in (1, 2, 64):
         assert 1 <= threads.auto_threads(requested) <= requested
