@@ -8,7 +8,8 @@ A training checkpoint is a ``torch.save`` dict (``FORMAT``) with the keys ``netw
 ``decoder`` (state dicts), ``optim`` (Adam state dict), ``rng`` (generator states),
 ``iteration``, ``epoch``, ``order`` and ``position`` (the epoch's data order and how much of
 it is used), ``epoch_state`` (the epoch's grey steady state), ``best_val_epe``,
-``best_iteration``, ``config`` (JSON text) and ``time``.
+``best_iteration``, ``nonfinite`` and ``nonfinite_stalled`` (the counts of
+:class:`~flygnn.stepguard.NonFiniteGuard`), ``config`` (JSON text) and ``time``.
 """
 
 from __future__ import annotations

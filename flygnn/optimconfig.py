@@ -117,7 +117,11 @@ class OptimConfig:
     step whose loss is not finite (the simulation left the network's stable range) changes
     no weight and takes back the update before it, which led there (weights, decoder
     statistics, Adam's state); it is logged with its loss, and after this many such steps in
-    a row training stops with an error (0: stop at the first)."""
+    a row training stops with an error (0: stop at the first); ``nonfinite_stall``, after
+    this many non-finite steps without an update that lasted (one followed by a finite
+    step), the network keeps returning to the edge of its stable range and its weights no
+    longer move: the stage ends there, hands on its best validated weights and says so in
+    its metrics (``stopped_early``) and log (0: never)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -141,6 +145,7 @@ class OptimConfig:
     fixed_strengths: tuple[str, ...] = ()
     val_at_start: bool = False
     skip_nonfinite: int = 10
+    nonfinite_stall: int = 200
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -153,7 +158,7 @@ class OptimConfig:
         if any(p not in ("time_const", "syn_strength") for p in self.log_steps):
             _fail(f"{prefix}.log_steps", f"entries must be among ['time_const', 'syn_strength'] "
                                          f"(positive tables), got {list(self.log_steps)}")
-        for name in ("rest_grad_steps", "net_warmup", "skip_nonfinite"):
+        for name in ("rest_grad_steps", "net_warmup", "skip_nonfinite", "nonfinite_stall"):
             if getattr(self, name) < 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.penalty.rest_weight and not self.rest_grad_steps:

@@ -7,7 +7,10 @@ Layout (a finished run is a model folder, :func:`flygnn.pretrained.load_model`):
 * ``checkpoint.pt``: the latest full training state, written atomically;
 * ``best.pt``: the full state at the lowest validation EPE so far;
 * after the last iteration ``network.pt``, ``decoder.pt`` (the best weights) and
-  ``metrics.json``, written in that order: ``metrics.json`` marks a finished run.
+  ``metrics.json``, written in that order: ``metrics.json`` marks a finished run. A run that
+  ended before its last iteration because its weights no longer moved
+  (``optim.nonfinite_stall``) is finished too; its ``metrics.json`` says why under
+  ``stopped_early``.
 
 Resume rules: a folder with files is only continued when asked to. It continues from
 ``checkpoint.pt``; when that file is missing or unreadable but ``best.pt`` is readable, from

@@ -6,6 +6,13 @@ were before its forward pass, and the update before it -- the one that led there
 back (weights, decoder statistics and Adam's state). After more than ``limit`` such steps in
 a row, training stops with a :class:`FloatingPointError` that says how many. Runs whose
 losses stay finite are unchanged bit for bit.
+
+Non-finite steps can also alternate with finite ones without end: a network at the edge of its
+stable range takes one finite step, its update crosses the edge again, and the next step takes
+that update back. The weights then never move, and no two non-finite steps are in a row.
+:attr:`NonFiniteGuard.stalled` counts the non-finite steps since the last update that lasted
+(one followed by a finite step); the trainer ends the stage when it reaches
+``optim.nonfinite_stall`` (:class:`~flygnn.train.Trainer`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ class NonFiniteGuard:
 
     def __init__(self, limit: int) -> None:
         self.limit, self.count = int(limit), 0  # count: skipped steps in a row
+        self.stalled = 0  # skipped steps since the last update that lasted
         self._undo: dict | None = None  # the weights and Adam's state before the last update
         self._statistics: dict = {}
 
@@ -37,7 +45,11 @@ class NonFiniteGuard:
                             if k not in parameters}
 
     def before_update(self, network, decoder, optimizer) -> None:
-        """Remember what a following non-finite step restores (the tables are small)."""
+        """Remember what a following non-finite step restores (the tables are small).
+
+        Called on a finite step: if the update before it was not taken back, it lasted."""
+        if self._undo is not None:
+            self.stalled = 0
         self.count = 0
         if self.limit:
             self._undo = {"network": {k: v.clone() for k, v in network.state_dict().items()},
@@ -52,6 +64,7 @@ class NonFiniteGuard:
             FloatingPointError: more than ``limit`` such steps in a row.
         """
         self.count += 1
+        self.stalled += 1
         optimizer.zero_grad(set_to_none=True)
         undone = self._undo is not None
         if undone:

@@ -182,7 +182,7 @@ class Trainer:
                 "position": self.position, "epoch_start": self.epoch_start,
                 "epoch_state": self.epoch_state, "best": self.best,
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
-                "nonfinite": self.guard.count,
+                "nonfinite": self.guard.count, "nonfinite_stalled": self.guard.stalled,
                 "config": self.config.to_json(), "time": time.ctime()}
 
     def _restore(self, blob: dict, path) -> None:
@@ -207,6 +207,7 @@ class Trainer:
         self.epoch_state = None if state is None else state.to(self.device)
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
         self.guard.count = int(blob.get("nonfinite", 0))
+        self.guard.stalled = int(blob.get("nonfinite_stalled", 0))
         self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
@@ -307,9 +308,13 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=o.n_iters, initial=self.iteration, desc=self.desc, unit="it")
+        stopped = None
         try:
             while self.iteration < stop:
                 self._iterate()
+                if o.nonfinite_stall and self.guard.stalled >= o.nonfinite_stall:
+                    stopped = self._stalled()
+                    break
                 if self.iteration % o.checkpoint_every == 0 and self.iteration < stop:
                     self.save_checkpoint()
                 if bar is not None:
@@ -323,9 +328,21 @@ class Trainer:
                    "train_time_s": round(self.elapsed, 1)}
         if "start_val_epe" in self.best:
             metrics["start_val_epe"] = self.best["start_val_epe"]
-        if self.iteration >= o.n_iters:
+        if stopped is not None:
+            metrics["stopped_early"] = stopped
+        if self.iteration >= o.n_iters or stopped is not None:
             self.finish(metrics)
         return metrics
+
+    def _stalled(self) -> str:
+        """End the stage: its weights no longer move (``optim.nonfinite_stall``)."""
+        reason = (f"{self.guard.stalled} non-finite steps without an update that lasted, the "
+                  f"last at iteration {self.iteration} (optim.nonfinite_stall = "
+                  f"{self.config.optim.nonfinite_stall}): the network keeps returning to the "
+                  f"edge of its stable range; the stage ends and hands on its best validated "
+                  f"weights")
+        log.warning("%s: %s", self.out, reason)
+        return reason
 
     @threads.under_policy  # the decoder's and optimiser's work too, not only the simulation
     def _iterate(self) -> None:

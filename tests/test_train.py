@@ -576,6 +576,38 @@ def test_val_at_start_validates_the_start_and_can_hand_it_on(tmp_path, data, mon
         assert torch.equal(decoder[k], v), k
 
 
+@pytest.mark.parametrize("every, stops", [(2, True), (3, False)])
+def test_a_stage_whose_updates_never_last_ends_early(tmp_path, data, monkeypatch, every, stops):
+    """``optim.nonfinite_stall``: with every 2nd loss non-finite from the third step on, each
+    update from the second on is taken back by the next step and the weights stay those of
+    iteration 1; after 3 such steps the stage ends, hands on those weights and says so. With
+    every 3rd loss non-finite, every other update lasts, and the stage runs to its end."""
+    import flygnn.train as train_module
+    calls, l2norm = [], train_module.l2norm
+
+    def loss(*args):
+        calls.append(1)
+        value = l2norm(*args)
+        return value * float("inf") if len(calls) >= 3 and len(calls) % every == 1 else value
+    monkeypatch.setattr(train_module, "l2norm", loss)
+    cfg = config(n_iters=12, val_every=100, skip_nonfinite=2, nonfinite_stall=3)
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    trainer.train(until=1)
+    kept = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    metrics = trainer.train()
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    if stops:
+        assert metrics["iteration"] == 7 == saved["iteration"]  # skipped at 3, 5, 7
+        assert saved["stopped_early"].startswith("3 non-finite steps without an update that "
+                                                 "lasted, the last at iteration 7")
+        net = Network.load(tmp_path / "run" / "network.pt", data)
+        assert all(torch.equal(net.state_dict()[k], v) for k, v in kept.items())
+    else:
+        assert metrics["iteration"] == 12 and "stopped_early" not in saved
+        assert trainer.guard.stalled <= 1
+        assert not all(torch.equal(trainer.network.state_dict()[k], v) for k, v in kept.items())
+
+
 def test_a_step_with_a_nonfinite_loss_is_skipped_then_training_stops(tmp_path, data):
     """``optim.skip_nonfinite``: a step whose loss is not finite changes no weight, takes back
     the update before it (weights, the decoder's running statistics and Adam's state: the
