@@ -4,14 +4,19 @@ torch parallelises every operation over ``torch.get_num_threads()`` OpenMP threa
 default spin-wait for work between operations. On a machine whose cores are busy with other
 work (a second process, a notebook beside a build, a shared CI runner) a spinning thread
 competes with the thread that does the work, and an Euler step of a few milliseconds can take
-tens. flygnn therefore applies a policy to its own calls (:func:`flygnn.simulate.simulate`,
-:func:`~flygnn.simulate.steady_state`, the stacked ensembles, the analysis runners' simulations,
-each training step) and restores torch's setting afterwards; nothing is changed at import.
-The policy covers the whole call, not only its loop (:func:`under_policy`): one operation at
-torch's full count before the loop (a check of the input, the gather of the weights) wakes
-the OpenMP workers, which then spin beside the loop's thread and take turns with it on the
-busy core. Measured beside one CPU-bound process on 2 cores, with the policy on the loop
-alone, about one run in six of 20 steps took 3.7x as long as the others.
+tens. flygnn therefore applies a policy to its simulation calls (:func:`flygnn.simulate.simulate`,
+:func:`~flygnn.simulate.steady_state`, the stacked ensembles; the analysis runners and
+training simulate through them) and restores torch's setting afterwards; nothing is changed
+at import. The policy covers the whole call, not only its loop (:func:`under_policy`): one
+operation at torch's full count before the loop (a check of the input, the gather of the
+weights) wakes the OpenMP workers, which then spin beside the loop's thread and take turns
+with it on the busy core. Measured beside one CPU-bound process on 2 cores, with the policy
+on the loop alone, about one run in six of 20 steps took 3.7x as long as the others.
+
+Everything in these calls gives the same bits at any thread count (one thread per output
+row of the sparse product, element-wise work). Work whose rounding depends on the thread
+count stays at torch's setting: the flow decoder's convolutions and the losses' reductions in
+training, so that a resumed run repeats the original bit for bit whatever the machine's load.
 
 Policies (:func:`set_num_threads`):
 

@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flygnn import threads
 from flygnn.build import build_datasets, build_decoder, build_network
 from flygnn.checkpoint import FORMAT, atomic_torch_save, load_checkpoint
 from flygnn.config import TrainConfig
@@ -344,7 +343,6 @@ class Trainer:
         log.warning("%s: %s", self.out, reason)
         return reason
 
-    @threads.under_policy  # the decoder's and optimiser's work too, not only the simulation
     def _iterate(self) -> None:
         """One iteration: a batch, a step, the log row, validation when due."""
         o = self.config.optim

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from flygnn import threads
 from flygnn._paths import cache_dir
 from flygnn.analysis.response_cache import KEEP_RESPONSES, response_key
 from flygnn.analysis.responses import Responses
@@ -110,7 +109,6 @@ def _record_index(net, record):
     return record_index(getattr(net, "networks", [net])[0], record)
 
 
-@threads.under_policy  # rendering and bookkeeping too, not only the simulations
 def stimulus_responses(
     nets: torch.nn.Module | Sequence[torch.nn.Module],
     dataset,
