@@ -78,3 +78,12 @@ class NonFiniteGuard:
             raise FloatingPointError(f"the {self.count}th step in a row "
                                      f"(optim.skip_nonfinite = {self.limit})")
         return undone
+
+    def stall_reason(self, limit: int, iteration: int) -> str | None:
+        """None while updates still last (or ``limit`` is 0); else why the stage ends."""
+        if not limit or self.stalled < limit:
+            return None
+        return (f"{self.stalled} non-finite steps without an update that lasted, the last at "
+                f"iteration {iteration} (optim.nonfinite_stall = {limit}): the network keeps "
+                f"returning to the edge of its stable range; the stage ends and hands on its "
+                f"best validated weights")

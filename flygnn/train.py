@@ -23,9 +23,8 @@ SGD step, unlike Adam's, would follow it (one such step moved resting potentials
 ``config.seed``: data order, augmentation and dropout. A checkpoint stores them, the epoch's
 order, position and steady state, so a resumed run continues bit for bit.
 
-The run's files (config, log, checkpoints, the final model) are kept by a
-:class:`~flygnn.rundir.RunDir`; this module is the loop. Multi-stage trainings are recipes
-(:mod:`flygnn.recipes`).
+A :class:`~flygnn.rundir.RunDir` keeps the run's files (config, log, checkpoints, model);
+this module is the loop. Multi-stage trainings are recipes (:mod:`flygnn.recipes`).
 """
 
 from __future__ import annotations
@@ -311,8 +310,9 @@ class Trainer:
         try:
             while self.iteration < stop:
                 self._iterate()
-                if o.nonfinite_stall and self.guard.stalled >= o.nonfinite_stall:
-                    stopped = self._stalled()
+                stopped = self.guard.stall_reason(o.nonfinite_stall, self.iteration)
+                if stopped is not None:
+                    log.warning("%s: %s", self.out, stopped)
                     break
                 if self.iteration % o.checkpoint_every == 0 and self.iteration < stop:
                     self.save_checkpoint()
@@ -332,16 +332,6 @@ class Trainer:
         if self.iteration >= o.n_iters or stopped is not None:
             self.finish(metrics)
         return metrics
-
-    def _stalled(self) -> str:
-        """End the stage: its weights no longer move (``optim.nonfinite_stall``)."""
-        reason = (f"{self.guard.stalled} non-finite steps without an update that lasted, the "
-                  f"last at iteration {self.iteration} (optim.nonfinite_stall = "
-                  f"{self.config.optim.nonfinite_stall}): the network keeps returning to the "
-                  f"edge of its stable range; the stage ends and hands on its best validated "
-                  f"weights")
-        log.warning("%s: %s", self.out, reason)
-        return reason
 
     def _iterate(self) -> None:
         """One iteration: a batch, a step, the log row, validation when due."""
