@@ -129,8 +129,7 @@ def simulate(net, movie, dt: float, t_pre: float = 1.0, initial_state=None, reco
             state = broadcast_state(check_state(initial_state, net.num_nodes), batch)
         size = net.num_nodes if index is None else len(index)
         if torch.is_grad_enabled() and method == "euler" and bptt.applies(net, state):
-            with threads.num_threads():  # the hand-written adjoint of graded networks
-                responses, state = bptt.simulate_graded(net, ctx, movie, dt, state, index)
+            responses, state = bptt.simulate_graded(net, ctx, movie, dt, state, index)
         elif torch.is_grad_enabled():
             state, records = _integrate(net, movie.unbind(1), dt, state, ctx, index, [],
                                         method)
@@ -248,6 +247,7 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     return broadcast_state(unflatten(out), batch)
 
 
+@threads.under_policy
 def fade_in_state(net, t_fade_in: float, dt: float, initial_frames, state=None,
                   grad: bool = False, method: str = "euler"):
     """Fade from grey into the first frames over ``n = int(t_fade_in / dt)`` steps.

@@ -4,8 +4,9 @@ torch parallelises every operation over ``torch.get_num_threads()`` OpenMP threa
 default spin-wait for work between operations. On a machine whose cores are busy with other
 work (a second process, a notebook beside a build, a shared CI runner) a spinning thread
 competes with the thread that does the work, and an Euler step of a few milliseconds can take
-tens. flygnn therefore applies a policy to its simulation calls (:func:`flygnn.simulate.simulate`,
-:func:`~flygnn.simulate.steady_state`, the stacked ensembles; the analysis runners and
+tens. flygnn therefore applies a policy to its simulation calls
+(:func:`flygnn.simulate.simulate`, :func:`~flygnn.simulate.steady_state`,
+:func:`~flygnn.simulate.fade_in_state`, the stacked ensembles; the analysis runners and
 training simulate through them) and restores torch's setting afterwards; nothing is changed
 at import. The policy covers the whole call, not only its loop (:func:`under_policy`): one
 operation at torch's full count before the loop (a check of the input, the gather of the
