@@ -16,7 +16,7 @@ from flygnn.network import Network
 from flygnn.task import FlowDecoder
 
 __all__ = ["MovieSubset", "arguments", "build_connectome", "build_datasets", "build_decoder",
-           "build_network", "transfer"]
+           "build_network", "build_optimizer", "transfer"]
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +137,22 @@ def transfer(network: Network, data) -> Network:
     """``network.transfer(data)``: its trained parameters on another lattice
     (:meth:`flygnn.Network.transfer`)."""
     return network.transfer(data)
+
+
+def build_optimizer(optim, network: Network, decoder) -> torch.optim.Adam:
+    """Adam with one group per distinct rate scale of the network's learning tables (one
+    group when all scales are 1, as in flyvis), then the decoder's group; every rate starts
+    at 0 (the trainer sets them per epoch). Tables outside ``optim.train_params`` (all of
+    them without ``optim.train_network``) stop requiring gradients."""
+    frozen = {"bias", "time_const", "syn_strength"} - set(optim.train_params)
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_(optim.train_network and parameter.requires_grad
+                                 and name not in frozen)
+    groups: dict[float, list] = {}
+    for name, parameter in network.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault(float(getattr(optim.net_rate_scale, name, 1.0)), []).append(parameter)
+    net_groups = [{"params": ps, "lr": 0.0, "scale": k} for k, ps in groups.items()] or \
+        [{"params": [], "lr": 0.0, "scale": 1.0}]
+    return torch.optim.Adam(
+        net_groups + [{"params": list(decoder.parameters()), "lr": 0.0, "scale": 1.0}])

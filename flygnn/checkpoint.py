@@ -8,7 +8,7 @@ A training checkpoint is a ``torch.save`` dict (``FORMAT``) with the keys ``netw
 ``decoder`` (state dicts), ``optim`` (Adam state dict), ``rng`` (generator states),
 ``iteration``, ``epoch``, ``order`` and ``position`` (the epoch's data order and how much of
 it is used), ``epoch_state`` (the epoch's grey steady state), ``best_val_epe``,
-``best_iteration``, ``nonfinite`` and ``nonfinite_stalled`` (the counts of
+``best_iteration``, ``nonfinite``, ``nonfinite_stalled`` and ``nonfinite_rate`` (the counts of
 :class:`~flygnn.stepguard.NonFiniteGuard`), ``config`` (JSON text) and ``time``.
 """
 

@@ -12,7 +12,9 @@ stable range takes one finite step, its update crosses the edge again, and the n
 that update back. The weights then never move, and no two non-finite steps are in a row.
 :attr:`NonFiniteGuard.stalled` counts the non-finite steps since the last update that lasted
 (one followed by a finite step); the trainer ends the stage when it reaches
-``optim.nonfinite_stall`` (:class:`~flygnn.train.Trainer`).
+``optim.nonfinite_stall`` (:class:`~flygnn.train.Trainer`). With ``optim.nonfinite_backoff``
+each update taken back also lowers the network's rate, so the next attempt takes a shorter
+step towards the edge (a backtracking line search), and lasting updates raise it again.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ class NonFiniteGuard:
 
     Args:
         limit: how many such steps in a row are skipped (0: stop at the first).
+        backoff: each update taken back multiplies :attr:`rate` (the factor on the network's
+            learning rate) by this; each update that lasts divides it by ``backoff ** 0.01``
+            (back to 1 after 100 lasting updates per halving). 1: the rate never changes.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, backoff: float = 1.0) -> None:
         self.limit, self.count = int(limit), 0  # count: skipped steps in a row
         self.stalled = 0  # skipped steps since the last update that lasted
+        self.backoff, self.rate = float(backoff), 1.0
         self._undo: dict | None = None  # the weights and Adam's state before the last update
         self._statistics: dict = {}
 
@@ -50,6 +56,7 @@ class NonFiniteGuard:
         Called on a finite step: if the update before it was not taken back, it lasted."""
         if self._undo is not None:
             self.stalled = 0
+            self.rate = min(1.0, self.rate / self.backoff ** 0.01)
         self.count = 0
         if self.limit:
             self._undo = {"network": {k: v.clone() for k, v in network.state_dict().items()},
@@ -68,6 +75,7 @@ class NonFiniteGuard:
         optimizer.zero_grad(set_to_none=True)
         undone = self._undo is not None
         if undone:
+            self.rate *= self.backoff
             network.load_state_dict(self._undo["network"])
             decoder.load_state_dict(self._undo["decoder"])
             optimizer.load_state_dict(self._undo["optim"])
@@ -78,6 +86,12 @@ class NonFiniteGuard:
             raise FloatingPointError(f"the {self.count}th step in a row "
                                      f"(optim.skip_nonfinite = {self.limit})")
         return undone
+
+    def scale_rates(self, optimizer, lr_net: float) -> None:
+        """Set the network's groups (all but the last, the decoder's) to ``lr_net`` times
+        their ``scale`` times :attr:`rate`."""
+        for group in optimizer.param_groups[:-1]:
+            group["lr"] = lr_net * group.get("scale", 1.0) * self.rate
 
     def stall_reason(self, limit: int, iteration: int) -> str | None:
         """None while updates still last (or ``limit`` is 0); else why the stage ends."""

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flygnn.build import build_datasets, build_decoder, build_network
+from flygnn.build import build_datasets, build_decoder, build_network, build_optimizer
 from flygnn.checkpoint import FORMAT, atomic_torch_save, load_checkpoint
 from flygnn.config import TrainConfig
 from flygnn.constraints import build_constraints, build_regularisers
@@ -48,7 +48,7 @@ from flygnn.layers import Dropout
 from flygnn.network import Network
 from flygnn.neurons import make_model
 from flygnn.rundir import LOG_COLUMNS, RunDir
-from flygnn.simulate import RestGate, relax_rest, simulate, steady_state
+from flygnn.simulate import RestGate, relax_rest, rest_residual, simulate, steady_state
 from flygnn.stepguard import NonFiniteGuard
 from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_error
 
@@ -111,7 +111,7 @@ class Trainer:
         for module in self.decoder.modules():
             if isinstance(module, Dropout):  # reproducible masks, restored on resume
                 module.generator = self.generators["dropout"]
-        self.optimizer = self._optimizer()
+        self.optimizer = build_optimizer(config.optim, self.network, self.decoder)
         self.central = self.network.graph.central_index.to(self.device)
         self.constraints = build_constraints(config.optim, self.network)
         self.regularisers = build_regularisers(config.optim, self.network)
@@ -121,7 +121,8 @@ class Trainer:
         self.order: torch.Tensor | None = None
         self.epoch_state = None
         self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
-        self.elapsed, self.guard = 0.0, NonFiniteGuard(config.optim.skip_nonfinite)
+        self.elapsed = 0.0
+        self.guard = NonFiniteGuard(config.optim.skip_nonfinite, config.optim.nonfinite_backoff)
         if resume_from is not None:
             self._restore(*resume_from)
         else:  # a checkpoint from the start: a log never runs ahead of all checkpoints
@@ -146,23 +147,6 @@ class Trainer:
             self.config, network=dataclasses.replace(n, init=None) if skip_net else n,
             decoder=dataclasses.replace(d, init=None))
 
-    def _optimizer(self) -> torch.optim.Adam:
-        """Adam with one group per distinct rate scale of the network's learning tables (one
-        group when all scales are 1, as in flyvis), then the decoder's group."""
-        o = self.config.optim
-        frozen = {"bias", "time_const", "syn_strength"} - set(o.train_params)
-        for name, parameter in self.network.named_parameters():
-            parameter.requires_grad_(o.train_network and parameter.requires_grad
-                                     and name not in frozen)
-        groups: dict[float, list] = {}
-        for name, parameter in self.network.named_parameters():
-            if parameter.requires_grad:
-                groups.setdefault(float(getattr(o.net_rate_scale, name, 1.0)), []).append(parameter)
-        net_groups = [{"params": ps, "lr": 0.0, "scale": k} for k, ps in groups.items()] or \
-            [{"params": [], "lr": 0.0, "scale": 1.0}]
-        return torch.optim.Adam(
-            net_groups + [{"params": list(self.decoder.parameters()), "lr": 0.0, "scale": 1.0}])
-
     def _lrs(self) -> tuple[float, float, float]:
         """(network, decoder, penalty) rates of the current epoch (set at its first iteration)."""
         o, it = self.config.optim, self.epoch_start
@@ -181,6 +165,7 @@ class Trainer:
                 "epoch_state": self.epoch_state, "best": self.best,
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
                 "nonfinite": self.guard.count, "nonfinite_stalled": self.guard.stalled,
+                "nonfinite_rate": self.guard.rate,
                 "config": self.config.to_json(), "time": time.ctime()}
 
     def _restore(self, blob: dict, path) -> None:
@@ -206,6 +191,7 @@ class Trainer:
         self.best, self.elapsed = dict(blob["best"]), float(blob["elapsed"])
         self.guard.count = int(blob.get("nonfinite", 0))
         self.guard.stalled = int(blob.get("nonfinite_stalled", 0))
+        self.guard.rate = float(blob.get("nonfinite_rate", 1.0))
         self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
@@ -228,6 +214,20 @@ class Trainer:
             self.epoch_state = steady_state(self.network, self.config.optim.t_pre,
                                             self.config.data.dt)
 
+    def _forward(self, lum, flow, learn_net: bool):
+        """The loss of a batch (task and regularisers), the responses and the rest's gate."""
+        o, net = self.config.optim, self.network
+        start, gate = self.epoch_state, RestGate()
+        if learn_net and o.rest_grad_steps:
+            start = relax_rest(net, start, o.rest_grad_steps, gate=gate)  # max iterations
+        responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
+        rest = net.dynamics.activity(start)
+        loss = l2norm(self.decoder(responses, rest), flow)
+        if learn_net:
+            for term in self.regularisers:
+                loss = loss + term(rest, responses)
+        return loss, responses, gate
+
     def step(self, lum: torch.Tensor, flow: torch.Tensor) -> float:
         """One optimisation step on a batch; returns the loss.
 
@@ -241,15 +241,13 @@ class Trainer:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
         self.guard.before_forward(self.decoder)
-        start, gate = self.epoch_state, RestGate()
-        if learn_net and o.rest_grad_steps:
-            start = relax_rest(net, start, o.rest_grad_steps, gate=gate)  # max iterations
-        responses = simulate(net, lum, self.config.data.dt, initial_state=start, grad=learn_net)
-        rest = net.dynamics.activity(start)
-        loss = l2norm(self.decoder(responses, rest), flow)
-        if learn_net:
-            for term in self.regularisers:
-                loss = loss + term(rest, responses)
+        residual = (rest_residual(net, self.epoch_state) if learn_net and o.unsettled_rest
+                    else 0.0)
+        if residual > o.unsettled_rest:  # left the stable range: treated as non-finite
+            loss, responses, gate = torch.tensor(float("nan")), None, None
+            log.warning("%s: the grey rest has not settled (residual %.3g)", self.out, residual)
+        else:
+            loss, responses, gate = self._forward(lum, flow, learn_net)
         if not torch.isfinite(loss):  # no step (flygnn.stepguard)
             value = float(loss.detach())
             try:
@@ -278,6 +276,7 @@ class Trainer:
         for constraint in self.constraints:
             constraint.before_step(net)
         self.guard.before_update(net, self.decoder, self.optimizer)
+        self.guard.scale_rates(self.optimizer, self._lrs()[0])
         self.optimizer.step()
         if penalize:
             with torch.no_grad():

@@ -645,3 +645,73 @@ def test_a_step_with_a_nonfinite_loss_is_skipped_then_training_stops(tmp_path, d
     trainer.guard.count = 2
     assert math.isfinite(trainer.step(lum, flow)) and trainer.guard.count == 0
     assert same(weights(), updated)  # the same update again, from the same state
+
+
+def test_rest_residual_is_the_fixed_point_maps_step(data):
+    """``rest_residual``: ``max |F(v) - v| / max(1, max |v|)`` with ``F`` the map whose fixed
+    point is the grey rest (the forward value of ``relax_rest``); near 0 at a settled rest,
+    large once strengths scaled up beyond the stable range have let a mode grow."""
+    from flygnn.simulate import relax_rest, rest_residual
+    net = Network(data)
+    with torch.no_grad():
+        v = steady_state(net, 2.0, 0.02)
+        for state in (v, v + 0.3 * torch.rand(v.shape, generator=torch.Generator().manual_seed(0))):
+            f = relax_rest(net, state, 1)
+            expected = float((f - state).abs().max()) / max(1.0, float(state.abs().max()))
+            assert rest_residual(net, state) == pytest.approx(expected, rel=1e-6)
+        assert rest_residual(net, v) < 1e-3
+        net.syn_strength.mul_(30.0)
+        grown = steady_state(net, 2.0, 0.02)
+    assert float(grown.abs().max()) > 100 * float(v.abs().max())  # the rest ran away
+    assert rest_residual(net, grown) > 0.05
+    assert rest_residual(net, grown * float("nan")) == math.inf
+
+
+@pytest.mark.parametrize("check", [0.0, 0.02])
+def test_an_unsettled_rest_counts_as_a_nonfinite_step(tmp_path, data, check):
+    """``optim.unsettled_rest``: a network whose grey rest runs away (strengths scaled 30x)
+    still gives a finite loss (the decoder normalises its input); with the check on, the step
+    is skipped like a non-finite one and the update that led there is taken back."""
+    cfg = config(n_iters=4, unsettled_rest=check, fresh_state=True, t_pre=2.0)
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    initial = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    trainer.train(until=1)
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    with torch.no_grad():  # as if the first update had crossed the edge
+        trainer.network.syn_strength.mul_(30.0)
+    loss = trainer.step(*(torch.stack([trainer.train_set[i][k] for i in range(2)])
+                          for k in ("lum", "flow")))
+    after = trainer.network.state_dict()
+    if check:
+        assert math.isnan(loss) and trainer.guard.count == 1
+        assert all(torch.equal(after[k], v) for k, v in initial.items())  # that update undone
+    else:
+        assert math.isfinite(loss) and trainer.guard.count == 0
+        assert not torch.equal(after["syn_strength"], before["syn_strength"])
+
+
+def test_backoff_shortens_the_step_after_an_undone_update(tmp_path, data, monkeypatch):
+    """``optim.nonfinite_backoff``: the update taken back by the non-finite 3rd step halves
+    the network's rate; each update that lasts after it (those of steps 4 and 5, followed by
+    finite steps) raises it by ``2 ** 0.01``; the decoder's rate is untouched. The factor is
+    part of the checkpoint."""
+    import flygnn.train as train_module
+    calls, l2norm = [], train_module.l2norm
+
+    def loss(*args):
+        calls.append(1)
+        return l2norm(*args) * (float("inf") if len(calls) == 3 else 1.0)
+    monkeypatch.setattr(train_module, "l2norm", loss)
+    rate = {"start": 1e-2, "stop": 1e-2, "steps": 1}
+    cfg = config(n_iters=6, val_every=100, nonfinite_backoff=0.5, lr_net=rate, lr_dec=rate,
+                 net_rate_scale={"syn_strength": 3.0}, penalty={"weight": 0.0})
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    trainer.train()
+    expected = 0.5 * 2 ** 0.02
+    assert trainer.guard.rate == pytest.approx(expected, rel=1e-12)
+    *net_groups, decoder_group = trainer.optimizer.param_groups
+    assert sorted(g["lr"] for g in net_groups) == pytest.approx([1e-2 * expected,
+                                                                 3e-2 * expected])
+    assert decoder_group["lr"] == 1e-2
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert saved["nonfinite_rate"] == trainer.guard.rate
