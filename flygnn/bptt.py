@@ -4,8 +4,7 @@ Training differentiates a whole simulation. Recording it step by step with autog
 about six ``(B, N)`` tensors per Euler step alive and walks a graph of a dozen nodes per step
 in the backward pass. :func:`simulate_graded` runs the same forward pass as the no-grad path
 (:mod:`flygnn.fused`, bit for bit), keeps two ``(N, B)`` tensors per step (the state
-:math:`v_t`, which is the recorded response itself when all nodes are recorded, and the drive
-:math:`d_t`), and its backward pass is the adjoint recursion of
+:math:`v_t` and the drive :math:`d_t`), and its backward pass is the adjoint recursion of
 
 .. math::
     d_t = (b - v_t) + W(s) f(v_t) + x_t, \qquad v_{t+1} = v_t + (d_t \, \tau^{-1}) \, dt:
@@ -74,43 +73,40 @@ class _GradedBPTT(torch.autograd.Function):
         # one (N, B) tensor per step, not one (T, N, B) block: blocks above the allocator's
         # mmap threshold are returned to the system and page-faulted in again on every call
         states = [v0.t().clone(memory_format=torch.contiguous_format)]
-        drives = v0.new_empty(steps, n, batch)  # one block: freed at once, nothing left behind
+        drives = []
         bias_nm = bias.unsqueeze(1).expand(n, batch).contiguous()
         inv_tau_nm = inv_tau.unsqueeze(1).expand(n, batch).contiguous()
         matrix = bound.matrix
         out = v0.new_empty(batch, steps, n if index is None else len(index))
-        # all nodes recorded: the responses are the states v_1..v_T, saved once (as the output)
-        in_out = index is None
-        v = states[0]
         for t in range(steps):
-            d = torch.sub(bias_nm, v, out=drives[t])
+            v = states[t]
+            d = torch.sub(bias_nm, v)
             d.addmm_(matrix, f(v))  # (b - v) + W f(v), as the no-grad step
             if isinstance(input_nodes, slice):
                 d[input_nodes] += currents[:, t].t()
             else:
                 d.index_add_(0, input_nodes, currents[:, t].t())
-            v = torch.mul(d, inv_tau_nm).mul_(dt).add_(v)
-            out[:, t] = (v if in_out else v.index_select(0, index)).t()
-            if not in_out:
-                states.append(v)
+            drives.append(d)
+            nxt = torch.mul(d, inv_tau_nm).mul_(dt).add_(v)
+            states.append(nxt)
+            out[:, t] = (nxt if index is None else nxt.index_select(0, index)).t()
         fctx.setup, fctx.states, fctx.drives = setup, states, drives
-        if in_out:  # autograd's version counter guards the output against in-place changes
-            fctx.save_for_backward(out)
         fctx.inv_tau_nm = inv_tau_nm
         fctx.cur_shape = currents.shape
-        return out, v.t()
+        return out, states[steps].t()
 
     @staticmethod
     @once_differentiable
     def backward(fctx, grad_resp, grad_final):
-        n, batch = fctx.states[0].shape
+        states = fctx.states
+        n, batch = states[0].shape
         need_cur, need_bias, need_tau, need_s = fctx.needs_input_grad[1:5]
         a = (grad_final.t().clone(memory_format=torch.contiguous_format)
-             if grad_final is not None else fctx.states[0].new_zeros(n, batch))  # dL/dv_{t+1}
+             if grad_final is not None else states[0].new_zeros(n, batch))  # dL/dv_{t+1}
         acc = {"bias": torch.zeros_like(a) if need_bias else None,
                "tau": torch.zeros_like(a) if need_tau else None,
                "s": _EdgeSums(fctx.setup[0], batch) if need_s else None,
-               "cur": fctx.states[0].new_zeros(fctx.cur_shape) if need_cur else None}
+               "cur": states[0].new_zeros(fctx.cur_shape) if need_cur else None}
         with threads.num_threads():
             a = _adjoint(fctx, grad_resp, a, acc)
             grad_s = acc["s"].pair_sums() if need_s else None
@@ -183,7 +179,6 @@ def _adjoint(fctx, grad_resp, a: torch.Tensor, acc: dict) -> torch.Tensor:
     """The reverse loop; accumulates into ``acc`` and returns dL/dv_0 ``(N, B)``."""
     bound, input_nodes, f, dt, index = fctx.setup
     states, drives, inv_tau_nm = fctx.states, fctx.drives, fctx.inv_tau_nm
-    out = fctx.saved_tensors[0] if fctx.saved_tensors else None  # the states v_1..v_T
     relu = f is F.relu or f is torch.relu
     transposed = bound.transposed()
     rate = inv_tau_nm * dt  # dv_{t+1} / dd_t
@@ -201,7 +196,7 @@ def _adjoint(fctx, grad_resp, a: torch.Tensor, acc: dict) -> torch.Tensor:
             acc["bias"].add_(q)
         if acc["cur"] is not None:
             acc["cur"][:, t] = _rows(input_nodes, q).t()
-        v = states[t] if out is None or t == 0 else out[:, t - 1].t().contiguous()
+        v = states[t]
         if acc["s"] is not None:
             acc["s"].add(q, f(v))
         gx = spmm(transposed, q)  # W^T q, (N, B)
