@@ -226,6 +226,8 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     flat = torch.cat([t.detach().reshape(-1) for t in tensors])
     out = relax(flat)
     if out.requires_grad:
+        with torch.no_grad():  # the adjoint's products need dF/dv only: no parameter graph
+            ctx = net.prepare()
         z = flat.clone().requires_grad_()
         f = relax(z)
 
