@@ -32,8 +32,8 @@ class NonFiniteGuard:
     Args:
         limit: how many such steps in a row are skipped (0: stop at the first).
         backoff: each update taken back multiplies :attr:`rate` (the factor on the network's
-            learning rate) by this; each update that lasts divides it by ``backoff ** 0.01``
-            (back to 1 after 100 lasting updates per halving). 1: the rate never changes.
+            learning rate) by this; each update that lasts divides it by ``backoff ** 0.1``
+            (back to 1 after 10 lasting updates per halving). 1: the rate never changes.
     """
 
     def __init__(self, limit: int, backoff: float = 1.0) -> None:
@@ -56,7 +56,7 @@ class NonFiniteGuard:
         Called on a finite step: if the update before it was not taken back, it lasted."""
         if self._undo is not None:
             self.stalled = 0
-            self.rate = min(1.0, self.rate / self.backoff ** 0.01)
+            self.rate = min(1.0, self.rate / self.backoff ** 0.1)
         self.count = 0
         if self.limit:
             self._undo = {"network": {k: v.clone() for k, v in network.state_dict().items()},

@@ -693,7 +693,7 @@ def test_an_unsettled_rest_counts_as_a_nonfinite_step(tmp_path, data, check):
 def test_backoff_shortens_the_step_after_an_undone_update(tmp_path, data, monkeypatch):
     """``optim.nonfinite_backoff``: the update taken back by the non-finite 3rd step halves
     the network's rate; each update that lasts after it (those of steps 4 and 5, followed by
-    finite steps) raises it by ``2 ** 0.01``; the decoder's rate is untouched. The factor is
+    finite steps) raises it by ``2 ** 0.1``; the decoder's rate is untouched. The factor is
     part of the checkpoint."""
     import flygnn.train as train_module
     calls, l2norm = [], train_module.l2norm
@@ -707,7 +707,7 @@ def test_backoff_shortens_the_step_after_an_undone_update(tmp_path, data, monkey
                  net_rate_scale={"syn_strength": 3.0}, penalty={"weight": 0.0})
     trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
     trainer.train()
-    expected = 0.5 * 2 ** 0.02
+    expected = 0.5 * 2 ** 0.2
     assert trainer.guard.rate == pytest.approx(expected, rel=1e-12)
     *net_groups, decoder_group = trainer.optimizer.param_groups
     assert sorted(g["lr"] for g in net_groups) == pytest.approx([1e-2 * expected,
