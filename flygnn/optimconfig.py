@@ -121,13 +121,13 @@ class OptimConfig:
     this many non-finite steps without an update that lasted (one followed by a finite
     step), the network keeps returning to the edge of its stable range and its weights no
     longer move: the stage ends there, hands on its best validated weights and says so in
-    its metrics (``stopped_early``) and log (0: never); ``unsettled_rest``, a step whose
-    grey rest has not settled (:func:`~flygnn.simulate.rest_residual` of the start state above
-    this value) is treated like a non-finite one: the network has left its stable range
-    although its loss is still finite (the decoder's input normalisation hides a rest that
-    grows without bound), and the update that led there is taken back (0: never checked);
-    ``nonfinite_backoff``, each update taken back multiplies the network's rate by this
-    factor and each lasting one raises it again (:class:`~flygnn.stepguard.NonFiniteGuard`),
+    its metrics (``stopped_early``) and log (0: never); ``max_rest``, a step whose grey
+    start state holds a magnitude above this (:func:`~flygnn.simulate.state_size`) is treated
+    like a non-finite one: the rest has run away although the loss is still finite (the
+    decoder's input normalisation hides it), and the update that led there is taken back (0:
+    never checked); ``nonfinite_backoff``, each update taken back multiplies the network's
+    rate by this factor and each lasting one raises it again
+    (:class:`~flygnn.stepguard.NonFiniteGuard`),
     so that a network at the edge of its stable range approaches it in shorter steps
     instead of crossing it at every other step (1: off)."""
 
@@ -154,7 +154,7 @@ class OptimConfig:
     val_at_start: bool = False
     skip_nonfinite: int = 10
     nonfinite_stall: int = 200
-    unsettled_rest: float = 0.0
+    max_rest: float = 0.0
     nonfinite_backoff: float = 1.0
 
     def check(self, prefix: str) -> None:
@@ -185,8 +185,8 @@ class OptimConfig:
                                                f"{list(self.fixed_strengths)}")
         if not 0 < self.nonfinite_backoff <= 1:
             _fail(f"{prefix}.nonfinite_backoff", f"must be in (0, 1], got {self.nonfinite_backoff}")
-        if not 0 <= self.unsettled_rest < math.inf:
-            _fail(f"{prefix}.unsettled_rest", f"must be >= 0 and finite, got {self.unsettled_rest}")
+        if not 0 <= self.max_rest < math.inf:
+            _fail(f"{prefix}.max_rest", f"must be >= 0 and finite, got {self.max_rest}")
         if not 0 <= self.strength_floor <= 1:
             _fail(f"{prefix}.strength_floor", f"must be in [0, 1], got {self.strength_floor}")
 

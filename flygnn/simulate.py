@@ -21,6 +21,7 @@ few ``(B, N)`` tensors alive for the backward pass. Initial states (:func:`stead
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 
 import torch
@@ -41,7 +42,7 @@ from flygnn.integrators import euler, get_integrator
 from flygnn.linsolve import gmres
 from flygnn.neurons import broadcast_state
 
-__all__ = ["simulate", "steady_state", "relax_rest", "rest_residual", "RestGate", "fade_in_state",
+__all__ = ["simulate", "steady_state", "relax_rest", "state_size", "RestGate", "fade_in_state",
            "IntegrationWarning", "check_dt", "record_index"]
 
 _LONG_STEP = 1e3  # seconds: longer than any time constant (the map to the fixed point)
@@ -249,25 +250,16 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
     return broadcast_state(unflatten(out), batch)
 
 
-@torch.no_grad()
-def rest_residual(net, state, value: float = 0.5) -> float:
-    """How far ``state`` is from the grey rest: ``max |F(v) - v| / max(1, max |v|)`` with
-    ``F`` the fixed-point map of :func:`relax_rest`; ``inf`` for a non-finite state.
-
-    Small for a settled rest (and for one still relaxing towards a stable rest); of the order
-    of ``lambda - 1`` when a mode with loop gain ``lambda > 1`` has grown to dominate the
-    state, i.e. when the network has left its stable range."""
-    ctx = net.prepare()
-    batch = net.dynamics.activity(state).shape[0]
-    current = net.frame_input(net.bias.new_full((batch, net.n_hexals), value))
-    out = euler(net.dynamics, state, current, ctx, _LONG_STEP)
-    pairs = zip(out, state) if isinstance(state, tuple) else [(out, state)]
+def state_size(state) -> float:
+    """The largest magnitude in a state (a tensor or a tuple of them); ``inf`` when any entry
+    is not finite. A grey rest that has run away -- a mode with loop gain above 1 growing
+    through the whole ``t_pre`` -- is many orders of magnitude above a settled one."""
     worst = 0.0
-    for new, old in pairs:
-        size = float(old.abs().max())
-        if not (torch.isfinite(new).all() and torch.isfinite(old).all()):
-            return float("inf")
-        worst = max(worst, float((new - old).abs().max()) / max(1.0, size))
+    for tensor in state if isinstance(state, tuple) else (state,):
+        size = float(tensor.detach().abs().max()) if tensor.numel() else 0.0
+        if not size < math.inf:
+            return math.inf
+        worst = max(worst, size)
     return worst
 
 

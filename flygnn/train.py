@@ -48,7 +48,7 @@ from flygnn.layers import Dropout
 from flygnn.network import Network
 from flygnn.neurons import make_model
 from flygnn.rundir import LOG_COLUMNS, RunDir
-from flygnn.simulate import RestGate, relax_rest, rest_residual, simulate, steady_state
+from flygnn.simulate import RestGate, relax_rest, simulate, state_size, steady_state
 from flygnn.stepguard import NonFiniteGuard
 from flygnn.task import activity_penalty, batch_of, evaluate, l2norm, zero_flow_error
 
@@ -241,11 +241,10 @@ class Trainer:
             with torch.no_grad():  # the network changed since the epoch's state was computed
                 self.epoch_state = steady_state(net, o.t_pre, self.config.data.dt)
         self.guard.before_forward(self.decoder)
-        residual = (rest_residual(net, self.epoch_state) if learn_net and o.unsettled_rest
-                    else 0.0)
-        if residual > o.unsettled_rest:  # left the stable range: treated as non-finite
+        size = state_size(self.epoch_state) if learn_net and o.max_rest else 0.0
+        if size > o.max_rest:  # the rest ran away: treated as non-finite
             loss, responses, gate = torch.tensor(float("nan")), None, None
-            log.warning("%s: the grey rest has not settled (residual %.3g)", self.out, residual)
+            log.warning("%s: the grey rest ran away (|v| up to %.3g)", self.out, size)
         else:
             loss, responses, gate = self._forward(lum, flow, learn_net)
         if not torch.isfinite(loss):  # no step (flygnn.stepguard)
