@@ -220,17 +220,17 @@ def relax_rest(net, state, max_steps: int = 500, tol: float = 1e-6, value: float
         parts = [p.reshape(shape) for p, shape in zip(flat.split(sizes), shapes)]
         return tuple(parts) if is_tuple else parts[0]
 
-    def relax(flat):  # F on the concatenated state
-        out = euler(dynamics, unflatten(flat), current, ctx, _LONG_STEP)
+    def relax(flat, context):  # F on the concatenated state
+        out = euler(dynamics, unflatten(flat), current, context, _LONG_STEP)
         return torch.cat([o.reshape(-1) for o in (out if is_tuple else (out,))])
 
     flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-    out = relax(flat)
+    out = relax(flat, ctx)
     if out.requires_grad:
         with torch.no_grad():  # the adjoint's products need dF/dv only: no parameter graph
-            ctx = net.prepare()
+            constants = net.prepare()
         z = flat.clone().requires_grad_()
-        f = relax(z)
+        f = relax(z, constants)
 
         def adjoint(g):  # solve (I - J^T) u = g, J = dF/dv at the rest
             if gate is not None and not gate.enabled:
