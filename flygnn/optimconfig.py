@@ -129,7 +129,9 @@ class OptimConfig:
     rate by this factor and each lasting one raises it again
     (:class:`~flygnn.stepguard.NonFiniteGuard`),
     so that a network at the edge of its stable range approaches it in shorter steps
-    instead of crossing it at every other step (1: off)."""
+    instead of crossing it at every other step (1: off); ``nonfinite_shrink``, each update
+    taken back also scales the strengths by one minus this, lowering the network's loop gain
+    (0: off)."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -156,6 +158,7 @@ class OptimConfig:
     nonfinite_stall: int = 200
     max_rest: float = 0.0
     nonfinite_backoff: float = 1.0
+    nonfinite_shrink: float = 0.0
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -185,6 +188,8 @@ class OptimConfig:
                                                f"{list(self.fixed_strengths)}")
         if not 0 < self.nonfinite_backoff <= 1:
             _fail(f"{prefix}.nonfinite_backoff", f"must be in (0, 1], got {self.nonfinite_backoff}")
+        if not 0 <= self.nonfinite_shrink < 1:
+            _fail(f"{prefix}.nonfinite_shrink", f"must be in [0, 1), got {self.nonfinite_shrink}")
         if not 0 <= self.max_rest < math.inf:
             _fail(f"{prefix}.max_rest", f"must be >= 0 and finite, got {self.max_rest}")
         if not 0 <= self.strength_floor <= 1:

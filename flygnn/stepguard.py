@@ -34,12 +34,15 @@ class NonFiniteGuard:
         backoff: each update taken back multiplies :attr:`rate` (the factor on the network's
             learning rate) by this; each update that lasts divides it by ``backoff ** 0.1``
             (back to 1 after 10 lasting updates per halving). 1: the rate never changes.
+        shrink: each update taken back also scales the restored synapse strengths by
+            ``1 - shrink``, which lowers the loop gain of the network: a step back into its
+            stable range, against the gradient that led out of it. 0: never.
     """
 
-    def __init__(self, limit: int, backoff: float = 1.0) -> None:
+    def __init__(self, limit: int, backoff: float = 1.0, shrink: float = 0.0) -> None:
         self.limit, self.count = int(limit), 0  # count: skipped steps in a row
         self.stalled = 0  # skipped steps since the last update that lasted
-        self.backoff, self.rate = float(backoff), 1.0
+        self.backoff, self.rate, self.shrink = float(backoff), 1.0, float(shrink)
         self._undo: dict | None = None  # the weights and Adam's state before the last update
         self._statistics: dict = {}
 
@@ -80,6 +83,9 @@ class NonFiniteGuard:
             decoder.load_state_dict(self._undo["decoder"])
             optimizer.load_state_dict(self._undo["optim"])
             self._undo = None
+            if self.shrink:
+                with torch.no_grad():
+                    network.syn_strength.mul_(1.0 - self.shrink)
         else:
             decoder.load_state_dict(self._statistics, strict=False)
         if self.count > self.limit:

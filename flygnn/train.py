@@ -122,7 +122,8 @@ class Trainer:
         self.epoch_state = None
         self.best = {"val_epe": math.inf, "val_l2norm": math.inf, "iteration": -1}
         self.elapsed = 0.0
-        self.guard = NonFiniteGuard(config.optim.skip_nonfinite, config.optim.nonfinite_backoff)
+        o = config.optim
+        self.guard = NonFiniteGuard(o.skip_nonfinite, o.nonfinite_backoff, o.nonfinite_shrink)
         if resume_from is not None:
             self._restore(*resume_from)
         else:  # a checkpoint from the start: a log never runs ahead of all checkpoints

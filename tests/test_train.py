@@ -715,3 +715,24 @@ def test_backoff_shortens_the_step_after_an_undone_update(tmp_path, data, monkey
     assert decoder_group["lr"] == 1e-2
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert saved["nonfinite_rate"] == trainer.guard.rate
+
+
+def test_shrink_scales_the_restored_strengths(tmp_path, data, monkeypatch):
+    """``optim.nonfinite_shrink``: the update taken back by the non-finite 3rd step leaves the
+    strengths of before it times ``1 - shrink`` (the other tables as they were)."""
+    import flygnn.train as train_module
+    calls, l2norm = [], train_module.l2norm
+
+    def loss(*args):
+        calls.append(1)
+        return l2norm(*args) * (float("inf") if len(calls) == 3 else 1.0)
+    monkeypatch.setattr(train_module, "l2norm", loss)
+    cfg = config(n_iters=3, val_every=100, nonfinite_shrink=0.25, penalty={"weight": 0.0})
+    trainer = Trainer(cfg, tmp_path / "run", datasets=datasets(), data=data)
+    trainer.train(until=1)
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    trainer.train()
+    after = trainer.network.state_dict()
+    assert trainer.guard.count == 1
+    assert torch.equal(after["syn_strength"], before["syn_strength"] * 0.75)
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k != "syn_strength")
