@@ -127,9 +127,9 @@ class OptimConfig:
     decoder's input normalisation hides it), and the update that led there is taken back (0:
     never checked); ``nonfinite_backoff``, each update taken back multiplies the network's
     rate by this factor and each lasting one raises it again
-    (:class:`~flygnn.stepguard.NonFiniteGuard`),
-    so that a network at the edge of its stable range approaches it in shorter steps
-    instead of crossing it at every other step (1: off); ``nonfinite_shrink``, each update
+    (:class:`~flygnn.stepguard.NonFiniteGuard`), so that a network at the edge of its stable
+    range approaches it in shorter steps instead of crossing it at every other step (1:
+    off); ``nonfinite_shrink``, each update
     taken back also scales the strengths by one minus this, lowering the network's loop gain
     (0: off)."""
 

@@ -207,10 +207,8 @@ class Trainer:
         self.order = torch.randperm(len(self.train_set), generator=self.generators["order"])
         self.position, self.epoch, self.epoch_start = 0, self.epoch + 1, self.iteration
         lr_net, lr_dec, _ = self._lrs()
-        *net_groups, decoder_group = self.optimizer.param_groups
-        for group in net_groups:
-            group["lr"] = lr_net * group.get("scale", 1.0)
-        decoder_group["lr"] = lr_dec
+        self.guard.scale_rates(self.optimizer, lr_net)  # the network's groups
+        self.optimizer.param_groups[-1]["lr"] = lr_dec
         with torch.no_grad():  # batch 1: grey is the same for every sample, and so is its rest
             self.epoch_state = steady_state(self.network, self.config.optim.t_pre,
                                             self.config.data.dt)
