@@ -17,6 +17,9 @@ The built-in ones, each fed by one field of :class:`~flygnn.config.OptimConfig`:
   strength.
 * :class:`RestCost` (``penalty.rest_weight``): ``w * mean_k relu(rest_k - target)^2`` over the
   central cells of some cell types (:func:`flygnn.task.rest_cost`).
+* :class:`LoopGainCost` (``penalty.gain_weight``): ``w * relu(g - limit)^2`` on the loop gain
+  ``g`` of the network at its grey rest (:func:`flygnn.stability.loop_gain`), which keeps the
+  rest away from the edge of stability.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from __future__ import annotations
 import torch
 
 from flygnn import params
+from flygnn.stability import LoopGain, loop_gain
 from flygnn.task import rest_cost
 
 __all__ = [
     "Constraint",
     "FixedStrengths",
     "LogSpaceSteps",
+    "LoopGainCost",
     "NonNegativeStrengths",
     "Regulariser",
     "RestCost",
@@ -53,12 +58,22 @@ class Constraint:
 
 
 class Regulariser:
-    """A term added to the task loss while the network learns."""
+    """A term added to the task loss while the network learns.
+
+    A regulariser that carries state between steps returns it from :meth:`state_dict`
+    (tensors and plain values); the trainer stores it in its checkpoints, so a resumed run
+    continues bit for bit."""
 
     def __call__(self, rest: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
         """The term. Shapes: ``rest (B, N)`` activity at the start state, ``responses
         (B, T, N)``."""
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s result."""
 
 
 class LogSpaceSteps(Constraint):
@@ -158,6 +173,52 @@ class RestCost(Regulariser):
         return rest_cost(rest, self.index, self.weight, self.target)
 
 
+class LoopGainCost(Regulariser):
+    """``weight * relu(g - limit)^2`` on the loop gain ``g`` at the grey rest.
+
+    The eigenvectors are found again every ``every`` calls, warm-started from the last ones
+    (:func:`~flygnn.stability.loop_gain`); in between, ``g`` is its first-order value for the
+    current strengths (``strength . sensitivity``), which is exact in the strengths that
+    moved since and leaves out only the change of the eigenvectors. The term's gradient
+    lowers the strengths of the loops that feed the leading mode.
+
+    Raises:
+        ValueError: a neuron model without a transfer function (named).
+    """
+
+    def __init__(self, network, weight: float, limit: float, every: int = 10) -> None:
+        self.network, self.weight, self.limit, self.every = network, weight, limit, every
+        self.calls = 0
+        self.gain: LoopGain | None = None
+        self.last = float("nan")  # the last value of g (for the log and tests)
+
+    def __call__(self, rest: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+        net = self.network
+        ctx = net.prepare()
+        if self.gain is None or self.calls % self.every == 0:
+            self.gain = loop_gain(net, rest.detach(), warm=self.gain, ctx=ctx)
+        self.calls += 1
+        sensitivity = self.gain.sensitivity.to(ctx.strength.device, ctx.strength.dtype)
+        g = (ctx.strength * sensitivity).sum()
+        self.last = float(g.detach())
+        return self.weight * torch.relu(g - self.limit) ** 2
+
+    def state_dict(self) -> dict:
+        g = self.gain
+        vectors = {} if g is None else {"eigenvalue": g.eigenvalue, "right": g.right,
+                                        "left": g.left, "sensitivity": g.sensitivity,
+                                        "converged": g.converged, "active": g.active}
+        return {"calls": self.calls, **vectors}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state.get("calls", 0))
+        if "sensitivity" in state:
+            self.gain = LoopGain(value=torch.tensor(float("nan")),
+                                 eigenvalue=state["eigenvalue"], right=state["right"],
+                                 left=state["left"], sensitivity=state["sensitivity"],
+                                 converged=bool(state["converged"]), active=int(state["active"]))
+
+
 def build_constraints(optim, network) -> list[Constraint]:
     """The constraints an :class:`~flygnn.config.OptimConfig` asks for, in the order applied
     after a step (log-space steps, then the floor or the clamp, then fixed pairs)."""
@@ -174,8 +235,11 @@ def build_constraints(optim, network) -> list[Constraint]:
 
 
 def build_regularisers(optim, network) -> list[Regulariser]:
-    """The loss terms an :class:`~flygnn.config.OptimConfig` asks for (the rest cost)."""
-    p = optim.penalty
-    if not p.rest_weight:
-        return []
-    return [RestCost(network, p.rest_types, p.rest_weight, p.rest_target)]
+    """The loss terms an :class:`~flygnn.config.OptimConfig` asks for (the rest cost, the
+    loop-gain cost)."""
+    p, out = optim.penalty, []
+    if p.rest_weight:
+        out.append(RestCost(network, p.rest_types, p.rest_weight, p.rest_target))
+    if p.gain_weight:
+        out.append(LoopGainCost(network, p.gain_weight, p.gain_limit, p.gain_every))
+    return out

@@ -53,7 +53,12 @@ class PenaltyConfig:
     rest's gradient, ``optim.rest_grad_steps`` > 0). ``max_step`` bounds the penalty's SGD
     step per resting potential (flyvis's is unbounded: null); its steps are ~1e-4 in
     training, and the bound acts only when the penalty's gradient explodes near the edge of
-    stability, where one unbounded step moved resting potentials to 1e12."""
+    stability, where one unbounded step moved resting potentials to 1e12.
+    Not in flyvis either: ``gain_weight * relu(g - gain_limit)^2`` on the loop gain ``g`` of
+    the network at its grey rest (the largest real part of the eigenvalues of ``W D``,
+    :func:`flygnn.stability.loop_gain`; with equal time constants the rest is stable while
+    ``g < 1``), its eigenvectors found again every ``gain_every`` steps
+    (:class:`flygnn.constraints.LoopGainCost`)."""
 
     target: float = 5.0
     weight: float = 0.1
@@ -64,13 +69,20 @@ class PenaltyConfig:
     rest_types: tuple[str, ...] = ()
     rest_target: float = 0.0
     max_step: float | None = 1e-3
+    gain_weight: float = 0.0
+    gain_limit: float = 0.85
+    gain_every: int = 10
 
     def check(self, prefix: str) -> None:
-        for name in ("weight", "below", "above", "stop_iter", "rest_weight"):
-            if getattr(self, name) < 0:
+        for name in ("weight", "below", "above", "stop_iter", "rest_weight", "gain_weight"):
+            if not getattr(self, name) >= 0:
                 _fail(f"{prefix}.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.max_step is not None and not 0 < self.max_step < math.inf:
             _fail(f"{prefix}.max_step", f"must be > 0 and finite, or null, got {self.max_step}")
+        if not 0 < self.gain_limit < math.inf:
+            _fail(f"{prefix}.gain_limit", f"must be > 0 and finite, got {self.gain_limit}")
+        if self.gain_every < 1:
+            _fail(f"{prefix}.gain_every", f"must be >= 1, got {self.gain_every}")
         if self.rest_weight and not self.rest_types:
             _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
 

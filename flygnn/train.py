@@ -167,6 +167,7 @@ class Trainer:
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
                 "nonfinite": self.guard.count, "nonfinite_stalled": self.guard.stalled,
                 "nonfinite_rate": self.guard.rate,
+                "regularisers": [r.state_dict() for r in self.regularisers],
                 "config": self.config.to_json(), "time": time.ctime()}
 
     def _restore(self, blob: dict, path) -> None:
@@ -193,6 +194,8 @@ class Trainer:
         self.guard.count = int(blob.get("nonfinite", 0))
         self.guard.stalled = int(blob.get("nonfinite_stalled", 0))
         self.guard.rate = float(blob.get("nonfinite_rate", 1.0))
+        for term, state in zip(self.regularisers, blob.get("regularisers", [])):
+            term.load_state_dict(state)
         self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 

@@ -49,6 +49,7 @@ MODULE_LAYERS = {
     "flygnn.params": "core",
     "flygnn.sparse": "core",
     "flygnn.linsolve": "core",
+    "flygnn.stability": "core",
     "flygnn.context": "core",
     "flygnn.synapses": "core",
     "flygnn.neurons": "core",
