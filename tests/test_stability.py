@@ -1,0 +1,177 @@
+"""The loop gain (flygnn.stability) against dense eigenvalues, its gradient against finite
+differences, the loop-gain cost and a training run that resumes with it bit for bit."""
+
+import pytest
+import torch
+
+from flygnn.constraints import LoopGainCost, build_regularisers
+from flygnn.datasets import FlyVisConnectome
+from flygnn.linsolve import rightmost_eig
+from flygnn.network import Network
+from flygnn.simulate import steady_state
+from flygnn.stability import loop_gain
+from flygnn.train import Trainer
+
+EXTENT = 2
+
+
+@pytest.fixture(scope="module")
+def data():
+    return FlyVisConnectome(extent=EXTENT)[0]
+
+
+@pytest.fixture
+def net(data):
+    net = Network(data)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # strong, uneven strengths: a loop gain near 1
+        net.syn_strength.mul_(3 + 20 * torch.rand(net.syn_strength.shape, generator=g))
+    return net
+
+
+def random_state(net, seed=0):
+    """A state with cells on and off at random: D breaks the lattice's symmetries, so the
+    leading eigenvalue is simple and differentiable."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(1, net.num_nodes, generator=g) - 0.3).to(net.bias.dtype)
+
+
+def dense_gain(net, state) -> float:
+    """max Re eig(W D), built independently from the network's edges."""
+    with torch.no_grad():
+        ctx = net.prepare()
+        (source, target), weight = ctx.edges
+        on = (state[0] > 0).double()
+        a = torch.zeros(net.num_nodes, net.num_nodes, dtype=torch.float64)
+        a.index_put_((target, source), weight.double() * on[source], accumulate=True)
+        return float(torch.linalg.eigvals(a).real.max())
+
+
+def test_rightmost_eig_finds_a_real_and_a_complex_leading_eigenvalue():
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    q = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    bulk = 0.5 * torch.randn(n, n, generator=g, dtype=torch.float64) / n ** 0.5
+    for outlier in (torch.tensor([[1.4, 0.0], [0.0, -0.2]], dtype=torch.float64),
+                    torch.tensor([[1.4, 0.3], [-0.3, 1.4]], dtype=torch.float64)):  # 1.4 +- 0.3i
+        block = torch.zeros(n, n, dtype=torch.float64)
+        block[:2, :2] = outlier
+        a = bulk + q @ block @ q.T
+        expected = torch.linalg.eigvals(a)
+        expected = expected[torch.argmax(expected.real)]
+        theta, z, ok = rightmost_eig(lambda x, a=a: a @ x, torch.ones(n, dtype=torch.float64),
+                                     krylov=15, tol=1e-10, max_restarts=100)
+        assert ok and min(abs(complex(theta) - complex(expected)),
+                          abs(complex(theta) - complex(expected).conjugate())) < 1e-8
+        residual = (a.to(z.dtype) @ z - theta * z).abs().max()
+        assert float(residual) < 1e-8 and float(torch.linalg.vector_norm(z)) == pytest.approx(1)
+    with pytest.raises(ValueError, match="finite and not zero"):
+        rightmost_eig(lambda x: x, torch.zeros(3, dtype=torch.float64))
+
+
+def test_loop_gain_is_the_largest_real_part_of_the_eigenvalues(net):
+    state = random_state(net)
+    gain = loop_gain(net, state, tol=1e-9, max_restarts=300)
+    expected = dense_gain(net, state)
+    assert gain.converged and float(gain.value) == pytest.approx(expected, abs=1e-5)
+    assert gain.active == int((state > 0).sum())
+    warm = loop_gain(net, state, warm=gain, tol=1e-9, max_restarts=1)  # already there
+    assert warm.converged and float(warm.value) == pytest.approx(expected, abs=1e-5)
+    # at the grey rest of the initial network: the same check on the rest itself
+    plain = Network(net.graph)
+    rest = steady_state(plain, 2.0, 0.02)
+    assert float(loop_gain(plain, rest, tol=1e-9, max_restarts=300).value) == \
+        pytest.approx(dense_gain(plain, rest), abs=1e-5)
+
+
+def test_loop_gain_gradient_matches_finite_differences(net):
+    state = random_state(net, 1)
+    gain = loop_gain(net, state, grad=True, tol=1e-10, max_restarts=300)
+    (grad,) = torch.autograd.grad(gain.value, net.syn_strength)
+    torch.testing.assert_close(grad.double(), gain.sensitivity, rtol=1e-5, atol=1e-9)
+    order = torch.argsort(grad.abs(), descending=True)
+    checked = 0
+    for p in order[:4].tolist():
+        h = 1e-3 * float(net.syn_strength.detach()[p])
+        values = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                net.syn_strength[p] += sign * h
+            values.append(dense_gain(net, state))
+            with torch.no_grad():
+                net.syn_strength[p] -= sign * h
+        fd = (values[0] - values[1]) / (2 * h)
+        assert float(grad[p]) == pytest.approx(fd, rel=2e-2, abs=1e-3 * float(grad.abs().max()))
+        checked += abs(fd) > 0
+    assert checked >= 3  # the strongest sensitivities are not zero
+
+
+def test_loop_gain_rejects_bad_states(net):
+    with pytest.raises(ValueError, match=r"expected \(N,\) or \(B, N\).*got \(3,\)"):
+        loop_gain(net, torch.zeros(3))
+    state = random_state(net)
+    state[0, 5] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        loop_gain(net, state)
+
+
+def test_loop_gain_cost_below_and_above_its_limit(net):
+    state = random_state(net)
+    g = float(loop_gain(net, state, tol=1e-9, max_restarts=300).value)
+    responses = torch.zeros(1, 2, net.num_nodes)
+    below = LoopGainCost(net, weight=50.0, limit=g + 0.1, every=3)
+    cost = below(state, responses)
+    assert float(cost) == 0 and below.last == pytest.approx(g, abs=1e-3)
+    above = LoopGainCost(net, weight=50.0, limit=g - 0.1, every=3)
+    cost = above(state, responses)
+    assert float(cost) == pytest.approx(50.0 * (above.last - g + 0.1) ** 2, rel=1e-6)
+    (grad,) = torch.autograd.grad(cost, net.syn_strength)
+    expected = 2 * 50.0 * (above.last - g + 0.1) * above.gain.sensitivity
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-9)
+    # between new eigenvectors, the value follows the strengths to first order
+    sensitivity = above.gain.sensitivity.clone()
+    with torch.no_grad():
+        net.syn_strength.mul_(0.9)
+    above(state, responses)
+    assert above.last == pytest.approx(float(net.syn_strength.double() @ sensitivity), rel=1e-6)
+    assert torch.equal(above.gain.sensitivity, sensitivity)
+    above(state, responses)  # the third call: still the same eigenvectors
+    above(state, responses)  # the fourth: found again (every = 3), for the new strengths
+    assert not torch.equal(above.gain.sensitivity, sensitivity)
+    assert above.last == pytest.approx(0.9 * g, abs=2e-3)  # W scaled by 0.9: the gain too
+
+
+def test_training_with_the_loop_gain_cost_resumes_bit_for_bit(tmp_path, data):
+    from test_train_gradients import Movies, config
+
+    cfg = config("optim.n_iters=6", "optim.rest_grad_steps=20", "optim.penalty.gain_weight=10.0",
+                 "optim.penalty.gain_limit=0.01", "optim.penalty.gain_every=2",
+                 "optim.net_rate_scale.syn_strength=10.0")
+    (cost,) = build_regularisers(cfg.optim, Network(data))
+    assert isinstance(cost, LoopGainCost) and cost.every == 2 and cost.limit == 0.01
+    whole = Trainer(cfg, tmp_path / "whole", datasets=(Movies(4), Movies(2)), data=data)
+    whole.train()
+    first = Trainer(cfg, tmp_path / "split", datasets=(Movies(4), Movies(2)), data=data)
+    first.train(until=3)
+    second = Trainer(cfg, tmp_path / "split", resume=True, datasets=(Movies(4), Movies(2)),
+                     data=data)
+    assert second.regularisers[0].calls == 3
+    second.train()
+    for k, v in whole.network.state_dict().items():
+        assert torch.equal(v, second.network.state_dict()[k]), k
+    # the cost acted: with the limit far below the gain, the gain fell against a run without it
+    free = Trainer(cfg.with_overrides(["optim.penalty.gain_weight=0.0"]), tmp_path / "free",
+                   datasets=(Movies(4), Movies(2)), data=data)
+    free.train()
+    gains = [float(loop_gain(t.network, steady_state(t.network, 2.0, 0.02), tol=1e-8,
+                             max_restarts=300).value) for t in (free, whole)]
+    assert gains[1] < gains[0] - 0.02, gains
+
+
+@pytest.mark.parametrize("field,value", [("gain_weight", float("nan")), ("gain_limit", 0.0),
+                                         ("gain_every", 0)])
+def test_loop_gain_config_is_checked(field, value):
+    from test_train_gradients import config
+
+    with pytest.raises(ValueError, match=f"optim.penalty.{field}"):
+        config(f"optim.penalty.{field}={value}")
