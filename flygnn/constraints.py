@@ -17,6 +17,9 @@ The built-in ones, each fed by one field of :class:`~flygnn.config.OptimConfig`:
   strength.
 * :class:`RestCost` (``penalty.rest_weight``): ``w * mean_k relu(rest_k - target)^2`` over the
   central cells of some cell types (:func:`flygnn.task.rest_cost`).
+* :class:`LoopGainLimit` (``max_gain``): after every step, the strengths of the pairs in the
+  network's leading loop shrink, each in proportion to its share of the loop gain, until the
+  gain at the grey rest is at most ``max_gain`` (:func:`flygnn.stability.loop_gain`).
 * :class:`LoopGainCost` (``penalty.gain_weight``): ``w * relu(g - limit)^2`` on the loop gain
   ``g`` of the network at its grey rest (:func:`flygnn.stability.loop_gain`), which keeps the
   rest away from the edge of stability.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from flygnn import params
+from flygnn.simulate import steady_state
 from flygnn.stability import LoopGain, loop_gain
 from flygnn.task import rest_cost
 
@@ -35,6 +39,7 @@ __all__ = [
     "FixedStrengths",
     "LogSpaceSteps",
     "LoopGainCost",
+    "LoopGainLimit",
     "NonNegativeStrengths",
     "Regulariser",
     "RestCost",
@@ -45,7 +50,16 @@ __all__ = [
 
 
 class Constraint:
-    """A rule applied around each optimiser step (no-ops by default)."""
+    """A rule applied around each optimiser step (no-ops by default).
+
+    A constraint that carries state between steps returns it from :meth:`state_dict`; the
+    trainer stores it in its checkpoints, so a resumed run continues bit for bit."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s result."""
 
     def start(self, network) -> None:
         """Apply once to the starting network (before the first step)."""
@@ -204,27 +218,106 @@ class LoopGainCost(Regulariser):
         return self.weight * torch.relu(g - self.limit) ** 2
 
     def state_dict(self) -> dict:
-        g = self.gain
-        vectors = {} if g is None else {"eigenvalue": g.eigenvalue, "right": g.right,
-                                        "left": g.left, "sensitivity": g.sensitivity,
-                                        "converged": g.converged, "active": g.active}
-        return {"calls": self.calls, **vectors}
+        return _gain_state(self.calls, self.gain)
 
     def load_state_dict(self, state: dict) -> None:
-        self.calls = int(state.get("calls", 0))
-        if "sensitivity" in state:
-            self.gain = LoopGain(value=torch.tensor(float("nan")),
-                                 eigenvalue=state["eigenvalue"], right=state["right"],
-                                 left=state["left"], sensitivity=state["sensitivity"],
-                                 converged=bool(state["converged"]), active=int(state["active"]))
+        self.calls, self.gain = _gain_from_state(state)
 
 
-def build_constraints(optim, network) -> list[Constraint]:
+def _gain_state(calls: int, gain: LoopGain | None) -> dict:
+    vectors = {} if gain is None else {
+        "eigenvalue": gain.eigenvalue, "right": gain.right, "left": gain.left,
+        "sensitivity": gain.sensitivity, "converged": gain.converged, "active": gain.active}
+    return {"calls": calls, **vectors}
+
+
+def _gain_from_state(state: dict) -> tuple[int, LoopGain | None]:
+    if "sensitivity" not in state:
+        return int(state.get("calls", 0)), None
+    return int(state["calls"]), LoopGain(
+        value=torch.tensor(float("nan")), eigenvalue=state["eigenvalue"], right=state["right"],
+        left=state["left"], sensitivity=state["sensitivity"],
+        converged=bool(state["converged"]), active=int(state["active"]))
+
+
+class LoopGainLimit(Constraint):
+    """The loop gain at the grey rest held at or below ``limit`` after every step.
+
+    The gain is homogeneous of degree one in the strengths: ``g = sum_p c_p`` with
+    ``c_p = s_p * dg/ds_p`` the share of pair ``p`` (zero outside the leading loop). When
+    ``g > limit``, every strength is multiplied by ``exp(-alpha * c_p)`` with ``alpha``
+    solved (Newton, on the first-order model) so that the gain becomes ``limit``: pairs
+    shrink in proportion to their share, inhibitory pairs in the loop (``c_p < 0``) grow,
+    and pairs outside it keep their value. A projection after the step, not a loss term, so
+    Adam's moments never see it (a loss term's gradient spikes near the limit and then damps
+    every later step through Adam's second moment).
+
+    The eigenvectors are found again at a fresh grey rest (``t_pre`` seconds at ``dt``)
+    every ``every`` steps, warm-started; in between the gain is the first-order value
+    ``strength . sensitivity``, and when that is above the limit they are found again before
+    the projection.
+
+    Raises:
+        ValueError: a neuron model without a transfer function (named).
+    """
+
+    def __init__(self, limit: float, every: int, t_pre: float, dt: float) -> None:
+        self.limit, self.every, self.t_pre, self.dt = limit, every, t_pre, dt
+        self.calls = 0
+        self.gain: LoopGain | None = None
+        self.last = float("nan")  # the gain before the last projection
+        self.projections = 0
+
+    def _find(self, network) -> bool:
+        """The eigenvectors at the network's grey rest now; False if the rest is not finite."""
+        rest = steady_state(network, self.t_pre, self.dt)
+        if not torch.isfinite(network.dynamics.activity(rest)).all():
+            return False
+        self.gain = loop_gain(network, rest, warm=self.gain)
+        return True
+
+    @torch.no_grad()
+    def after_step(self, network) -> None:
+        found = (self.gain is None or self.calls % self.every == 0) and self._find(network)
+        if self.gain is None:  # nothing to project with yet: try again next step
+            return
+        self.calls += 1
+        strength = network.syn_strength
+        share = strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
+        if float(share.sum()) > self.limit and not found and self._find(network):
+            # above the limit to first order: project with the eigenvectors of now
+            share = strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
+        self.last = float(share.sum())
+        if not self.last > self.limit:
+            return
+        alpha = 0.0
+        for _ in range(20):  # sum_p c_p exp(-alpha c_p) = limit
+            scaled = share * torch.exp(-alpha * share)
+            excess = float(scaled.sum()) - self.limit
+            slope = float((share * scaled).sum())
+            if abs(excess) <= 1e-9 or slope <= 0:
+                break
+            alpha += excess / slope
+        strength.mul_(torch.exp(-alpha * share).to(strength.dtype))
+        self.projections += 1
+
+    def state_dict(self) -> dict:
+        return {**_gain_state(self.calls, self.gain), "projections": self.projections}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls, self.gain = _gain_from_state(state)
+        self.projections = int(state.get("projections", 0))
+
+
+def build_constraints(optim, network, dt: float = 0.02) -> list[Constraint]:
     """The constraints an :class:`~flygnn.config.OptimConfig` asks for, in the order applied
-    after a step (log-space steps, then the floor or the clamp, then fixed pairs)."""
+    after a step (log-space steps, the loop-gain limit, then the floor or the clamp, then
+    fixed pairs); ``dt`` is the simulation step of the loop gain's grey rest."""
     out: list[Constraint] = []
     if optim.log_steps:
         out.append(LogSpaceSteps(optim.log_steps))
+    if optim.max_gain:
+        out.append(LoopGainLimit(optim.max_gain, optim.gain_every, optim.t_pre, dt))
     if optim.strength_floor:
         out.append(StrengthFloor(optim.strength_floor, network))
     else:
@@ -241,5 +334,5 @@ def build_regularisers(optim, network) -> list[Regulariser]:
     if p.rest_weight:
         out.append(RestCost(network, p.rest_types, p.rest_weight, p.rest_target))
     if p.gain_weight:
-        out.append(LoopGainCost(network, p.gain_weight, p.gain_limit, p.gain_every))
+        out.append(LoopGainCost(network, p.gain_weight, p.gain_limit, optim.gain_every))
     return out

@@ -57,7 +57,7 @@ class PenaltyConfig:
     Not in flyvis either: ``gain_weight * relu(g - gain_limit)^2`` on the loop gain ``g`` of
     the network at its grey rest (the largest real part of the eigenvalues of ``W D``,
     :func:`flygnn.stability.loop_gain`; with equal time constants the rest is stable while
-    ``g < 1``), its eigenvectors found again every ``gain_every`` steps
+    ``g < 1``), its eigenvectors found again every ``optim.gain_every`` steps
     (:class:`flygnn.constraints.LoopGainCost`)."""
 
     target: float = 5.0
@@ -71,7 +71,6 @@ class PenaltyConfig:
     max_step: float | None = 1e-3
     gain_weight: float = 0.0
     gain_limit: float = 0.85
-    gain_every: int = 10
 
     def check(self, prefix: str) -> None:
         for name in ("weight", "below", "above", "stop_iter", "rest_weight", "gain_weight"):
@@ -81,8 +80,6 @@ class PenaltyConfig:
             _fail(f"{prefix}.max_step", f"must be > 0 and finite, or null, got {self.max_step}")
         if not 0 < self.gain_limit < math.inf:
             _fail(f"{prefix}.gain_limit", f"must be > 0 and finite, got {self.gain_limit}")
-        if self.gain_every < 1:
-            _fail(f"{prefix}.gain_every", f"must be >= 1, got {self.gain_every}")
         if self.rest_weight and not self.rest_types:
             _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
 
@@ -143,7 +140,12 @@ class OptimConfig:
     range approaches it in shorter steps instead of crossing it at every other step (1:
     off); ``nonfinite_shrink``, each update
     taken back also scales the strengths by one minus this, lowering the network's loop gain
-    (0: off)."""
+    (0: off); ``max_gain``, after every step the strengths of the loops are scaled down until
+    the loop gain at the grey rest (:func:`flygnn.stability.loop_gain`; the rest is stable
+    while it is below 1 with equal time constants) is at most this
+    (:class:`~flygnn.constraints.LoopGainLimit`; 0: off); ``gain_every``, the loop gain's
+    eigenvectors are found again every this many steps (for ``max_gain`` and
+    ``penalty.gain_weight``), first order in between."""
 
     n_iters: int = 250_000
     batch_size: int = 4
@@ -171,6 +173,8 @@ class OptimConfig:
     max_rest: float = 0.0
     nonfinite_backoff: float = 1.0
     nonfinite_shrink: float = 0.0
+    max_gain: float = 0.0
+    gain_every: int = 10
 
     def check(self, prefix: str) -> None:
         for name in ("n_iters", "batch_size", "val_every", "val_batch_size", "checkpoint_every"):
@@ -202,6 +206,10 @@ class OptimConfig:
             _fail(f"{prefix}.nonfinite_backoff", f"must be in (0, 1], got {self.nonfinite_backoff}")
         if not 0 <= self.nonfinite_shrink < 1:
             _fail(f"{prefix}.nonfinite_shrink", f"must be in [0, 1), got {self.nonfinite_shrink}")
+        if not 0 <= self.max_gain < math.inf:
+            _fail(f"{prefix}.max_gain", f"must be >= 0 and finite, got {self.max_gain}")
+        if self.gain_every < 1:
+            _fail(f"{prefix}.gain_every", f"must be >= 1, got {self.gain_every}")
         if not 0 <= self.max_rest < math.inf:
             _fail(f"{prefix}.max_rest", f"must be >= 0 and finite, got {self.max_rest}")
         if not 0 <= self.strength_floor <= 1:

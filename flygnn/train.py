@@ -113,7 +113,7 @@ class Trainer:
                 module.generator = self.generators["dropout"]
         self.optimizer = build_optimizer(config.optim, self.network, self.decoder)
         self.central = self.network.graph.central_index.to(self.device)
-        self.constraints = build_constraints(config.optim, self.network)
+        self.constraints = build_constraints(config.optim, self.network, config.data.dt)
         self.regularisers = build_regularisers(config.optim, self.network)
         for constraint in self.constraints:
             constraint.start(self.network)
@@ -167,7 +167,7 @@ class Trainer:
                 "best_val_epe": self.best["val_epe"], "elapsed": self.elapsed,
                 "nonfinite": self.guard.count, "nonfinite_stalled": self.guard.stalled,
                 "nonfinite_rate": self.guard.rate,
-                "regularisers": [r.state_dict() for r in self.regularisers],
+                "hooks": [h.state_dict() for h in self.constraints + self.regularisers],
                 "config": self.config.to_json(), "time": time.ctime()}
 
     def _restore(self, blob: dict, path) -> None:
@@ -194,8 +194,8 @@ class Trainer:
         self.guard.count = int(blob.get("nonfinite", 0))
         self.guard.stalled = int(blob.get("nonfinite_stalled", 0))
         self.guard.rate = float(blob.get("nonfinite_rate", 1.0))
-        for term, state in zip(self.regularisers, blob.get("regularisers", [])):
-            term.load_state_dict(state)
+        for hook, state in zip(self.constraints + self.regularisers, blob.get("hooks", [])):
+            hook.load_state_dict(state)
         self.run.repair_log(self.iteration)
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 

@@ -4,7 +4,7 @@ differences, the loop-gain cost and a training run that resumes with it bit for 
 import pytest
 import torch
 
-from flygnn.constraints import LoopGainCost, build_regularisers
+from flygnn.constraints import LoopGainCost, LoopGainLimit, build_constraints, build_regularisers
 from flygnn.datasets import FlyVisConnectome
 from flygnn.linsolve import rightmost_eig
 from flygnn.network import Network
@@ -145,7 +145,7 @@ def test_training_with_the_loop_gain_cost_resumes_bit_for_bit(tmp_path, data):
     from test_train_gradients import Movies, config
 
     cfg = config("optim.n_iters=6", "optim.rest_grad_steps=20", "optim.penalty.gain_weight=10.0",
-                 "optim.penalty.gain_limit=0.01", "optim.penalty.gain_every=2",
+                 "optim.penalty.gain_limit=0.01", "optim.gain_every=2",
                  "optim.net_rate_scale.syn_strength=10.0")
     (cost,) = build_regularisers(cfg.optim, Network(data))
     assert isinstance(cost, LoopGainCost) and cost.every == 2 and cost.limit == 0.01
@@ -168,10 +168,79 @@ def test_training_with_the_loop_gain_cost_resumes_bit_for_bit(tmp_path, data):
     assert gains[1] < gains[0] - 0.02, gains
 
 
-@pytest.mark.parametrize("field,value", [("gain_weight", float("nan")), ("gain_limit", 0.0),
-                                         ("gain_every", 0)])
+@pytest.mark.parametrize("field,value", [("penalty.gain_weight", float("nan")),
+                                         ("penalty.gain_limit", 0.0), ("gain_every", 0),
+                                         ("max_gain", -1.0), ("max_gain", float("inf"))])
 def test_loop_gain_config_is_checked(field, value):
     from test_train_gradients import config
 
-    with pytest.raises(ValueError, match=f"optim.penalty.{field}"):
-        config(f"optim.penalty.{field}={value}")
+    with pytest.raises(ValueError, match=f"optim.{field}"):
+        config(f"optim.{field}={value}")
+
+
+def test_loop_gain_limit_projects_the_strengths_onto_the_limit(data):
+    net = Network(data)
+    with torch.no_grad():  # a stable rest (gain about 0.5) whose loops are strong
+        net.syn_strength.mul_(6.0)
+    rest = steady_state(net, 2.0, 0.02)
+    g = float(loop_gain(net, rest, tol=1e-9, max_restarts=300).value)
+    assert 0.4 < g < 0.9
+    before = net.syn_strength.detach().clone()
+    loose = LoopGainLimit(limit=g + 0.05, every=2, t_pre=2.0, dt=0.02)
+    loose.after_step(net)
+    assert torch.equal(net.syn_strength.detach(), before) and loose.projections == 0
+    assert loose.last == pytest.approx(g, abs=1e-3)
+    limit = LoopGainLimit(limit=0.8 * g, every=2, t_pre=2.0, dt=0.02)
+    limit.after_step(net)
+    assert limit.projections == 1
+    after = net.syn_strength.detach()
+    share = before.double() * limit.gain.sensitivity
+    # first order: the shares after the projection sum to the limit
+    assert float(after.double() @ limit.gain.sensitivity) == pytest.approx(0.8 * g, rel=1e-5)
+    # pairs outside the leading loop keep their strength; each loop pair moves by exp(-a c_p)
+    outside = share == 0
+    assert outside.any() and torch.equal(after[outside], before[outside])
+    large = share.abs() > 1e-2 * float(share.abs().max())  # above float32 rounding
+    assert int(large.sum()) >= 5
+    alpha = -(after.double() / before.double())[large].log() / share[large]
+    torch.testing.assert_close(alpha, alpha.mean().expand_as(alpha), rtol=1e-3, atol=0)
+    # at its new rest the gain fell, and a few more steps (eigenvectors found again at each)
+    # bring it to the limit
+    def gain_now():
+        return float(loop_gain(net, steady_state(net, 2.0, 0.02), tol=1e-9,
+                               max_restarts=300).value)
+    assert 0.8 * g < gain_now() < g - 0.5 * (0.2 * g)
+    again = LoopGainLimit(limit=0.8 * g, every=1, t_pre=2.0, dt=0.02)
+    for _ in range(6):
+        again.after_step(net)
+    assert gain_now() == pytest.approx(0.8 * g, rel=0.01)
+    assert limit.state_dict()["projections"] == 1
+
+
+def test_training_with_the_loop_gain_limit_resumes_bit_for_bit(tmp_path, data):
+    from test_train_gradients import Movies, config
+
+    cfg = config("optim.n_iters=6", "optim.max_gain=0.1", "optim.gain_every=2",
+                 "optim.net_rate_scale.syn_strength=10.0")
+    hooks = build_constraints(cfg.optim, Network(data), cfg.data.dt)
+    (limit,) = [h for h in hooks if isinstance(h, LoopGainLimit)]
+    assert limit.limit == 0.1 and limit.every == 2 and limit.t_pre == cfg.optim.t_pre
+    whole = Trainer(cfg, tmp_path / "whole", datasets=(Movies(4), Movies(2)), data=data)
+    whole.train()
+    first = Trainer(cfg, tmp_path / "split", datasets=(Movies(4), Movies(2)), data=data)
+    first.train(until=3)
+    second = Trainer(cfg, tmp_path / "split", resume=True, datasets=(Movies(4), Movies(2)),
+                     data=data)
+    (resumed,) = [h for h in second.constraints if isinstance(h, LoopGainLimit)]
+    assert resumed.calls == 3 and resumed.projections == 3
+    second.train()
+    for k, v in whole.network.state_dict().items():
+        assert torch.equal(v, second.network.state_dict()[k]), k
+    (done,) = [h for h in whole.constraints if isinstance(h, LoopGainLimit)]
+    assert done.projections == 6
+    free = Trainer(cfg.with_overrides(["optim.max_gain=0.0"]), tmp_path / "free",
+                   datasets=(Movies(4), Movies(2)), data=data)
+    free.train()
+    gains = [float(loop_gain(t.network, steady_state(t.network, 2.0, 0.02), tol=1e-8,
+                             max_restarts=300).value) for t in (free, whole)]
+    assert gains[1] < gains[0] - 0.02, gains
