@@ -316,7 +316,9 @@ def build_constraints(optim, network, dt: float = 0.02) -> list[Constraint]:
     out: list[Constraint] = []
     if optim.log_steps:
         out.append(LogSpaceSteps(optim.log_steps))
-    if optim.max_gain:
+    if optim.max_gain and optim.train_network and "syn_strength" in optim.train_params:
+        # only while the strengths learn: a stage that trains the decoder alone (perhaps at
+        # another extent, where the gain differs slightly) keeps the network it was given
         out.append(LoopGainLimit(optim.max_gain, optim.gain_every, optim.t_pre, dt))
     if optim.strength_floor:
         out.append(StrengthFloor(optim.strength_floor, network))

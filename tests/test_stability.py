@@ -225,6 +225,11 @@ def test_training_with_the_loop_gain_limit_resumes_bit_for_bit(tmp_path, data):
     hooks = build_constraints(cfg.optim, Network(data), cfg.data.dt)
     (limit,) = [h for h in hooks if isinstance(h, LoopGainLimit)]
     assert limit.limit == 0.1 and limit.every == 2 and limit.t_pre == cfg.optim.t_pre
+    for frozen in ("optim.train_network=false", 'optim.train_params=["bias", "time_const"]'):
+        # the strengths do not learn: no limit (it would change a network that stays fixed)
+        other = cfg.with_overrides([frozen])
+        hooks = build_constraints(other.optim, Network(data), other.data.dt)
+        assert not any(isinstance(h, LoopGainLimit) for h in hooks)
     whole = Trainer(cfg, tmp_path / "whole", datasets=(Movies(4), Movies(2)), data=data)
     whole.train()
     first = Trainer(cfg, tmp_path / "split", datasets=(Movies(4), Movies(2)), data=data)
