@@ -12,12 +12,10 @@ from flygnn.simulate import steady_state
 from flygnn.stability import loop_gain
 from flygnn.train import Trainer
 
-EXTENT = 2
-
 
 @pytest.fixture(scope="module")
 def data():
-    return FlyVisConnectome(extent=EXTENT)[0]
+    return FlyVisConnectome(extent=2)[0]
 
 
 @pytest.fixture
@@ -45,6 +43,30 @@ def dense_gain(net, state) -> float:
         a = torch.zeros(net.num_nodes, net.num_nodes, dtype=torch.float64)
         a.index_put_((target, source), weight.double() * on[source], accumulate=True)
         return float(torch.linalg.eigvals(a).real.max())
+
+
+def resumed_and_free(cfg, free_override, tmp_path, data):
+    """A run of ``cfg`` whole; the same stopped at 3 and resumed (its network equal bit for
+    bit to the whole run's, checked here); a run with ``free_override`` (the rule off); and
+    the loop gains of the free and the whole run at their grey rests."""
+    from test_train_gradients import Movies
+
+    def trainer(config, name, resume=False):
+        return Trainer(config, tmp_path / name, resume=resume, datasets=(Movies(4), Movies(2)),
+                       data=data)
+    whole = trainer(cfg, "whole")
+    whole.train()
+    trainer(cfg, "split").train(until=3)
+    second = trainer(cfg, "split", resume=True)
+    hooks = [h.state_dict() for h in second.constraints + second.regularisers]
+    second.train()
+    for k, v in whole.network.state_dict().items():
+        assert torch.equal(v, second.network.state_dict()[k]), k
+    free = trainer(cfg.with_overrides([free_override]), "free")
+    free.train()
+    gains = [float(loop_gain(t.network, steady_state(t.network, 2.0, 0.02), tol=1e-8,
+                             max_restarts=300).value) for t in (free, whole)]
+    return whole, hooks, gains
 
 
 def test_rightmost_eig_finds_a_real_and_a_complex_leading_eigenvalue():
@@ -142,29 +164,16 @@ def test_loop_gain_cost_below_and_above_its_limit(net):
 
 
 def test_training_with_the_loop_gain_cost_resumes_bit_for_bit(tmp_path, data):
-    from test_train_gradients import Movies, config
+    from test_train_gradients import config
 
     cfg = config("optim.n_iters=6", "optim.rest_grad_steps=20", "optim.penalty.gain_weight=10.0",
                  "optim.penalty.gain_limit=0.01", "optim.gain_every=2",
                  "optim.net_rate_scale.syn_strength=10.0")
     (cost,) = build_regularisers(cfg.optim, Network(data))
     assert isinstance(cost, LoopGainCost) and cost.every == 2 and cost.limit == 0.01
-    whole = Trainer(cfg, tmp_path / "whole", datasets=(Movies(4), Movies(2)), data=data)
-    whole.train()
-    first = Trainer(cfg, tmp_path / "split", datasets=(Movies(4), Movies(2)), data=data)
-    first.train(until=3)
-    second = Trainer(cfg, tmp_path / "split", resume=True, datasets=(Movies(4), Movies(2)),
-                     data=data)
-    assert second.regularisers[0].calls == 3
-    second.train()
-    for k, v in whole.network.state_dict().items():
-        assert torch.equal(v, second.network.state_dict()[k]), k
+    _, hooks, gains = resumed_and_free(cfg, "optim.penalty.gain_weight=0.0", tmp_path, data)
+    assert hooks[-1]["calls"] == 3  # the cost's state came back with the checkpoint
     # the cost acted: with the limit far below the gain, the gain fell against a run without it
-    free = Trainer(cfg.with_overrides(["optim.penalty.gain_weight=0.0"]), tmp_path / "free",
-                   datasets=(Movies(4), Movies(2)), data=data)
-    free.train()
-    gains = [float(loop_gain(t.network, steady_state(t.network, 2.0, 0.02), tol=1e-8,
-                             max_restarts=300).value) for t in (free, whole)]
     assert gains[1] < gains[0] - 0.02, gains
 
 
@@ -218,7 +227,7 @@ def test_loop_gain_limit_projects_the_strengths_onto_the_limit(data):
 
 
 def test_training_with_the_loop_gain_limit_resumes_bit_for_bit(tmp_path, data):
-    from test_train_gradients import Movies, config
+    from test_train_gradients import config
 
     cfg = config("optim.n_iters=6", "optim.max_gain=0.1", "optim.gain_every=2",
                  "optim.net_rate_scale.syn_strength=10.0")
@@ -230,22 +239,8 @@ def test_training_with_the_loop_gain_limit_resumes_bit_for_bit(tmp_path, data):
         other = cfg.with_overrides([frozen])
         hooks = build_constraints(other.optim, Network(data), other.data.dt)
         assert not any(isinstance(h, LoopGainLimit) for h in hooks)
-    whole = Trainer(cfg, tmp_path / "whole", datasets=(Movies(4), Movies(2)), data=data)
-    whole.train()
-    first = Trainer(cfg, tmp_path / "split", datasets=(Movies(4), Movies(2)), data=data)
-    first.train(until=3)
-    second = Trainer(cfg, tmp_path / "split", resume=True, datasets=(Movies(4), Movies(2)),
-                     data=data)
-    (resumed,) = [h for h in second.constraints if isinstance(h, LoopGainLimit)]
-    assert resumed.calls == 3 and resumed.projections == 3
-    second.train()
-    for k, v in whole.network.state_dict().items():
-        assert torch.equal(v, second.network.state_dict()[k]), k
+    whole, hooks, gains = resumed_and_free(cfg, "optim.max_gain=0.0", tmp_path, data)
+    assert hooks[0]["calls"] == 3 and hooks[0]["projections"] == 3
     (done,) = [h for h in whole.constraints if isinstance(h, LoopGainLimit)]
     assert done.projections == 6
-    free = Trainer(cfg.with_overrides(["optim.max_gain=0.0"]), tmp_path / "free",
-                   datasets=(Movies(4), Movies(2)), data=data)
-    free.train()
-    gains = [float(loop_gain(t.network, steady_state(t.network, 2.0, 0.02), tol=1e-8,
-                             max_restarts=300).value) for t in (free, whole)]
     assert gains[1] < gains[0] - 0.02, gains
