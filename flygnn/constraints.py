@@ -283,10 +283,12 @@ class LoopGainLimit(Constraint):
             return
         self.calls += 1
         strength = network.syn_strength
-        share = strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
+
+        def shares():  # c_p = s_p dg/ds_p, first order in the strengths
+            return strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
+        share = shares()
         if float(share.sum()) > self.limit and not found and self._find(network):
-            # above the limit to first order: project with the eigenvectors of now
-            share = strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
+            share = shares()  # above the limit to first order: the eigenvectors of now
         self.last = float(share.sum())
         if not self.last > self.limit:
             return
