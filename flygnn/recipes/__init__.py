@@ -204,11 +204,13 @@ def _stored(recipe: dict, seed: int | None, overrides: list[str]) -> dict:
 
 def _canonical(stored: dict) -> dict:
     """A stored recipe with deprecated config keys renamed (a run started before a rename
-    resumes with the renamed recipe) and without its ``criteria`` (they do not train)."""
-    recipe = {k: v for k, v in stored["recipe"].items() if k != "criteria"}
+    resumes with the renamed recipe) and without its ``criteria`` and ``about`` texts (they
+    do not train)."""
+    recipe = {k: v for k, v in stored["recipe"].items() if k not in ("criteria", "about")}
     recipe["base"] = canonical_dict(TrainConfig, recipe.get("base", {}))
+    stages = [{k: v for k, v in s.items() if k != "about"} for s in recipe.get("stages", [])]
     recipe["stages"] = [dict(s, config=canonical_dict(TrainConfig, s["config"])) if "config" in s
-                        else s for s in recipe.get("stages", [])]
+                        else s for s in stages]
     return dict(stored, recipe=recipe, overrides=canonical_overrides(stored["overrides"]))
 
 
