@@ -276,6 +276,10 @@ class LoopGainLimit(Constraint):
         self.gain = loop_gain(network, rest, warm=self.gain)
         return True
 
+    def _shares(self, strength: torch.Tensor) -> torch.Tensor:
+        """Each pair's share of the gain, ``c_p = s_p dg/ds_p`` (first order in the strengths)."""
+        return strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
+
     @torch.no_grad()
     def after_step(self, network) -> None:
         found = (self.gain is None or self.calls % self.every == 0) and self._find(network)
@@ -283,12 +287,9 @@ class LoopGainLimit(Constraint):
             return
         self.calls += 1
         strength = network.syn_strength
-
-        def shares():  # c_p = s_p dg/ds_p, first order in the strengths
-            return strength.double().clamp_min(0) * self.gain.sensitivity.to(strength.device)
-        share = shares()
+        share = self._shares(strength)
         if float(share.sum()) > self.limit and not found and self._find(network):
-            share = shares()  # above the limit to first order: the eigenvectors of now
+            share = self._shares(strength)  # over, to first order: use the eigenvectors of now
         self.last = float(share.sum())
         if not self.last > self.limit:
             return

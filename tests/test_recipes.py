@@ -141,15 +141,16 @@ def test_resume_refuses_another_recipe_seed_or_overrides(tmp_path, cache):
         tiny(out, cache, resume=True, seed=5)
     with pytest.raises(ValueError, match="differ"):
         run_recipe("tiny", out, resume=True, progress=False)  # the cache override is missing
-    edited = load_recipe("tiny")  # a reworded description is the same recipe; a rate is not
+    edited = load_recipe("tiny")  # reworded descriptions: the same recipe; more iterations: not
     edited["about"] = "reworded"
     edited["stages"][0]["about"] = "reworded too"
-    slower = json.loads(json.dumps(edited))
-    slower["stages"][1]["config"].setdefault("optim", {})["n_iters"] = 99
+    longer = json.loads(json.dumps(edited))
+    longer["stages"][1]["config"].setdefault("optim", {})["n_iters"] = 99
     with pytest.raises(ValueError, match="n_iters"):
-        run_recipe(slower, out, resume=True, progress=False, overrides=[f"data.cache={cache}"])
-    metrics = run_recipe(edited, out, resume=True, progress=False,
-                         overrides=[f"data.cache={cache}"])
+        run_recipe(longer, out, resume=True, progress=False, overrides=[f"data.cache={cache}"])
+    run_recipe(edited, out, resume=True, progress=False, overrides=[f"data.cache={cache}"],
+               stop_after=1)  # accepted (stage 0 is done: nothing to train)
+    metrics = run_recipe(None, out, resume=True, progress=False)  # the saved recipe
     assert metrics["recipe"] == "tiny"
 
 

@@ -208,9 +208,8 @@ def _canonical(stored: dict) -> dict:
     do not train)."""
     recipe = {k: v for k, v in stored["recipe"].items() if k not in ("criteria", "about")}
     recipe["base"] = canonical_dict(TrainConfig, recipe.get("base", {}))
-    stages = [{k: v for k, v in s.items() if k != "about"} for s in recipe.get("stages", [])]
-    recipe["stages"] = [dict(s, config=canonical_dict(TrainConfig, s["config"])) if "config" in s
-                        else s for s in stages]
+    recipe["stages"] = [{k: canonical_dict(TrainConfig, v) if k == "config" else v
+                         for k, v in s.items() if k != "about"} for s in recipe.get("stages", [])]
     return dict(stored, recipe=recipe, overrides=canonical_overrides(stored["overrides"]))
 
 
