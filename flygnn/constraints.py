@@ -16,7 +16,8 @@ The built-in ones, each fed by one field of :class:`~flygnn.config.OptimConfig`:
 * :class:`FixedStrengths` (``fixed_strengths``): listed type pairs held at their initial
   strength.
 * :class:`RestCost` (``penalty.rest_weight``): ``w * mean_k relu(rest_k - target)^2`` over the
-  central cells of some cell types (:func:`flygnn.task.rest_cost`).
+  central cells of some cell types, and ``w * mean_k relu(floor - rest_k)^2`` with a floor
+  (:func:`flygnn.task.rest_cost`).
 * :class:`LoopGainLimit` (``max_gain``): after every step, the strengths of the pairs in the
   network's leading loop shrink, each in proportion to its share of the loop gain, until the
   gain at the grey rest is at most ``max_gain`` (:func:`flygnn.stability.loop_gain`).
@@ -167,13 +168,15 @@ class FixedStrengths(Constraint):
 
 
 class RestCost(Regulariser):
-    """``weight * mean_k relu(rest_k - target)^2`` over the central cells of ``cell_types``.
+    """``weight * mean_k relu(rest_k - target)^2`` over the central cells of ``cell_types``,
+    plus ``weight * mean_k relu(floor - rest_k)^2`` when ``floor`` is not None.
 
     Raises:
         ValueError: an unknown cell type (named, with the config field).
     """
 
-    def __init__(self, network, cell_types, weight: float, target: float) -> None:
+    def __init__(self, network, cell_types, weight: float, target: float,
+                 floor: float | None = None) -> None:
         known = list(network.graph.cell_types)
         unknown = [t for t in cell_types if t not in known]
         if unknown:
@@ -181,10 +184,10 @@ class RestCost(Regulariser):
                              f"{unknown}; known: {known}")
         central = network.graph.central_index.to(network.bias.device)
         self.index = central[[known.index(t) for t in cell_types]]
-        self.weight, self.target = weight, target
+        self.weight, self.target, self.floor = weight, target, floor
 
     def __call__(self, rest: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
-        return rest_cost(rest, self.index, self.weight, self.target)
+        return rest_cost(rest, self.index, self.weight, self.target, self.floor)
 
 
 class LoopGainCost(Regulariser):
@@ -337,7 +340,8 @@ def build_regularisers(optim, network) -> list[Regulariser]:
     loop-gain cost)."""
     p, out = optim.penalty, []
     if p.rest_weight:
-        out.append(RestCost(network, p.rest_types, p.rest_weight, p.rest_target))
+        out.append(RestCost(network, p.rest_types, p.rest_weight, p.rest_target,
+                            p.rest_floor))
     if p.gain_weight:
         out.append(LoopGainCost(network, p.gain_weight, p.gain_limit, optim.gain_every))
     return out

@@ -49,8 +49,10 @@ class PenaltyConfig:
     ``target`` (:func:`flygnn.task.activity_penalty`; ``baseline``, its old name, is
     deprecated); ``weight`` 0 disables it.
     Not in flyvis: ``rest_weight * mean_k relu(rest_k - rest_target)^2`` over the central
-    cells of ``rest_types`` added to the loss (:func:`flygnn.task.rest_cost`; it needs the
-    rest's gradient, ``optim.rest_grad_steps`` > 0). ``max_step`` bounds the penalty's SGD
+    cells of ``rest_types`` added to the loss, and with ``rest_floor`` not null also
+    ``rest_weight * mean_k relu(rest_floor - rest_k)^2``, keeping their rest in the band
+    ``[rest_floor, rest_target]`` (:func:`flygnn.task.rest_cost`; it needs the rest's
+    gradient, ``optim.rest_grad_steps`` > 0). ``max_step`` bounds the penalty's SGD
     step per resting potential (flyvis's is unbounded: null); its steps are ~1e-4 in
     training, and the bound acts only when the penalty's gradient explodes near the edge of
     stability, where one unbounded step moved resting potentials to 1e12.
@@ -68,6 +70,7 @@ class PenaltyConfig:
     rest_weight: float = 0.0
     rest_types: tuple[str, ...] = ()
     rest_target: float = 0.0
+    rest_floor: float | None = None
     max_step: float | None = 1e-3
     gain_weight: float = 0.0
     gain_limit: float = 0.85
@@ -80,6 +83,9 @@ class PenaltyConfig:
             _fail(f"{prefix}.max_step", f"must be > 0 and finite, or null, got {self.max_step}")
         if not 0 < self.gain_limit < math.inf:
             _fail(f"{prefix}.gain_limit", f"must be > 0 and finite, got {self.gain_limit}")
+        if self.rest_floor is not None and not -math.inf < self.rest_floor <= self.rest_target:
+            _fail(f"{prefix}.rest_floor", f"must be finite and <= rest_target "
+                  f"({self.rest_target}), or null, got {self.rest_floor}")
         if self.rest_weight and not self.rest_types:
             _fail(f"{prefix}.rest_types", "must name the cell types whose rest rest_weight costs")
 

@@ -283,17 +283,28 @@ def activity_penalty(responses: torch.Tensor, central_index: torch.Tensor, targe
 
 
 def rest_cost(rest: torch.Tensor, index: torch.Tensor, weight: float = 1.0,
-              target: float = 0.0) -> torch.Tensor:
+              target: float = 0.0, floor: float | None = None) -> torch.Tensor:
     """A cost on tonic activity (not in flyvis): ``weight * mean_k relu(rest_k - target)^2``
-    over the cells ``index`` (``rest_k = rest[..., index_k]``).
+    over the cells ``index`` (``rest_k = rest[..., index_k]``), plus ``weight * mean_k
+    relu(floor - rest_k)^2`` when ``floor`` is given.
 
     Keeps the chosen cells at or below ``target`` at the grey rest -- below the threshold 0
     of the rectified readout and synapses when negative, so that only responses larger than
-    ``-target`` reach them. **Shapes:** ``rest (..., N)``, ``index (K,)`` -> scalar (mean over
-    the leading dimensions too).
+    ``-target`` reach them. With a ``floor`` the rest is kept in the band ``[floor, target]``:
+    a cell cannot sink so far below threshold that no stimulus lifts it across, where it
+    would be silent to the rectified readout and its gradient zero. **Shapes:** ``rest (...,
+    N)``, ``index (K,)`` -> scalar (mean over the leading dimensions too).
+
+    Raises:
+        ValueError: ``floor`` above ``target``.
     """
-    x = rest.index_select(-1, index.to(rest.device)) - target
-    return weight * x.relu().pow(2).mean()
+    x = rest.index_select(-1, index.to(rest.device))
+    cost = (x - target).relu().pow(2)
+    if floor is not None:
+        if floor > target:
+            raise ValueError(f"rest_cost: floor ({floor}) must be <= target ({target})")
+        cost = cost + (floor - x).relu().pow(2)
+    return weight * cost.mean()
 
 
 def batch_of(items: list[dict], device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -235,6 +235,14 @@ def test_rest_cost_hand_computed():
     assert float(value) == pytest.approx(4.0 * (0.25 + 0.0 + 4.0) / 3)
     below = rest_cost(rest, torch.tensor([0, 1, 2]), weight=4.0, target=-0.5)
     assert float(below) == pytest.approx(4.0 * (1.0 + 0.0 + 6.25) / 3)
+    band = rest_cost(rest, torch.tensor([0, 1, 3]), weight=4.0, target=0.0, floor=-0.5)
+    assert float(band) == pytest.approx(4.0 * (0.25 + 0.25 + 9.0) / 3)
+    inside = rest_cost(torch.tensor([[-0.3, 0.0, -0.5]]), torch.arange(3), 4.0, 0.0, -0.5)
+    assert float(inside) == 0.0
+    x = torch.tensor([[0.5, -1.0, 2.0, -0.2]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda r: rest_cost(r, torch.arange(4), 3.0, 0.1, -0.4), x)
+    with pytest.raises(ValueError, match="floor"):
+        rest_cost(rest, torch.tensor([0]), floor=1.0)
 
 
 def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
@@ -265,6 +273,9 @@ def test_rest_cost_enters_the_gradient_through_the_rest(tmp_path, data, net):
 
 
 def test_rest_cost_config_is_checked(tmp_path, data):
+    with pytest.raises(ValueError, match=r"optim.penalty.rest_floor.*<= rest_target"):
+        config("optim.rest_grad_steps=10", "optim.penalty.rest_weight=1.0",
+               'optim.penalty.rest_types=["T5a"]', "optim.penalty.rest_floor=0.5")
     with pytest.raises(ValueError, match="optim.penalty.rest_types"):
         config("optim.rest_grad_steps=10", "optim.penalty.rest_weight=1.0")
     with pytest.raises(ValueError, match="needs optim.rest_grad_steps"):
