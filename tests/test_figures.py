@@ -144,3 +144,25 @@ def test_other_figures_label_their_axes(tmp_path):
                         "val_epe": [np.nan, np.nan, 1.5]})
     fig = plotting.loss_curve(log)
     assert set(_legend_texts(fig.axes[0])) >= {"train l2norm", "val EPE"}
+
+
+def test_ensemble_comparison_legend_covers_no_panel():
+    """The legend lies outside every panel, so it hides no model, median or median index."""
+    from flygnn.plotting.ensembles import ensemble_comparison
+
+    rng = np.random.default_rng(4)
+    columns = ["fri_correlation", "dsi_correlation", "task_error"]
+    table = pd.DataFrame(rng.uniform(0, 1, (6, 3)), columns=columns)
+    table["ensemble"] = ["true"] * 4 + ["rewired"] * 2
+    # median indices at the panels' top left, where a legend inside a panel would sit
+    summary = pd.DataFrame([[0.99] * 3, [0.5] * 3], columns=columns,
+                           index=pd.MultiIndex.from_tuples([("true", "median_indices"),
+                                                            ("rewired", "median_indices")]))
+    fig = ensemble_comparison(table, summary, columns=columns)
+    renderer = fig.canvas.get_renderer()
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["model", "median", "median indices"]
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()

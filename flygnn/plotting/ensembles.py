@@ -70,18 +70,17 @@ def ensemble_comparison(
                 ax.plot(k + 0.32, float(summary.loc[row, column]), "D",
                         color=COLORS[k % len(COLORS)], ms=7, mec="white")
         ax.set_xticks(range(len(groups)), [str(g) for g in groups])
-        if ax is axes[0]:
-            from matplotlib.lines import Line2D
-
-            marks = [Line2D([], [], ls="", marker="o", color="grey", label="model"),
-                     Line2D([], [], color="grey", lw=2.5, label="median")]
-            if summary is not None:
-                marks.append(Line2D([], [], ls="", marker="D", color="grey",
-                                    label="median indices"))
-            ax.legend(handles=marks, fontsize=7, loc="best")
         ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(LABELS.get(column, column.replace("_", " ")), fontsize=8)
+    from matplotlib.lines import Line2D
+
+    marks = [Line2D([], [], ls="", marker="o", color="grey", label="model"),
+             Line2D([], [], color="grey", lw=2.5, label="median")]
+    if summary is not None:
+        marks.append(Line2D([], [], ls="", marker="D", color="grey", label="median indices"))
+    # below the panels, where it covers no point
+    fig.legend(handles=marks, fontsize=7, loc="lower center", ncol=len(marks), frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _common._finish(fig, path, dpi)
