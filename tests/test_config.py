@@ -154,12 +154,21 @@ def _runs_in_the_repository() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "runs").glob("*/recipe.json"))
 
 
+def _recipes_named(name: str) -> list[dict]:
+    """The shipped recipe ``name`` and every recipe file beside the runs (``runs/*.json``, a
+    change to a shipped recipe under trial) that carries the name."""
+    files = [p for p in sorted((ROOT / "runs").glob("*.json"))
+             if json.loads(p.read_text()).get("name") == name]
+    return [load_recipe(name)] + [load_recipe(p) for p in files]
+
+
 @pytest.mark.parametrize("run", _runs_in_the_repository())
 def test_a_resumed_run_rebuilds_the_same_stage_configs(run):
     """``flygnn train --out runs/<run> --resume`` reads the run's recipe.json: the running
     and finished stages' own config.json equal the configs the recipe builds today (only the
-    init paths, relative in the repository, differ), and naming the shipped recipe with the
-    run's seed and overrides is accepted as the same recipe."""
+    init paths, relative in the repository, differ), and the recipe it names (shipped, or a
+    trial file in ``runs/``) with the run's seed and overrides is accepted as the same
+    recipe and builds the same stages."""
     out = ROOT / "runs" / run
     saved = json.loads((out / "recipe.json").read_text())
     configs = stored_configs(f"runs/{run}/recipe.json")
@@ -169,11 +178,13 @@ def test_a_resumed_run_rebuilds_the_same_stage_configs(run):
         init = {"network": {"init": started.network.init}, "decoder": {"init": started.decoder.init}}
         rebuilt = TrainConfig.from_dict(_merge_init(configs[k].to_dict(), init))
         assert rebuilt == started
-    shipped = _stored(load_recipe(saved["recipe"]["name"]), saved["seed"], saved["overrides"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        assert _canonical(saved) == _canonical(shipped)
-    assert stage_configs(shipped["recipe"], saved["seed"], saved["overrides"], out=out) == configs
+        named = [_stored(r, saved["seed"], saved["overrides"])
+                 for r in _recipes_named(saved["recipe"]["name"])]
+        same = [s for s in named if _canonical(s) == _canonical(saved)]
+    assert same, f"{run}: its recipe is neither the shipped one nor a recipe file in runs/"
+    assert stage_configs(same[0]["recipe"], saved["seed"], saved["overrides"], out=out) == configs
 
 
 def _merge_init(d: dict, init: dict) -> dict:
