@@ -94,4 +94,7 @@ def test_batch_size_does_not_change_responses(data_small):
     net = flygnn.Network(data_small)
     small = runners.moving_edge_responses(net, batch_size=3, cache=False, **EDGES)
     whole = runners.moving_edge_responses(net, batch_size=16, cache=False, **EDGES)
-    np.testing.assert_array_equal(small.responses, whole.responses)
+    # equal to float32 rounding: on some CPUs the vector kernels round a batch of 3 and one
+    # of 16 differently in the last bits (seen: 3.6e-7 on responses of order 1)
+    np.testing.assert_allclose(small.responses, whole.responses, rtol=0, atol=1e-5)
+    assert np.nanmax(np.abs(whole.responses)) > 0.1  # responses, not zeros (NaN: padding)

@@ -294,9 +294,9 @@ def moving_edge_responses(nets, dt: float = 1 / 200, offsets: tuple[int, int] = 
     """Responses to moving ON/OFF edges (flyvis ``moving_edge_responses``): 144 items by default.
 
     Items are simulated 24 at a time (the 12 directions x 2 contrasts of one speed share a
-    length), which gives the same responses as any other batch size, faster. Progress is shown
-    on a terminal; rendered edges and responses are cached on disk (see
-    :func:`stimulus_responses`; pass ``cache=False`` to skip both).
+    length), which gives the same responses as any other batch size (to float32 rounding),
+    faster. Progress is shown on a terminal; rendered edges and responses are cached on disk
+    (see :func:`stimulus_responses`; pass ``cache=False`` to skip both).
 
     **Shapes:** result ``(n_models, n_angles * n_intensities * n_speeds, n_frames, n_cells)``.
     """
