@@ -55,7 +55,8 @@ def _validate(args) -> int:
         raise ValueError("name a run folder or a shipped model, e.g. flygnn validate "
                          "flow_cpu_threshold")
     result = validate_run(run, args.out, batch_size=args.batch_size, t_pre=args.t_pre,
-                          progress=show_progress(args))
+                          progress=show_progress(args), val_start=args.val_start,
+                          n_val=args.n_val)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -66,7 +67,8 @@ def add_validate(sub) -> None:
                  "Renders the run's validation movies and scores its network and decoder with\n"
                  "the run's own validation settings (optim.val_t_pre, optim.val_batch_size), so\n"
                  "the numbers equal the val_l2norm and val_epe of its metrics.json (shown as\n"
-                 "'recorded'). About a minute at extent 15.")
+                 "'recorded'). About a minute at extent 15. --val-start/--n-val score another\n"
+                 "block of the same movie set, e.g. held-out movies no stage trained on.")
     p.add_argument("run", nargs="?", default=None,
                    help="run folder or shipped model name (e.g. flow_cpu_threshold)")
     p.add_argument("--run", dest="run_option", default=None, metavar="RUN",
@@ -77,6 +79,10 @@ def add_validate(sub) -> None:
                    help="movies per batch (default: the run's optim.val_batch_size)")
     p.add_argument("--t-pre", type=float, default=None, help="seconds of grey before each movie "
                    "(default: the run's optim.val_t_pre)")
+    p.add_argument("--val-start", type=int, default=None, metavar="ITEM",
+                   help="first movie to score (default: the run's data.val_start)")
+    p.add_argument("--n-val", type=int, default=None, metavar="N",
+                   help="how many movies (default: the run's data.n_val)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it appears only on a terminal anyway)")
     p.set_defaults(func=_validate)

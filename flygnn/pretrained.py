@@ -260,13 +260,18 @@ def _run_folder(run: str | os.PathLike) -> tuple[Path, bool]:
 
 def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
                  batch_size: int | None = None, t_pre: float | None = None,
-                 progress: bool = False) -> dict:
-    """Validation ``l2norm`` and EPE of a run's (best) model on its validation movies.
+                 progress: bool = False, val_start: int | None = None,
+                 n_val: int | None = None) -> dict:
+    """Validation ``l2norm`` and EPE of a run's (best) model on its validation movies, or on
+    another block of its movie set.
 
     By default the run's own validation settings are used (``optim.val_t_pre`` and
     ``optim.val_batch_size`` of its ``config.json``), so a finished run or a shipped model
     reproduces the ``val_l2norm`` and ``val_epe`` of its ``metrics.json`` (given as
-    ``recorded``). The result, with the zero-flow error for comparison, is written as JSON to
+    ``recorded``, only when the movies are the run's own). ``val_start`` / ``n_val`` score
+    items ``val_start .. val_start + n_val - 1`` of the same movie set instead (the run's
+    ``data.movies`` and crop), e.g. held-out movies that no stage trained or validated on.
+    The result, with the zero-flow error for comparison, is written as JSON to
     ``out``; by default to ``run/validation.json`` for a run folder, and nowhere for a shipped
     model (the package folder is left as installed).
 
@@ -276,26 +281,45 @@ def validate_run(run: str | os.PathLike, out: str | os.PathLike | None = None,
         batch_size: validation batch size (default: the run's ``optim.val_batch_size``).
         t_pre: seconds of grey before each movie (default: the run's ``optim.val_t_pre``).
         progress: show a progress bar.
+        val_start: first item to score (default: the run's ``data.val_start``, or its
+            ``data.n_train`` when that is null).
+        n_val: how many items (default: the run's ``data.n_val``).
 
     Raises:
-        ValueError: unknown run or name, or a folder without ``config.json`` or decoder.
+        ValueError: unknown run or name, a folder without ``config.json`` or decoder, or a
+            ``val_start`` below 0 / ``n_val`` below 1.
     """
+    import dataclasses
+
     from flygnn.task import evaluate, zero_flow_error
 
+    for name, value, least in (("val_start", val_start, 0), ("n_val", n_val, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < least):
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     folder, shipped = _run_folder(run)
     model = load_model(folder)
     if model.config is None or model.decoder is None:
         raise ValueError(f"run folder {str(folder)!r} lacks config.json or a decoder")
-    optim = model.config.optim
+    config, data = model.config, model.config.data
+    own_start = data.n_train if data.val_start is None else data.val_start
+    start = own_start if val_start is None else val_start
+    count = data.n_val if n_val is None else n_val
+    own = (start, count) == (own_start, data.n_val)
+    if not own:
+        config = dataclasses.replace(config, data=dataclasses.replace(data, val_start=start,
+                                                                      n_val=count))
+    optim = config.optim
     t_pre = optim.val_t_pre if t_pre is None else float(t_pre)
     batch_size = optim.val_batch_size if batch_size is None else int(batch_size)
-    _, val = build_datasets(model.config)
-    metrics = evaluate(model.network, model.decoder, val, model.config.data.dt, t_pre, batch_size,
+    _, val = build_datasets(config)
+    metrics = evaluate(model.network, model.decoder, val, config.data.dt, t_pre, batch_size,
                        progress)
-    result = {"run": str(run), "n_val": len(val), "t_pre": t_pre, "batch_size": batch_size,
-              "dt": model.config.data.dt, **metrics, "zero_flow": zero_flow_error(val)}
+    result = {"run": str(run), "val_start": start, "n_val": len(val), "t_pre": t_pre,
+              "batch_size": batch_size, "dt": config.data.dt, **metrics,
+              "zero_flow": zero_flow_error(val)}
     recorded = {k: model.metrics[f"val_{k}"] for k in ("l2norm", "epe")
-                if f"val_{k}" in model.metrics}
+                if f"val_{k}" in model.metrics} if own else {}
     if recorded:
         result["recorded"] = recorded
     if out is not None or not shipped:

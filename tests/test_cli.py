@@ -54,7 +54,6 @@ def test_simulate_refuses_a_movie_outside_0_1(tmp_path, capsys):
 
 
 def test_validate_uses_the_runs_settings_and_accepts_shipped_names(monkeypatch, capsys):
-    import flygnn.build
     import flygnn.task
 
     seen = {}
@@ -63,9 +62,13 @@ def test_validate_uses_the_runs_settings_and_accepts_shipped_names(monkeypatch, 
         seen.update(t_pre=t_pre, batch_size=batch_size, dt=dt)
         return {"l2norm": 1.0, "epe": 2.0}
 
-    monkeypatch.setattr(flygnn.build, "build_datasets", lambda config: ([], [0] * 16))
+    def build_datasets(config):
+        seen.update(val_start=config.data.val_start, n_val=config.data.n_val)
+        return [], [0] * config.data.n_val
+
+    monkeypatch.setattr(pretrained, "build_datasets", build_datasets)
     monkeypatch.setattr(flygnn.task, "evaluate", evaluate)
-    monkeypatch.setattr(flygnn.task, "zero_flow_baseline", lambda val: {"epe": 3.0})
+    monkeypatch.setattr(flygnn.task, "zero_flow_error", lambda val: {"epe": 3.0})
     name = "flow_cpu_threshold"
     config = pretrained.load_pretrained(name).config
     folder = pretrained._models_dir() / name
@@ -73,7 +76,8 @@ def test_validate_uses_the_runs_settings_and_accepts_shipped_names(monkeypatch, 
     assert cli.main(["validate", name]) == 0
     result = json.loads(capsys.readouterr().out)
     assert seen == {"t_pre": config.optim.val_t_pre, "batch_size": config.optim.val_batch_size,
-                    "dt": config.data.dt}
+                    "dt": config.data.dt, "val_start": config.data.val_start,
+                    "n_val": config.data.n_val}
     assert config.optim.val_t_pre == 2.0  # not the 0.5 of a generic default
     metrics = json.loads((folder / "metrics.json").read_text())
     assert result["recorded"] == {"l2norm": metrics["val_l2norm"], "epe": metrics["val_epe"]}
@@ -81,5 +85,13 @@ def test_validate_uses_the_runs_settings_and_accepts_shipped_names(monkeypatch, 
     assert cli.main(["validate", str(folder), "--t-pre", "0.5", "--batch-size", "2",
                      "--out", "/dev/null"]) == 0
     assert (seen["t_pre"], seen["batch_size"]) == (0.5, 2)
+    # another block of the same movie set: its items, and no 'recorded' (other movies)
+    capsys.readouterr()
+    assert cli.main(["validate", name, "--val-start", "272", "--n-val", "64"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (seen["val_start"], seen["n_val"]) == (272, 64)
+    assert (result["val_start"], result["n_val"]) == (272, 64) and "recorded" not in result
+    assert cli.main(["validate", name, "--n-val", "0"]) == 2
+    assert "n_val must be an integer >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["validate", "no_such_model"]) == 2
     assert "shipped models" in capsys.readouterr().err

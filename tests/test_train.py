@@ -314,6 +314,16 @@ def test_cli_train_validate_simulate(tmp_path, data):
     metrics = json.loads((run / "metrics.json").read_text())
     assert result["epe"] == pytest.approx(metrics["best_val_epe"], rel=1e-5)
     assert math.isfinite(result["l2norm"]) and result["zero_flow"]["epe"] > 0
+    # the run's own block named explicitly is the run's validation; another block is not
+    assert main(["validate", str(run), "--val-start", "2", "--n-val", "1",
+                 "--out", str(tmp_path / "own.json")]) == 0
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert (own["epe"], own["zero_flow"]) == (result["epe"], result["zero_flow"])
+    assert main(["validate", str(run), "--val-start", "3", "--n-val", "2",
+                 "--out", str(tmp_path / "held_out.json")]) == 0
+    held_out = json.loads((tmp_path / "held_out.json").read_text())
+    assert (held_out["val_start"], held_out["n_val"]) == (3, 2) and "recorded" not in held_out
+    assert held_out["zero_flow"]["epe"] != result["zero_flow"]["epe"]  # other movies
     movie = np.random.default_rng(0).random((5, N_HEX)).astype(np.float32)
     np.save(tmp_path / "movie.npy", movie)
     out = tmp_path / "resp.npz"
