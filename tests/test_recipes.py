@@ -210,13 +210,19 @@ def test_torn_log_rows_are_dropped(tmp_path, cache):
 def test_shipped_recipes_are_valid():
     assert recipe_names() == ["cpu", "flyvis", "tiny"]
     cpu = stage_configs(load_recipe("cpu"))
-    assert [c.network.extent for c in cpu] == [5, 5, 5, 15]
+    assert [c.network.extent for c in cpu] == [5, 5, 5, 5, 15]
     assert all(c.optim.strength_floor == 0.25 for c in cpu)
     assert cpu[-1].optim.train_network is False and cpu[-1].decoder.type_dropout == 0
-    for stage in cpu[1:3]:  # the network's stages keep T4/T5 at rest in [-0.5, 0]
+    last = cpu[-1].optim
+    assert last.lr_dec.value(0, last.n_iters) == 1e-4
+    assert last.lr_dec.value(last.n_iters - 1, last.n_iters) == pytest.approx(1e-5)
+    for stage in cpu[1:4]:  # the network's stages keep T4/T5 at rest in [-0.5, 0]
         p = stage.optim.penalty
         assert p.rest_weight > 0 and (p.rest_floor, p.rest_target) == (-0.5, 0.0)
         assert sorted(p.rest_types) == [f"T{k}{d}" for k in (4, 5) for d in "abcd"]
+    # flyvis's activity penalty in tune only; refine trains the same tables without it
+    assert [c.optim.penalty.stop_iter for c in cpu[1:4]] == [0, 150_000, 0]
+    assert cpu[2].optim.train_params == cpu[3].optim.train_params
     (flyvis,) = stage_configs(load_recipe("flyvis"))
     assert flyvis.optim.n_iters == 250_000 and flyvis.network.extent == 15
     assert flyvis.optim.lr_net.start == 5e-5 and flyvis.optim.penalty.stop_iter == 150_000
