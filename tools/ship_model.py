@@ -6,7 +6,9 @@ Usage::
 
 Copies ``network.pt``, ``decoder.pt``, ``metrics.json``, ``recipe.json`` and ``loss.png``;
 writes ``config.json`` in the current configuration keys (so the model loads without
-deprecation warnings; the values are unchanged, checked by loading both); and thins
+deprecation warnings; the values are unchanged, checked by loading both, except that a
+``network.init``/``decoder.init`` inside the run folder is written relative to it, e.g.
+``stages/3_refine/network.pt``: the machine's paths do not ship); and thins
 ``log.csv`` to every ``--every``-th iteration, every row with a validation score and each
 stage's last row (the shipped folders stay small; the run folder keeps the full log). A
 model on a null-model connectome (``network.connectome`` transforms: seeded, rebuilt from the
@@ -50,6 +52,21 @@ def thin_log(source: Path, dest: Path, every: int) -> tuple[int, int]:
     return len(rows), len(keep)
 
 
+def relative_inits(config, run: Path):
+    """``config`` with its ``network.init``/``decoder.init`` written relative to ``run`` where
+    they lie inside it (a recipe's stages start from the previous stage's files)."""
+    root = run.resolve()
+    overrides = []
+    for key, value in (("network.init", config.network.init),
+                       ("decoder.init", config.decoder.init)):
+        if value is None:
+            continue
+        path = Path(value).resolve()
+        if path.is_relative_to(root):
+            overrides.append(f"{key}={json.dumps(path.relative_to(root).as_posix())}")
+    return config.with_overrides(overrides) if overrides else config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
@@ -70,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("network.pt", "decoder.pt", "metrics.json", *OPTIONAL):
         if (args.run / name).is_file():
             shutil.copyfile(args.run / name, args.dest / name)
+    config = relative_inits(config, args.run)
     config.to_json(args.dest / "config.json")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
