@@ -210,7 +210,7 @@ def test_torn_log_rows_are_dropped(tmp_path, cache):
 def test_shipped_recipes_are_valid():
     assert recipe_names() == ["cpu", "flyvis", "tiny"]
     cpu = stage_configs(load_recipe("cpu"))
-    assert [c.network.extent for c in cpu] == [5, 5, 5, 5, 15]
+    assert [c.network.extent for c in cpu] == [5, 5, 5, 7, 15]
     assert all(c.optim.strength_floor == 0.25 for c in cpu)
     assert cpu[-1].optim.train_network is False and cpu[-1].decoder.type_dropout == 0
     last = cpu[-1].optim
