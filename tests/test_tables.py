@@ -183,7 +183,9 @@ def test_central_neuron_is_the_nearest_when_none_sits_at_the_centre():
 
 def _edit(frames, name, fn):
     out = {k: v.copy() for k, v in frames.items()}
-    fn(out[name])
+    edited = fn(out[name])  # edits in place (returns None) or returns the edited frame
+    if edited is not None:
+        out[name] = edited
     return out
 
 
@@ -210,13 +212,13 @@ BAD = [
      r"types: row 3, column 'type': duplicate cell type"),
     ("neurons", lambda f: f.__setitem__("u", f["u"].where(f.index != 11, 0.5)),
      r"neurons: row 11, column 'u': expected an integer"),
-    ("neurons", lambda f: f.drop(columns="v", inplace=True),
+    ("neurons", lambda f: f.drop(columns="v"),
      r"neurons: column 'v' missing"),
-    ("synapses", lambda f: f.drop(columns="n_syn", inplace=True),
+    ("synapses", lambda f: f.drop(columns="n_syn"),
      r"synapses: column 'n_syn' missing"),
-    ("types", lambda f: f.drop(columns="sign", inplace=True),
+    ("types", lambda f: f.drop(columns="sign"),
      r"types: column 'sign' missing"),
-    ("neurons", lambda f: f.drop(index=3, inplace=True),
+    ("neurons", lambda f: f.drop(index=3),
      r"neurons: input type 'R1' is missing column"),
     ("synapses", lambda f: f.__setitem__("sign", f["sign"].where(f.index != 1, -f["sign"])),
      r"synapses: row 1, column 'sign': signs differ within the type pair"),
