@@ -47,10 +47,12 @@ def _train(args) -> int:
                                  "stops with Ctrl-C and continues with --resume")
             metrics = run_recipe(args.recipe, args.out, seed=args.seed, overrides=args.set,
                                  resume=args.resume, progress=not args.no_progress,
-                                 device=args.device)
+                                 device=args.device, reuse=args.reuse)
         else:
             from flygnn.train import run_training
 
+            if args.reuse is not None:
+                raise ValueError("--reuse takes stages from a recipe run (--recipe)")
             overrides = list(args.set)
             if args.seed is not None:
                 overrides.append(f"seed={args.seed}")
@@ -85,6 +87,10 @@ def add_train(sub) -> None:
                                                   "--resume)")
     p.add_argument("--out", required=True, help="run folder (a model folder once finished)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--reuse", default=None, metavar="RUN",
+                   help="copy the leading finished stages of the recipe run RUN whose configs "
+                        "(seed and overrides included) equal this recipe's, then train the "
+                        "rest (--recipe only)")
     p.add_argument("--until", type=int, default=None,
                    help="stop (with a checkpoint) at this iteration (--config only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

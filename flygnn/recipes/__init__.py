@@ -217,7 +217,8 @@ def run_recipe(recipe: str | os.PathLike | dict | None, out: str | os.PathLike,
                seed: int | None = None, overrides: list[str] | None = None,
                resume: bool = False, progress: bool = True, device: str | None = None,
                stop_after: int | None = None, datasets: Callable | None = None,
-               on_validation: Callable | None = None) -> dict:
+               on_validation: Callable | None = None,
+               reuse: str | os.PathLike | None = None) -> dict:
     """Train every stage of a recipe into the model folder ``out`` (``flygnn train --recipe``).
 
     Args:
@@ -232,14 +233,17 @@ def run_recipe(recipe: str | os.PathLike | dict | None, out: str | os.PathLike,
         stop_after: stop after this many stages (the rest run on a resume).
         datasets: ``f(config) -> (train, val)`` replacing the config's movies (tests).
         on_validation: called with the trainer after each validation.
+        reuse: a recipe run folder whose leading finished stages equal this run's (the same
+            configs, seed and overrides): they are copied instead of trained
+            (:mod:`flygnn.recipes.reuse`); a new run only.
 
     Returns:
         the model folder's metrics (the last stage's, with every stage's under ``stages``);
         when stopped early, ``{"stages": [...]}`` of the finished stages.
 
     Raises:
-        ValueError: a bad recipe, a non-empty ``out`` without ``resume``, or a resume with a
-            different recipe, seed or overrides.
+        ValueError: a bad recipe, a non-empty ``out`` without ``resume``, a resume with a
+            different recipe, seed or overrides, or a ``reuse`` folder with no stage to give.
     """
     from flygnn.train import Trainer
 
@@ -264,10 +268,26 @@ def run_recipe(recipe: str | os.PathLike | dict | None, out: str | os.PathLike,
     configs = stage_configs(recipe, seed, overrides, out, where=f"recipe {recipe.get('name')!r}")
     if device is not None:
         configs = [c.with_overrides([f"device={device}"]) for c in configs]
+    n = len(configs)
+    if reuse is not None:
+        from flygnn.recipes.reuse import copy_stages, reusable_stages
+
+        if saved is not None:
+            raise ValueError("--reuse starts a new run; --resume continues one, not both")
+        dirs = [stage_dir(out, recipe, k) for k in range(n)]
+        taken, diff = reusable_stages(reuse, configs, dirs)
+        if taken == 0:
+            why = f"differs in {diff[:5]}" if diff else "is not finished"
+            raise ValueError(f"--reuse {str(reuse)!r}: nothing to take over; its first "
+                             f"stage {why}")
     out.mkdir(parents=True, exist_ok=True)
     if saved is None:
         atomic_write_text(saved_file, json.dumps(stored, indent=2) + "\n")
-    n = len(configs)
+    if reuse is not None:
+        copy_stages(reuse, configs, dirs, taken)
+        if progress:
+            names = ", ".join(s["name"] for s in recipe["stages"][:taken])
+            print(f"stages 1-{taken} ({names}) taken from {reuse}", flush=True)
     done = []
     for k, config in enumerate(configs):
         if stop_after is not None and k >= stop_after:
