@@ -91,3 +91,16 @@ def test_cli_reuse_needs_a_recipe_and_a_new_run(tmp_path, cache, earlier, capsys
     assert main(["train", "--config", str(out / "config.json"), "--out",
                  str(tmp_path / "single"), "--reuse", str(earlier)]) == 2
     assert "--reuse takes stages from a recipe run" in capsys.readouterr().err
+
+
+def test_the_same_recipe_takes_every_stage_and_trains_nothing(tmp_path, cache, earlier):
+    out = tmp_path / "copy"
+    metrics = run_recipe("tiny", out, overrides=[f"data.cache={cache}"], progress=False,
+                         reuse=earlier)
+    assert [s.get("reused_from") for s in metrics["stages"]] == \
+        [str((earlier / "stages" / f).resolve()) for f in ("0_network", "1_decoder")]
+    assert (out / "log.csv").read_text() == (earlier / "log.csv").read_text()
+    a, b = weights(earlier), weights(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    earlier_metrics = json.loads((earlier / "metrics.json").read_text())
+    assert metrics["train_time_s"] == earlier_metrics["train_time_s"]
